@@ -1,0 +1,43 @@
+# One task runner for the whole project. CI runs these same targets (.ci/run → make test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install protos check-protos lint test test-fast bench demo images clean
+
+install: $(STAMP)
+
+# Re-install when any requirement source changes.
+$(STAMP): pyproject.toml client/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q -e '.[serve,gateway,lstm,dev,bench]' -e './client[pandas]'
+	touch $(STAMP)
+
+protos: install
+	$(PY) scripts/gen_protos.py
+
+# Fails when the generated code differs from what protos/ produces.
+check-protos: install
+	$(PY) scripts/gen_protos.py --check
+
+lint: install
+	$(VENV)/bin/ruff check forecasting server client tests scripts bench
+
+test: install check-protos
+	$(VENV)/bin/pytest -ra
+
+bench: install
+	$(PY) -m bench.run_all
+
+demo: install
+	$(PY) scripts/demo.py
+
+images:
+	bash scripts/build_images.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache var .bench

@@ -1,0 +1,150 @@
+"""The versioned model directory (what SageMaker tars into model.tar.gz).
+
+Layout, schema version 1 (docs/artifact.md):
+
+    artifact.json          format, schema_version, final model, members, metadata
+    features.json          XGBoost feature order and types (the headerless-CSV contract)
+    encoders.json          category lists: code i of store_nbr / family is list[i]
+    history.parquet        the last ``lookback`` days of every series (date, store_nbr,
+                           family, sales, onpromotion): what recursive forecasts start from
+    history.json           the series order, the last date and the lookback of that table
+    zero_series.json       series that never sold: forecast as 0
+    evaluation.json        test-split scores of each member and the baseline
+    cleaning_report.json   every repair made to the input data
+    members/<name>/        one directory per member (member.json + its own files)
+
+Loading checks the format name and schema version, and names the file that is missing or
+damaged, so a foreign, old or corrupt artifact fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecasting import features
+from forecasting.errors import ArtifactError
+
+FORMAT = "retail-forecast-artifact"
+SCHEMA_VERSION = 1
+REQUIRED_FILES = ("artifact.json", "encoders.json", "history.parquet", "history.json",
+                  "zero_series.json",
+                  "evaluation.json", "cleaning_report.json", "features.json")
+
+
+@dataclass
+class SeriesTable:
+    """Series a model knows, with their recent history (rows are series)."""
+
+    store_nbr: np.ndarray
+    family: np.ndarray
+    sales: np.ndarray          # (n, lookback), NaN before a series began
+    promo: np.ndarray          # (n, lookback)
+    last_date: np.datetime64
+
+
+def write_json(path: Path, payload) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.ndarray,)):
+        return value.tolist()
+    return str(value)
+
+
+def save_history(path: Path, table: SeriesTable) -> None:
+    n, lookback = table.sales.shape
+    dates = table.last_date - np.arange(lookback - 1, -1, -1).astype("timedelta64[D]")
+    frame = pd.DataFrame({
+        "date": np.tile(dates, n).astype("datetime64[ns]"),
+        "store_nbr": np.repeat(table.store_nbr, lookback).astype(np.int32),
+        "family": np.repeat(table.family.astype(str), lookback),
+        "sales": table.sales.reshape(-1),
+        "onpromotion": table.promo.reshape(-1).astype(np.int32),
+    })
+    frame = frame[np.isfinite(frame["sales"].to_numpy())]
+    frame.to_parquet(path, index=False)
+    meta = {"last_date": str(table.last_date), "lookback": lookback,
+            "series": [[int(s), str(f)] for s, f in zip(table.store_nbr, table.family)]}
+    write_json(path.with_suffix(".json"), meta)
+
+
+def load_history(path: Path) -> SeriesTable:
+    meta = read_json(path.with_suffix(".json"))
+    lookback = int(meta["lookback"])
+    last_date = np.datetime64(meta["last_date"], "D")
+    series = meta["series"]
+    store = np.array([s for s, _ in series], dtype=np.int32)
+    family = np.array([f for _, f in series], dtype=object)
+    sales = np.full((len(series), lookback), np.nan)
+    promo = np.zeros((len(series), lookback), dtype=np.int32)
+    frame = pd.read_parquet(path)
+    if len(frame):
+        index = pd.MultiIndex.from_arrays([store, family.astype(str)])
+        rows = index.get_indexer(pd.MultiIndex.from_arrays(
+            [frame["store_nbr"].to_numpy(), frame["family"].astype(str).to_numpy()]))
+        cols = (lookback - 1 - (last_date - frame["date"].to_numpy().astype("datetime64[D]"))
+                .astype(np.int64))
+        ok = (rows >= 0) & (cols >= 0) & (cols < lookback)
+        sales[rows[ok], cols[ok]] = frame["sales"].to_numpy()[ok]
+        promo[rows[ok], cols[ok]] = frame["onpromotion"].to_numpy()[ok]
+    return SeriesTable(store, family, sales, promo, last_date)
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"model artifact is incomplete: {path.name} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"model artifact is damaged: {path.name} is not valid JSON "
+                            f"({exc})") from None
+
+
+def check(model_dir: str | os.PathLike) -> dict:
+    """Validate the directory's identity and version; return artifact.json."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise ArtifactError(f"model directory {str(root)!r} does not exist")
+    if not (root / "artifact.json").exists():
+        found = ", ".join(sorted(p.name for p in root.iterdir())[:8]) or "nothing"
+        raise ArtifactError(f"{str(root)!r} is not a retail-forecast model: artifact.json is "
+                            f"missing (found: {found})")
+    meta = read_json(root / "artifact.json")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{str(root)!r} is not a retail-forecast model "
+                            f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(f"model artifact schema version {version!r} is not supported "
+                            f"(this library reads version {SCHEMA_VERSION}); retrain the model")
+    for name in REQUIRED_FILES:
+        if not (root / name).exists():
+            raise ArtifactError(f"model artifact is incomplete: {name} is missing")
+    for name in meta.get("members", {}):
+        if not (root / "members" / name / "member.json").exists():
+            raise ArtifactError(f"model artifact is incomplete: members/{name}/member.json "
+                                f"is missing")
+    return meta
+
+
+def features_manifest() -> dict:
+    """features.json: the order and types of the ready-feature-row contract."""
+    return {
+        "features": list(features.FEATURES),
+        "types": list(features.FEATURE_TYPES),
+        "categorical_encoding": "store_nbr and family are codes: the position of the value "
+                                "in encoders.json",
+        "target": "lags and rolling means are on the model's target scale "
+                  "(log1p(sales) when log_target is true)",
+    }

@@ -1,0 +1,146 @@
+"""Cleaning store-sales history into a gap-free panel, with every repair counted.
+
+Rules (documented in docs/data.md):
+- Missing calendar days inside a series (the competition has no Dec 25) are filled with
+  sales 0 and onpromotion 0, from the series' first row to the last date of the data.
+- Leading zeros are trimmed per series: a store that opened late (or a family it started to
+  carry late) starts at its first sale.
+- Series that never sell are left out of training and forecast as 0.
+- Zero-sales training rows may be down-sampled, with weights 1/rate to compensate
+  (``downsample_zeros``), because the data is zero-inflated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Panel:
+    """Daily series stored back to back: rows of series i are ``offsets[i]:offsets[i+1]``.
+
+    Each series is contiguous in days (no gaps) and ends on the last day of the data.
+    ``day`` counts days since ``origin`` (the first date of the data).
+    """
+
+    origin: np.datetime64
+    store_nbr: np.ndarray       # per series, int32
+    family: np.ndarray          # per series, str (object)
+    offsets: np.ndarray         # n_series + 1, int64
+    day: np.ndarray             # per row, int32
+    sales: np.ndarray           # per row, float64
+    onpromotion: np.ndarray     # per row, int32
+    zero_series: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"store_nbr": pd.Series(dtype="int32"), "family": pd.Series(dtype="object")}))
+
+    @property
+    def n_series(self) -> int:
+        return len(self.store_nbr)
+
+    @property
+    def series_index(self) -> np.ndarray:
+        """Series number of each row."""
+        return np.repeat(np.arange(self.n_series, dtype=np.int32), np.diff(self.offsets))
+
+    @property
+    def position(self) -> np.ndarray:
+        """Position of each row inside its series (0 = first day)."""
+        return np.arange(len(self.day), dtype=np.int64) - np.repeat(
+            self.offsets[:-1], np.diff(self.offsets))
+
+    @property
+    def last_day(self) -> int:
+        return int(self.day.max()) if len(self.day) else 0
+
+    def dates(self, days: np.ndarray) -> np.ndarray:
+        return self.origin + days.astype("timedelta64[D]")
+
+
+def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
+    """Turn validated history rows into a ``Panel`` and the cleaning report."""
+    dates = frame["date"].to_numpy().astype("datetime64[D]")
+    origin = dates.min()
+    day = (dates - origin).astype(np.int64)
+    end = int(day.max())
+    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
+                                      np.asarray(frame["family"].astype(str))])
+    codes, uniques = pd.factorize(keys, sort=True)
+    n_series = len(uniques)
+    sales = frame["sales"].to_numpy(dtype=np.float64)
+    promo = frame["onpromotion"].to_numpy(dtype=np.int32)
+
+    first_row_day = np.full(n_series, end + 1, dtype=np.int64)
+    np.minimum.at(first_row_day, codes, day)
+    first_sale_day = np.full(n_series, end + 1, dtype=np.int64)
+    sold = sales > 0
+    np.minimum.at(first_sale_day, codes[sold], day[sold])
+    never = first_sale_day > end
+
+    store_all = uniques.get_level_values(0).to_numpy().astype(np.int32)
+    family_all = uniques.get_level_values(1).to_numpy().astype(object)
+    keep_series = ~never
+    new_code = np.full(n_series, -1, dtype=np.int64)
+    new_code[keep_series] = np.arange(keep_series.sum())
+    start = first_sale_day[keep_series]
+    lengths = end - start + 1
+    offsets = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+
+    total = int(offsets[-1])
+    out_day = (np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+               + np.repeat(start, lengths)).astype(np.int32)
+    out_sales = np.zeros(total, dtype=np.float64)
+    out_promo = np.zeros(total, dtype=np.int32)
+    row_series = new_code[codes]
+    keep_rows = (row_series >= 0)
+    keep_rows[keep_rows] = day[keep_rows] >= start[row_series[keep_rows]]
+    pos = offsets[row_series[keep_rows]] + day[keep_rows] - start[row_series[keep_rows]]
+    out_sales[pos] = sales[keep_rows]
+    out_promo[pos] = promo[keep_rows]
+    observed = np.zeros(total, dtype=bool)
+    observed[pos] = True
+
+    all_days = np.zeros(end + 1, dtype=bool)
+    all_days[day] = True
+    missing_everywhere = origin + np.flatnonzero(~all_days).astype("timedelta64[D]")
+    trimmed = keep_series & (first_sale_day > first_row_day)
+    report = {
+        "rows_in": int(len(frame)),
+        "series_in": int(n_series),
+        "filled_missing_days": int(total - observed.sum()),
+        "dates_missing_in_every_series": [str(d) for d in missing_everywhere[:50]],
+        "late_start_series_trimmed": int(trimmed.sum()),
+        "leading_zero_rows_trimmed": int((first_sale_day - first_row_day)[trimmed].sum()),
+        "never_selling_series": int(never.sum()),
+        "never_selling_rows_excluded": int(np.isin(codes, np.flatnonzero(never)).sum()),
+        "rows_out": total,
+        "series_out": int(keep_series.sum()),
+    }
+    panel = Panel(
+        origin=origin,
+        store_nbr=store_all[keep_series],
+        family=family_all[keep_series],
+        offsets=offsets,
+        day=out_day,
+        sales=out_sales,
+        onpromotion=out_promo,
+        zero_series=pd.DataFrame({"store_nbr": store_all[never], "family": family_all[never]}),
+    )
+    return panel, report
+
+
+def downsample_zeros(sales: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each zero-sales row with probability ``rate``; return (keep mask, sample weights).
+
+    Kept zero rows weigh ``1 / rate`` so the expected loss is unchanged.
+    """
+    weights = np.ones(len(sales), dtype=np.float32)
+    if rate >= 1.0:
+        return np.ones(len(sales), dtype=bool), weights
+    zero = sales == 0
+    keep = ~zero | (np.random.default_rng(seed).random(len(sales)) < rate)
+    weights[zero] = 1.0 / rate
+    return keep, weights

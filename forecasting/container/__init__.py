@@ -1,0 +1,1 @@
+"""The SageMaker "bring your own container" entrypoints: ``train`` and ``serve``."""

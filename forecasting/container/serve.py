@@ -1,0 +1,207 @@
+"""``serve``: the SageMaker hosting entrypoint (``docker run IMAGE serve``).
+
+A gunicorn server (worker processes, not a development server) on port 8080 or
+``$SAGEMAKER_BIND_TO_PORT``. Each worker loads the model from /opt/ml/model once, before it
+takes requests; a model that fails to load stops the server. Routes:
+
+- ``GET /ping``: 200 once the model is loaded.
+- ``POST /invocations``:
+  - ``application/json``: future rows, columnar ``{"date": [...], "store_nbr": [...],
+    "family": [...], "onpromotion": [...]}``, or ``{"instances": [{...}, ...]}``, or a list
+    of row objects. Answer: ``{"predictions": [...]}``, one per row, in order.
+  - ``text/csv`` with a header row naming ``date``: future rows. Answer: one forecast a line.
+  - ``text/csv`` without a header: the built-in XGBoost convention, one ready feature row per
+    line in ``features.json`` order. Answer: one forecast a line.
+  ``Accept: application/json`` or ``text/csv`` picks the answer's format.
+
+Status codes: 400 bad input, 413 body over 6 MB, 415 unsupported content type, 500 our bug;
+every error body is JSON ``{"error": ..., "type": ...}``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+
+import numpy as np
+import pandas as pd
+from flask import Flask, Response, request
+
+from forecasting.container.env import MAX_BODY_BYTES, ServingEnv
+from forecasting.errors import ArtifactError, UserError
+from forecasting.predictor import Predictor
+from forecasting.schema import read_table, validate_future
+
+log = logging.getLogger("forecasting.serve")
+JSON = "application/json"
+CSV = "text/csv"
+
+
+class RequestError(Exception):
+    """An HTTP-level problem with a status of its own (413, 415)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_json(body: bytes) -> pd.DataFrame:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"body is not valid JSON: {exc}") from None
+    if isinstance(payload, dict) and "instances" in payload:
+        payload = payload["instances"]
+    if isinstance(payload, list):
+        if not all(isinstance(r, dict) for r in payload):
+            raise UserError("a JSON list must hold row objects like "
+                            '{"date": "2017-08-16", "store_nbr": 1, "family": "BEVERAGES"}')
+        return pd.DataFrame.from_records(payload)
+    if isinstance(payload, dict):
+        lengths = {k: len(v) for k, v in payload.items() if isinstance(v, list)}
+        if len(lengths) != len(payload) or len(set(lengths.values())) > 1:
+            raise UserError("a JSON object must map each column to a list, all of one length")
+        return pd.DataFrame(payload)
+    raise UserError("JSON body must be an object of columns, {\"instances\": [...]}, or a list")
+
+
+def parse_feature_rows(body: bytes) -> np.ndarray:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"body is not UTF-8 text (byte {exc.start})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise UserError("body is empty")
+    try:
+        return np.array([[float(v) if v.strip() else np.nan for v in ln.split(",")]
+                         for ln in lines], dtype=np.float32)
+    except ValueError:
+        for number, ln in enumerate(lines, 1):
+            try:
+                [float(v) for v in ln.split(",") if v.strip()]
+            except ValueError:
+                raise UserError(f"line {number}: feature rows must be numbers (a CSV with "
+                                f"future rows needs a header naming date, store_nbr, "
+                                f"family)") from None
+        raise
+
+
+def _is_header_csv(body: bytes) -> bool:
+    first = body.split(b"\n", 1)[0].lower()
+    return b"date" in first and b"store_nbr" in first
+
+
+def format_answer(values: np.ndarray, accept: str, content_type: str) -> Response:
+    wanted = accept if accept in (JSON, CSV) else content_type
+    if wanted == CSV:
+        body = "\n".join(repr(float(v)) for v in values) + "\n"
+        return Response(body, mimetype=CSV)
+    return Response(json.dumps({"predictions": values.tolist()}), mimetype=JSON)
+
+
+def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
+    """The WSGI app. Loads the model now: a worker never serves without one."""
+    app = Flask("forecasting-serve")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    model = predictor or Predictor.load(model_dir or ServingEnv.from_environ().model_dir)
+
+    def error(status: int, message: str, kind: str) -> Response:
+        return Response(json.dumps({"error": message, "type": kind}), status=status,
+                        mimetype=JSON)
+
+    @app.get("/ping")
+    def ping():
+        return Response(json.dumps({"status": "ok", "model_end": str(model.last_date)}),
+                        mimetype=JSON)
+
+    @app.post("/invocations")
+    def invocations():
+        content_type = (request.mimetype or "").lower()
+        # The answer's format: what Accept asks for, else the request's own type.
+        order = [CSV, JSON] if content_type == CSV else [JSON, CSV]
+        accept = request.accept_mimetypes.best_match(order) or ""
+        try:
+            if request.content_length and request.content_length > MAX_BODY_BYTES:
+                raise RequestError(413, f"body is {request.content_length} bytes; the limit "
+                                        f"is {MAX_BODY_BYTES}")
+            body = request.get_data(cache=False)
+            if content_type == JSON:
+                values = model.predict(parse_json(body))
+            elif content_type == CSV:
+                if _is_header_csv(body):
+                    values = model.predict(validate_future(read_table(body))[0])
+                else:
+                    values = model.predict_feature_rows(parse_feature_rows(body))
+            else:
+                raise RequestError(415, f"content type {content_type or 'none'!r} is not "
+                                        f"supported; use {JSON} or {CSV}")
+            return format_answer(values, accept, content_type)
+        except RequestError as exc:
+            return error(exc.status, str(exc), "RequestError")
+        except UserError as exc:
+            return error(400, str(exc), type(exc).__name__)
+        except Exception:  # noqa: BLE001 - the boundary: log it, answer 500
+            log.exception("invocation failed")
+            return error(500, "internal error while forecasting; see the server log",
+                         "InternalError")
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return error(413, f"body is over the limit of {MAX_BODY_BYTES} bytes", "RequestError")
+
+    @app.errorhandler(404)
+    def not_found(_):
+        return error(404, f"no route {request.method} {request.path}; use GET /ping or "
+                          f"POST /invocations", "NotFound")
+
+    @app.errorhandler(405)
+    def not_allowed(_):
+        return error(405, f"{request.method} is not allowed on {request.path}", "NotAllowed")
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``serve``: run gunicorn with ``$SAGEMAKER_MODEL_SERVER_WORKERS`` workers."""
+    from gunicorn.app.base import BaseApplication
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    env = ServingEnv.from_environ()
+    try:  # fail fast, before forking workers, with a readable reason
+        from forecasting.artifact import check
+        check(env.model_dir)
+    except ArtifactError as exc:
+        print(f"serve: cannot load the model: {exc}", file=sys.stderr, flush=True)
+        return _exit(argv, 1)
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{env.host}:{env.port}")
+            self.cfg.set("workers", env.workers)
+            self.cfg.set("timeout", env.timeout)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("limit_request_line", 8190)
+
+        def load(self):
+            return create_app(env.model_dir)
+
+    print(f"serving {env.model_dir} on {env.host}:{env.port} with {env.workers} worker(s)",
+          flush=True)
+    Server().run()
+    return _exit(argv, 0)
+
+
+def _exit(argv, code: int) -> int:
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

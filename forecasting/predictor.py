@@ -1,0 +1,108 @@
+"""A loaded model that answers forecasts: used by the inference container and the gateway.
+
+Load once per process (``Predictor.load``); ``predict*`` calls are thread-safe (XGBoost's
+``inplace_predict`` is, and nothing else mutates state).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecasting import artifact, features
+from forecasting.errors import ArtifactError, ForecastRequestError
+from forecasting.forecast import SeriesLookup, build_grid, gather
+from forecasting.history import ForecastInput
+from forecasting.models import member_class
+from forecasting.schema import validate_future
+
+
+class Predictor:
+    """Forecasts from one model artifact."""
+
+    def __init__(self, model_dir: Path, metadata: dict, members: dict, encoders: dict,
+                 history: artifact.SeriesTable, zero_series: list, evaluation: dict):
+        self.model_dir = model_dir
+        self.metadata = metadata
+        self.members = members
+        self.final = members[metadata["final_model"]]
+        self.evaluation = evaluation
+        self.history = history
+        self.encoders = encoders
+        stores = np.asarray(encoders["store_nbr"], dtype=np.int64)
+        families = np.asarray(encoders["family"], dtype=str)
+        self.store_code = np.searchsorted(stores, history.store_nbr).astype(np.int32)
+        self.family_code = np.searchsorted(families, history.family.astype(str)).astype(np.int32)
+        zero_store = np.array([s for s, _ in zero_series], dtype=np.int64)
+        zero_family = np.array([f for _, f in zero_series], dtype=str)
+        self.lookup = SeriesLookup.build(history.store_nbr, history.family.astype(str),
+                                         zero_store, zero_family)
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike) -> "Predictor":
+        """Check and load an artifact directory; ``ArtifactError`` when it is not usable."""
+        root = Path(model_dir)
+        meta = artifact.check(root)
+        try:
+            members: dict = {}
+            for name, info in meta["members"].items():
+                member_meta = artifact.read_json(root / "members" / name / "member.json")
+                cls_ = member_class(info["kind"])
+                if info["kind"] == "hybrid":
+                    members[name] = cls_.load(root / "members" / name, member_meta, members)
+                else:
+                    members[name] = cls_.load(root / "members" / name, member_meta)
+            history = artifact.load_history(root / "history.parquet")
+            return cls(root, meta, members, artifact.read_json(root / "encoders.json"), history,
+                       artifact.read_json(root / "zero_series.json"),
+                       artifact.read_json(root / "evaluation.json"))
+        except ArtifactError:
+            raise
+        except Exception as exc:  # a damaged member file, parquet, ...
+            raise ArtifactError(f"model artifact in {str(root)!r} cannot be loaded: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    @property
+    def last_date(self) -> np.datetime64:
+        """The last day of the training history; forecasts start the day after."""
+        return self.history.last_date
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(features.FEATURES)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Forecasts for future rows (date, store_nbr, family[, onpromotion]), in row order."""
+        rows, _ = validate_future(frame)
+        return self.predict_columns(rows["date"].to_numpy(), rows["store_nbr"].to_numpy(),
+                                    rows["family"].astype(str).to_numpy(),
+                                    rows["onpromotion"].to_numpy())
+
+    def predict_columns(self, date, store_nbr, family, onpromotion=None) -> np.ndarray:
+        """Columnar fast path: equal-length arrays in, float64 forecasts out, in order."""
+        grid = build_grid(self.lookup, self.last_date, date, store_nbr, family, onpromotion)
+        if len(grid.series) == 0:
+            return gather(grid, np.zeros((0, 0)))
+        s = grid.series
+        dates = self.last_date + np.arange(1, grid.horizon + 1).astype("timedelta64[D]")
+        inp = ForecastInput(self.history.sales[s], self.history.promo[s], self.store_code[s],
+                            self.family_code[s], dates, grid.promo)
+        return gather(grid, self.final.forecast(inp))
+
+    def predict_feature_rows(self, matrix: np.ndarray) -> np.ndarray:
+        """The built-in XGBoost convention: ready rows in ``features.json`` order -> sales."""
+        member = self.members.get("xgboost")
+        if member is None:
+            raise ForecastRequestError("content type", "ready feature rows (headerless CSV) "
+                                       "need a model with an XGBoost member")
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != len(features.FEATURES):
+            width = matrix.shape[1] if matrix.ndim == 2 else 0
+            raise ForecastRequestError(
+                "features", f"each row needs {len(features.FEATURES)} values "
+                            f"({', '.join(features.FEATURES)}), got {width}")
+        from forecasting.models.base import from_target
+        return from_target(member.predict_features(matrix), member.log_target).astype(np.float64)

@@ -1,0 +1,194 @@
+"""The training pipeline: history rows in, a versioned model directory out.
+
+validate → clean → split by date → fit the members → forecast the test days recursively
+from the origin → evaluate against the seasonal-naive baseline → save the artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecasting import __version__, artifact, metrics
+from forecasting.cleaning import Panel, clean, downsample_zeros
+from forecasting.history import panel_forecast_input, panel_window
+from forecasting.hyperparameters import Hyperparameters, parse
+from forecasting.models import member_class
+from forecasting.models.base import TrainingData
+from forecasting.schema import Source, read_table, validate_history
+from forecasting.splits import split_by_date
+
+# Which members each model_kind trains, in order; the last one is the final model.
+MEMBERS_OF_KIND = {"xgboost": ("xgboost",), "lstm": ("lstm",),
+                   "hybrid": ("xgboost", "lstm", "hybrid")}
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def progress_line(stage: str, fraction: float) -> str:
+    """The progress line the gateway parses: ``progress stage=<name> fraction=<0..1>``."""
+    return f"progress stage={stage} fraction={fraction:.3f}"
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model and everything the artifact needs."""
+
+    hp: Hyperparameters
+    members: dict
+    final: str
+    encoders: dict
+    history: artifact.SeriesTable
+    zero_series: pd.DataFrame
+    evaluation: dict
+    cleaning_report: dict
+    metadata: dict
+
+    def save(self, model_dir: str | Path) -> Path:
+        """Write the artifact (docs/artifact.md) into ``model_dir``."""
+        root = Path(model_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        for name, member in self.members.items():
+            member.save(root / "members" / name)
+        artifact.write_json(root / "encoders.json", self.encoders)
+        artifact.write_json(root / "features.json", artifact.features_manifest())
+        artifact.save_history(root / "history.parquet", self.history)
+        artifact.write_json(root / "zero_series.json", [
+            [int(s), str(f)] for s, f in zip(self.zero_series["store_nbr"],
+                                             self.zero_series["family"])])
+        artifact.write_json(root / "evaluation.json", self.evaluation)
+        artifact.write_json(root / "cleaning_report.json", self.cleaning_report)
+        artifact.write_json(root / "artifact.json", self.metadata)  # last: marks completeness
+        return root
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """A content hash of the validated rows, the same for CSV and Parquet of the same data."""
+    hashed = pd.util.hash_pandas_object(frame[["date", "store_nbr", "family", "sales",
+                                               "onpromotion"]], index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
+
+
+def train(
+    source: Source,
+    hyperparameters: dict | Hyperparameters | None = None,
+    *,
+    extra_sources: tuple[Source, ...] = (),
+    log: Callable[[str], None] = _print,
+) -> TrainedModel:
+    """Run the whole pipeline. Raises ``UserError`` subclasses for bad data or settings."""
+    started = time.perf_counter()
+    hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else parse(
+        hyperparameters)
+
+    def progress(stage: str, fraction: float) -> None:
+        log(progress_line(stage, fraction))
+
+    progress("validate", 0.0)
+    frame, schema_report = validate_history(read_table(source))
+    for extra in extra_sources:   # e.g. a SageMaker `validation` channel: more history rows
+        more, _ = validate_history(read_table(extra))
+        frame, _ = validate_history(pd.concat([frame, more], ignore_index=True))
+    progress("clean", 0.05)
+    panel, cleaning_report = clean(frame)
+    cleaning_report = {"schema": schema_report, **cleaning_report}
+    split = split_by_date(panel.last_day, hp.horizon)
+
+    stores = np.unique(np.concatenate([panel.store_nbr,
+                                       panel.zero_series["store_nbr"].to_numpy(np.int32)]))
+    families = np.unique(np.concatenate([panel.family.astype(str),
+                                         panel.zero_series["family"].to_numpy(str)]))
+    store_code = np.searchsorted(stores, panel.store_nbr).astype(np.int32)
+    family_code = np.searchsorted(families, panel.family.astype(str)).astype(np.int32)
+    keep, weight = downsample_zeros(panel.sales, hp.zero_sample_rate, hp.seed)
+    train_rows = panel.day <= split.train_end
+    cleaning_report["zero_rows_downsampled_out"] = int((~keep & train_rows).sum())
+    cleaning_report["zero_sample_rate"] = hp.zero_sample_rate
+
+    data = TrainingData(panel, split, store_code, family_code, len(stores), len(families),
+                        keep, weight, hp, log, progress)
+    kinds = MEMBERS_OF_KIND[hp.model_kind]
+    members: dict = {}
+    summaries: dict = {}
+    for kind in kinds:
+        cls = member_class(kind)
+        if kind == "hybrid":
+            member = cls.blend(members, data)
+        else:
+            member = cls()
+        summaries[kind] = member.fit(data)
+        members[kind] = member
+
+    progress("evaluate", 0.9)
+    evaluation = _evaluate(panel, split, members, store_code, family_code, hp.horizon)
+    evaluation["final_model"] = kinds[-1]
+    for line in metrics.metric_lines(evaluation):
+        log(line)
+
+    lookback = max(m.lookback for m in members.values())
+    sales_tail, promo_tail = panel_window(panel, panel.last_day, lookback)
+    history = artifact.SeriesTable(panel.store_nbr, panel.family, sales_tail, promo_tail,
+                                   panel.dates(np.array([panel.last_day]))[0])
+    first = panel.origin
+    metadata = {
+        "format": artifact.FORMAT,
+        "schema_version": artifact.SCHEMA_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "final_model": kinds[-1],
+        "members": {k: {"kind": k, "path": f"members/{k}", **summaries[k]} for k in kinds},
+        "lookback": lookback,
+        "hyperparameters": hp.as_strings(),
+        "data": {
+            "start": str(first),
+            "end": str(history.last_date),
+            "rows": int(len(frame)),
+            "series": int(panel.n_series + len(panel.zero_series)),
+            "trained_series": int(panel.n_series),
+            "sha256": data_hash(frame),
+        },
+        "split": {"train_end": str(panel.dates(np.array([split.train_end]))[0]),
+                  "validation_end": str(panel.dates(np.array([split.valid_end]))[0]),
+                  "test_end": str(history.last_date), "horizon": hp.horizon},
+        "library_versions": _versions(),
+        "training_seconds": round(time.perf_counter() - started, 3),
+    }
+    progress("done", 1.0)
+    return TrainedModel(hp, members, kinds[-1], {"store_nbr": stores.tolist(),
+                                                 "family": families.tolist()},
+                        history, panel.zero_series, evaluation, cleaning_report, metadata)
+
+
+def _evaluate(panel: Panel, split, members: dict, store_code, family_code, horizon) -> dict:
+    lookback = max(m.lookback for m in members.values())
+    inp = panel_forecast_input(panel, split.valid_end, horizon, lookback, store_code,
+                               family_code)
+    forecasts = {name: m.forecast(inp) for name, m in members.items()}
+    actual = np.nan_to_num(panel_window(panel, split.test_end, horizon)[0], nan=0.0)
+    baseline = metrics.seasonal_naive(inp.sales, horizon)
+    evaluation = metrics.evaluate(forecasts, baseline, actual, panel.family)
+    dates = panel.dates(np.array([split.valid_end, split.valid_end + 1, split.test_end]))
+    return {"horizon": horizon, "origin": str(dates[0]), "test_start": str(dates[1]),
+            "test_end": str(dates[2]), "series": int(panel.n_series), **evaluation}
+
+
+def _versions() -> dict:
+    import sklearn
+    import xgboost
+
+    out = {"forecasting": __version__, "python": platform.python_version(),
+           "numpy": np.__version__, "pandas": pd.__version__, "xgboost": xgboost.__version__,
+           "scikit-learn": sklearn.__version__}
+    if "tensorflow" in sys.modules:
+        out["tensorflow"] = sys.modules["tensorflow"].__version__
+    return out
