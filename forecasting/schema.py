@@ -99,7 +99,7 @@ def load_history(source: Source) -> tuple[pd.DataFrame, dict]:
 
 
 def _validate(raw: pd.DataFrame, required: tuple[str, ...], with_sales: bool):
-    raw = raw.rename(columns=lambda c: str(c).strip())
+    raw = raw.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
     missing = [c for c in required if c not in raw.columns]
     if missing:
         found = ", ".join(map(str, raw.columns[:12])) or "no columns"

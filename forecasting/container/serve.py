@@ -94,6 +94,16 @@ def _is_header_csv(body: bytes) -> bool:
     return b"date" in first and b"store_nbr" in first
 
 
+def _drain(stream, length: int, limit: int = 8 * MAX_BODY_BYTES) -> None:
+    """Read and drop an oversized body so the client sees the 413, not a reset connection."""
+    left = min(length, limit)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
 def format_answer(values: np.ndarray, accept: str, content_type: str) -> Response:
     wanted = accept if accept in (JSON, CSV) else content_type
     if wanted == CSV:
@@ -125,6 +135,7 @@ def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
         accept = request.accept_mimetypes.best_match(order) or ""
         try:
             if request.content_length and request.content_length > MAX_BODY_BYTES:
+                _drain(request.environ["wsgi.input"], request.content_length)
                 raise RequestError(413, f"body is {request.content_length} bytes; the limit "
                                         f"is {MAX_BODY_BYTES}")
             body = request.get_data(cache=False)

@@ -1,0 +1,91 @@
+"""Recursive forecasting: fed the true values, the step-by-step forecast equals one-step
+prediction on true lags; fed its own predictions, it needs no lag from the caller."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting import features
+from forecasting.cleaning import clean
+from forecasting.errors import ForecastRequestError
+from forecasting.history import panel_window
+from forecasting.models.base import to_target
+from forecasting.predictor import Predictor
+from forecasting.schema import validate_history
+
+
+def test_step_by_step_with_true_values_equals_one_step_prediction(trained, small_frame):
+    member = trained.members["xgboost"]
+    panel, _ = clean(validate_history(small_frame)[0])
+    codes_s = np.searchsorted(trained.encoders["store_nbr"], panel.store_nbr)
+    codes_f = np.searchsorted(trained.encoders["family"], panel.family.astype(str))
+    y = to_target(panel.sales, True)
+    X = features.training_matrix(y, panel.offsets, panel.dates(panel.day), panel.onpromotion,
+                                 codes_s, codes_f)
+    one_step = member.predict_features(X)
+    origin, days = panel.last_day - 10, 10
+    sales, _ = panel_window(panel, origin, features.LOOKBACK)
+    tail = to_target(sales, True)
+    for d in range(1, days + 1):
+        day = origin + d
+        rows = panel.offsets[:-1] + (day - panel.day[panel.offsets[:-1]])
+        step = features.step_matrix(tail, panel.dates(np.array([day]))[0],
+                                    panel.onpromotion[rows], codes_s, codes_f)
+        np.testing.assert_allclose(member.predict_features(step), one_step[rows], rtol=1e-5)
+        tail = np.concatenate([tail[:, 1:], y[rows][:, None]], axis=1)   # feed the truth
+
+
+def future(predictor, days=16, promo=0):
+    dates = pd.date_range(str(predictor.last_date + np.timedelta64(1, "D")), periods=days)
+    series = list(zip(predictor.history.store_nbr, predictor.history.family))
+    return pd.DataFrame([(d.strftime("%Y-%m-%d"), s, f, promo) for d in dates for s, f in series],
+                        columns=["date", "store_nbr", "family", "onpromotion"])
+
+
+def test_forecast_answers_every_row_in_order(model_dir):
+    p = Predictor.load(model_dir)
+    rows = future(p)
+    values = p.predict(rows)
+    assert values.shape == (len(rows),) and np.isfinite(values).all() and (values >= 0).all()
+    shuffled = rows.sample(frac=1.0, random_state=0)
+    np.testing.assert_allclose(p.predict(shuffled), values[shuffled.index.to_numpy()])
+
+
+def test_a_subset_of_days_gets_the_same_answer_as_the_full_horizon(model_dir):
+    p = Predictor.load(model_dir)
+    rows = future(p, days=16)
+    full = p.predict(rows)
+    last_day = rows[rows["date"] == rows["date"].max()]
+    np.testing.assert_allclose(p.predict(last_day), full[last_day.index.to_numpy()])
+
+
+def test_promotions_lift_the_forecast_and_later_days(model_dir):
+    p = Predictor.load(model_dir)
+    base = p.predict(future(p, days=3, promo=0))
+    promo = p.predict(future(p, days=3, promo=40))
+    assert promo.sum() > base.sum()
+
+
+def test_unknown_series_and_dates_inside_history_are_rejected(model_dir):
+    p = Predictor.load(model_dir)
+    end = str(p.last_date)
+    with pytest.raises(ForecastRequestError, match=r"unknown series \(store_nbr=99.*rows 2\)"):
+        p.predict_columns(["2017-08-16"] * 2, [1, 99], ["AUTOMOTIVE"] * 2, [0, 0])
+    with pytest.raises(ForecastRequestError, match=f"end of the model's history \\({end}\\)"):
+        p.predict_columns([end], [1], ["AUTOMOTIVE"], [0])
+    with pytest.raises(ForecastRequestError, match="more than 366 days"):
+        p.predict_columns(["2019-01-01"], [1], ["AUTOMOTIVE"], [0])
+    with pytest.raises(ForecastRequestError, match="YYYY-MM-DD"):
+        p.predict_columns(["16/08/2017"], [1], ["AUTOMOTIVE"], [0])
+    with pytest.raises(ForecastRequestError, match="only once"):
+        p.predict_columns(["2017-08-16"] * 2, [1, 1], ["AUTOMOTIVE"] * 2, [0, 1])
+
+
+def test_never_selling_series_are_forecast_as_zero(small_frame, tmp_path):
+    from forecasting import training
+    frame = small_frame.copy()
+    frame.loc[(frame.store_nbr == 2) & (frame.family == "BEAUTY"), "sales"] = 0.0
+    model = training.train(frame, {"num_round": "20"}, log=lambda _: None)
+    p = Predictor.load(model.save(tmp_path / "m"))
+    out = p.predict_columns(["2017-08-16", "2017-08-16"], [2, 1], ["BEAUTY", "BEAUTY"], [5, 0])
+    assert out[0] == 0.0 and out[1] > 0
