@@ -65,10 +65,8 @@ def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
     origin = dates.min()
     day = (dates - origin).astype(np.int64)
     end = int(day.max())
-    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
-                                      np.asarray(frame["family"].astype(str))])
-    codes, uniques = pd.factorize(keys, sort=True)
-    n_series = len(uniques)
+    codes, store_all, family_all = _series_codes(frame)
+    n_series = len(store_all)
     sales = frame["sales"].to_numpy(dtype=np.float64)
     promo = frame["onpromotion"].to_numpy(dtype=np.int32)
 
@@ -79,8 +77,6 @@ def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
     np.minimum.at(first_sale_day, codes[sold], day[sold])
     never = first_sale_day > end
 
-    store_all = uniques.get_level_values(0).to_numpy().astype(np.int32)
-    family_all = uniques.get_level_values(1).to_numpy().astype(object)
     keep_series = ~never
     new_code = np.full(n_series, -1, dtype=np.int64)
     new_code[keep_series] = np.arange(keep_series.sum())
@@ -115,7 +111,7 @@ def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
         "late_start_series_trimmed": int(trimmed.sum()),
         "leading_zero_rows_trimmed": int((first_sale_day - first_row_day)[trimmed].sum()),
         "never_selling_series": int(never.sum()),
-        "never_selling_rows_excluded": int(np.isin(codes, np.flatnonzero(never)).sum()),
+        "never_selling_rows_excluded": int(never[codes].sum()),
         "rows_out": total,
         "series_out": int(keep_series.sum()),
     }
@@ -130,6 +126,22 @@ def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
         zero_series=pd.DataFrame({"store_nbr": store_all[never], "family": family_all[never]}),
     )
     return panel, report
+
+
+def _series_codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Series number per row, sorted by (store_nbr, family), without building 3M strings."""
+    family = frame["family"]
+    if not isinstance(family.dtype, pd.CategoricalDtype):
+        family = family.astype("category")
+    names = np.asarray(family.cat.categories.astype(str), dtype=object)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(names, kind="stable")] = np.arange(len(names))
+    fam = rank[family.cat.codes.to_numpy()]
+    key = frame["store_nbr"].to_numpy().astype(np.int64) * len(names) + fam
+    unique_keys, codes = np.unique(key, return_inverse=True)
+    store_all = (unique_keys // len(names)).astype(np.int32)
+    family_all = np.sort(names)[unique_keys % len(names)]
+    return codes.astype(np.int64), store_all, family_all
 
 
 def downsample_zeros(sales: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,43 @@
+"""Run one benchmark side in a fresh ``spawn`` interpreter, so its peak memory is its own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+
+def _entry(fn: Callable[..., dict], args: tuple, send) -> None:
+    try:
+        result = fn(*args)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        send.send(("ok", result))
+    except BaseException:  # noqa: BLE001 - report any failure to the parent
+        send.send(("error", traceback.format_exc()))
+    finally:
+        send.close()
+
+
+def run_in_child(fn: Callable[..., dict], *args: Any, timeout: float = 3600) -> dict:
+    """Call ``fn(*args)`` (a module-level function returning a dict) in a spawn child.
+
+    The result gains ``peak_rss_mb``: the child's peak resident memory.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_entry, args=(fn, args, send))
+    proc.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            raise TimeoutError(f"{fn.__name__} took more than {timeout:.0f}s")
+        status, payload = receive.recv()
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__} failed in its child process:\n{payload}")
+    return payload

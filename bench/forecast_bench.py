@@ -1,0 +1,212 @@
+"""The forecasting core beside Nixtla's mlforecast, on the same rows, features and XGBoost
+settings, in one run.
+
+Both sides get the history (every row but the last ``horizon`` days) and forecast the last
+``horizon`` days recursively for every series, with the real ``onpromotion`` of those days.
+Measured per side, each in its own spawn child (so peak memory is its own):
+
+- featurize: ours = validate + clean + feature matrix; mlforecast = ``preprocess``;
+- featurize + fit: ours = ``training.train`` (which also evaluates on its own test split);
+  mlforecast = ``fit``. Both fit the same number of boosting rounds with the same settings;
+- predict: the recursive forecast of all series x ``horizon`` days (ours through
+  ``Predictor.load`` + ``predict_columns``, mlforecast through ``predict``);
+- peak RSS of the child, and RMSLE on the held-out days (the seasonal-naive baseline too).
+
+    python -m bench.forecast_bench [--small] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.child import run_in_child
+
+XGB = {"eta": 0.1, "max_depth": 8, "subsample": 0.8, "colsample_bytree": 0.8,
+       "min_child_weight": 1.0, "max_bin": 256, "max_cat_to_onehot": 1, "seed": 42}
+
+
+def _split(path: str, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = pd.read_parquet(path)
+    cutoff = sorted(frame["date"].unique())[-horizon]
+    return frame[frame["date"] < cutoff].reset_index(drop=True), \
+        frame[frame["date"] >= cutoff].reset_index(drop=True)
+
+
+def ours(path: str, horizon: int, rounds: int, nthread: int) -> dict:
+    """Our side: every step through the library's public functions."""
+    from forecasting import features, training
+    from forecasting.cleaning import clean
+    from forecasting.models.base import to_target
+    from forecasting.predictor import Predictor
+    from forecasting.schema import validate_history
+
+    history, test = _split(path, horizon)
+    t = time.perf_counter()
+    frame, _ = validate_history(history)
+    panel, _ = clean(frame)
+    codes = np.zeros(panel.n_series, dtype=np.int32)
+    X = features.training_matrix(to_target(panel.sales, True), panel.offsets,
+                                 panel.dates(panel.day), panel.onpromotion, codes, codes)
+    featurize = time.perf_counter() - t
+    del X, frame, panel
+    hp = {**{k: str(v) for k, v in XGB.items()}, "num_round": str(rounds),
+          "early_stopping_rounds": str(rounds), "nthread": str(nthread),
+          "horizon": str(horizon)}
+    t = time.perf_counter()
+    model = training.train(history, hp, log=lambda _: None)
+    fit = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        del model
+        predictor = Predictor.load(tmp)
+        t = time.perf_counter()
+        forecast = predictor.predict_columns(test["date"].to_numpy(), test["store_nbr"].to_numpy(),
+                                             test["family"].to_numpy(),
+                                             test["onpromotion"].to_numpy())
+        predict = time.perf_counter() - t
+    return {"featurize_s": featurize, "featurize_fit_s": fit, "predict_s": predict,
+            "rmsle": _rmsle(forecast, test["sales"].to_numpy())}
+
+
+def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
+    """mlforecast with the same lags, rolling means, calendar, promotions and categoricals."""
+    import xgboost as xgb
+    from mlforecast import MLForecast
+    from mlforecast.lag_transforms import RollingMean
+    from mlforecast.target_transforms import GlobalSklearnTransformer
+    from sklearn.preprocessing import FunctionTransformer
+
+    history, test = _split(path, horizon)
+
+    def long(frame: pd.DataFrame, with_y: bool) -> pd.DataFrame:
+        out = pd.DataFrame({
+            "unique_id": frame["store_nbr"].astype(str) + "/" + frame["family"].astype(str),
+            "ds": pd.to_datetime(frame["date"]),
+            "onpromotion": frame["onpromotion"].astype("int32"),
+        })
+        if with_y:
+            out["y"] = frame["sales"].astype("float64")
+            out["store_nbr"] = frame["store_nbr"].astype("category")
+            out["family"] = frame["family"].astype("category")
+        return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+
+    def fill(frame: pd.DataFrame) -> pd.DataFrame:
+        """mlforecast needs gap-free series: add the missing days (Dec 25) with zero sales,
+        as our cleaning does. Timed as part of the peer's featurize and fit."""
+        from utilsforecast.preprocessing import fill_gaps
+        full = fill_gaps(frame[["unique_id", "ds"]], freq="D", start="per_serie", end="global")
+        full = full.merge(frame, on=["unique_id", "ds"], how="left")
+        full[["y", "onpromotion"]] = full[["y", "onpromotion"]].fillna(0)
+        static = frame.drop_duplicates("unique_id").set_index("unique_id")
+        for col in ("store_nbr", "family"):
+            full[col] = pd.Categorical(full["unique_id"].map(static[col]).astype(str)
+                                       if col == "family" else full["unique_id"].map(
+                                           static[col]).astype(int),
+                                       categories=frame[col].cat.categories)
+        return full
+
+    raw_df, future = long(history, True), long(test, False)
+    model = xgb.XGBRegressor(
+        n_estimators=rounds, learning_rate=XGB["eta"], max_depth=XGB["max_depth"],
+        subsample=XGB["subsample"], colsample_bytree=XGB["colsample_bytree"],
+        min_child_weight=XGB["min_child_weight"], max_bin=XGB["max_bin"],
+        max_cat_to_onehot=XGB["max_cat_to_onehot"], tree_method="hist",
+        enable_categorical=True, n_jobs=nthread, random_state=XGB["seed"])
+
+    def make() -> MLForecast:
+        return MLForecast(
+            models={"xgb": model}, freq="D", lags=[1, 7, 14],
+            lag_transforms={1: [RollingMean(window_size=7), RollingMean(window_size=14)]},
+            date_features=["dayofweek", "month", "year"],
+            target_transforms=[GlobalSklearnTransformer(
+                FunctionTransformer(np.log1p, np.expm1))],
+            num_threads=nthread)
+
+    t = time.perf_counter()
+    make().preprocess(fill(raw_df), static_features=["store_nbr", "family"])
+    featurize = time.perf_counter() - t
+    fcst = make()
+    t = time.perf_counter()
+    fcst.fit(fill(raw_df), static_features=["store_nbr", "family"])
+    fit = time.perf_counter() - t
+    t = time.perf_counter()
+    out = fcst.predict(h=horizon, X_df=future)
+    predict = time.perf_counter() - t
+    key = test["store_nbr"].astype(str) + "/" + test["family"].astype(str)
+    joined = pd.DataFrame({"unique_id": key, "ds": pd.to_datetime(test["date"])}).merge(
+        out, on=["unique_id", "ds"], how="left")
+    return {"featurize_s": featurize, "featurize_fit_s": fit, "predict_s": predict,
+            "rmsle": _rmsle(joined["xgb"].to_numpy(), test["sales"].to_numpy())}
+
+
+def baseline(path: str, horizon: int) -> float:
+    """RMSLE of the seasonal-naive forecast (same weekday, last week of the history)."""
+    history, test = _split(path, horizon)
+    last_week = history[history["date"] >= sorted(history["date"].unique())[-7]]
+    dow = pd.to_datetime(last_week["date"]).dt.dayofweek
+    value = pd.Series(last_week["sales"].to_numpy(), index=pd.MultiIndex.from_arrays(
+        [last_week["store_nbr"], last_week["family"], dow]))
+    keys = pd.MultiIndex.from_arrays([test["store_nbr"], test["family"],
+                                      pd.to_datetime(test["date"]).dt.dayofweek])
+    return _rmsle(value.reindex(keys).fillna(0).to_numpy(), test["sales"].to_numpy())
+
+
+def _rmsle(forecast: np.ndarray, actual: np.ndarray) -> float:
+    f = np.clip(np.nan_to_num(np.asarray(forecast, dtype=float)), 0, None)
+    return float(np.sqrt(np.mean((np.log1p(f) - np.log1p(actual)) ** 2)))
+
+
+def run(frame: pd.DataFrame, rounds: int = 100, horizon: int = 16, nthread: int = 2) -> dict:
+    """Both sides on ``frame``; JSON-ready numbers and the ratios ours / peer."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "data.parquet")
+        frame.to_parquet(path, index=False)
+        result = {"rows": int(len(frame)), "series": int(frame.groupby(
+            ["store_nbr", "family"]).ngroups), "rounds": rounds, "horizon": horizon,
+                  "ours": run_in_child(ours, path, horizon, rounds, nthread),
+                  "mlforecast": run_in_child(peer, path, horizon, rounds, nthread),
+                  "baseline_rmsle": baseline(path, horizon)}
+    result["ratio"] = {k: result["ours"][k] / result["mlforecast"][k]
+                       for k in ("featurize_s", "featurize_fit_s", "predict_s", "peak_rss_mb",
+                                 "rmsle")}
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The table for docs/benchmarks.md."""
+    rows = [("featurize (s)", "featurize_s", "{:.2f}"),
+            ("featurize + fit (s)", "featurize_fit_s", "{:.1f}"),
+            (f"predict {result['horizon']} days, all series (s)", "predict_s", "{:.3f}"),
+            ("peak memory (MB)", "peak_rss_mb", "{:.0f}"), ("RMSLE", "rmsle", "{:.4f}")]
+    lines = [f"{result['rows']:,} rows, {result['series']:,} series, {result['rounds']} "
+             f"boosting rounds, horizon {result['horizon']}.", "",
+             "| measure | ours | mlforecast | ours / mlforecast |", "| --- | ---: | ---: | ---: |"]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | {fmt.format(result['ours'][key])} | "
+                     f"{fmt.format(result['mlforecast'][key])} | {result['ratio'][key]:.2f} |")
+    lines.append(f"| RMSLE of the seasonal-naive baseline | {result['baseline_rmsle']:.4f} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="4 stores x 5 families")
+    parser.add_argument("--rounds", type=int, default=100)
+    args = parser.parse_args()
+    from forecasting import synthetic
+    frame = (synthetic.generate(4, 5, "2015-01-01", "2017-08-15") if args.small
+             else synthetic.generate())
+    result = run(frame, rounds=args.rounds)
+    print(json.dumps(result, indent=2))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
