@@ -1,0 +1,195 @@
+"""The gateway's docker backend end to end, through the gRPC API: a real gateway process on
+127.0.0.1 (`--backend docker`) trains with the training image and predicts through inference
+containers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from docker_helpers import SAMPLE, docker, wait_until
+
+pytestmark = pytest.mark.docker
+
+grpc = pytest.importorskip("grpc")
+from forecast_client import ForecastClient
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+
+RETAILER = "dockerco"
+QUICK = {"num_round": "40", "early_stopping_rounds": "10", "max_depth": "6", "nthread": "2"}
+BACKEND_LABEL = "com.retail-forecast.backend"
+
+
+def backend_containers(kind: str) -> list[str]:
+    out = docker("ps", "-a", "--filter", f"label={BACKEND_LABEL}={kind}", "--format",
+                 "{{.Names}}").stdout
+    return sorted(out.split())
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, training_image: str,
+            inference_image: str) -> Iterator[dict]:
+    data_dir = tmp_path_factory.mktemp("gateway-docker")
+    port_file = data_dir / "port"
+    log_path = data_dir / "gateway.log"
+    env = dict(os.environ,
+               FORECAST_GATEWAY_DOCKER_TRAINING_IMAGE=training_image,
+               FORECAST_GATEWAY_DOCKER_INFERENCE_IMAGE=inference_image,
+               FORECAST_GATEWAY_DOCKER_DRAIN_S="1",
+               # Small bodies: every Predict below is split into many /invocations calls.
+               FORECAST_GATEWAY_DOCKER_MAX_BODY_BYTES="4096")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1", "--port", "0",
+             "--port-file", str(port_file), "--data-dir", str(data_dir / "var"),
+             "--backend", "docker", "--log-format", "text", "--cancel-grace-s", "20"],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the gateway did not start:\n{log_path.read_text()[-3000:]}",
+                            pytrace=False)
+            time.sleep(0.2)
+        target = f"127.0.0.1:{port_file.read_text().strip()}"
+        with ForecastClient(target=target) as client:
+            client.wait_until_ready(30)
+            yield {"client": client, "data_dir": data_dir / "var", "log": log_path,
+                   "proc": proc}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        left = backend_containers("inference") + backend_containers("training")
+        if left:
+            docker("rm", "-f", *left, check=False)
+        assert not left, f"the gateway left containers behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def dataset(gateway: dict) -> pb.Dataset:
+    return gateway["client"].upload_dataset(RETAILER, SAMPLE)
+
+
+def future_rows(days: int = 7) -> pd.DataFrame:
+    history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
+    series = history[["store_nbr", "family"]].drop_duplicates()
+    dates = pd.date_range(pd.Timestamp(history["date"].max()) + pd.Timedelta(days=1),
+                          periods=days).strftime("%Y-%m-%d")
+    rows = series.merge(pd.DataFrame({"date": dates}), how="cross")
+    rows["onpromotion"] = 0
+    return rows
+
+
+def train(gateway: dict, dataset: pb.Dataset, **extra: str) -> pb.TrainingJob:
+    client = gateway["client"]
+    job = client.train(RETAILER, dataset_id=dataset.dataset_id, model_kind="xgboost",
+                       hyperparameters={**QUICK, **extra}, horizon=7)
+    return client.wait_for_job(RETAILER, job.job_id, timeout_s=600)
+
+
+def predict(client: ForecastClient, rows: pd.DataFrame) -> np.ndarray:
+    return np.asarray(client.predict(RETAILER, date=rows["date"].tolist(),
+                                     store_nbr=rows["store_nbr"].tolist(),
+                                     family=rows["family"].tolist(),
+                                     onpromotion=rows["onpromotion"].tolist()))
+
+
+def test_train_deploy_predict(gateway: dict, dataset: pb.Dataset) -> None:
+    job = train(gateway, dataset)
+    assert job.state == pb.JOB_STATE_SUCCEEDED, (job.failure_reason,
+                                                 gateway["log"].read_text()[-3000:])
+    assert job.model_version
+    job_dir = gateway["data_dir"] / "retailers" / RETAILER / "jobs" / job.job_id
+    tarball = job_dir / "output" / "model.tar.gz"
+    with tarfile.open(tarball) as tar:
+        assert "artifact.json" in tar.getnames(), "model files sit at the archive's root"
+    assert any(name.endswith(".test.rmsle") for name in job.metrics), dict(job.metrics)
+    assert len(backend_containers("inference")) == 1, "the live version has its container"
+    assert backend_containers("training") == [], "the training container is removed"
+
+    rows = future_rows()
+    values = predict(gateway["client"], rows)
+    assert values.shape == (len(rows),)
+    # The same artifact, loaded in this process, gives the same forecasts: the chunked
+    # /invocations calls kept the rows in order.
+    from forecasting.predictor import Predictor
+
+    model_dir = gateway["data_dir"] / "retailers" / RETAILER / "models" / job.model_version
+    expected = Predictor.load(model_dir).predict(rows)
+    np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-4)
+
+    metrics = gateway["client"].get_metrics(RETAILER)
+    assert metrics is not None
+
+
+def test_new_version_replaces_container_without_failing_requests(
+        gateway: dict, dataset: pb.Dataset) -> None:
+    client = gateway["client"]
+    rows = future_rows(3)
+    predict(client, rows)  # a live model from the previous test (or train one now)
+    before = backend_containers("inference")
+    errors: list[BaseException] = []
+    answered = 0
+    stop = threading.Event()
+
+    def hammer() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            try:
+                assert predict(client, rows).shape == (len(rows),)
+                answered += 1
+            except BaseException as exc:  # noqa: BLE001 - collected and reported below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        job = train(gateway, dataset, seed="7")
+        assert job.state == pb.JOB_STATE_SUCCEEDED, job.failure_reason
+        wait_until(lambda: backend_containers("inference") != before
+                   and len(backend_containers("inference")) == 1, 60,
+                   "the old inference container to be removed")
+        time.sleep(1.0)  # requests keep flowing to the new container
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+    assert not errors, f"requests failed during the switch: {errors[:3]}"
+    assert answered > 0
+    live = [m for m in client.list_models(RETAILER) if m.live]
+    assert [m.version for m in live] == [job.model_version]
+
+
+def test_failed_job_reports_the_failure_file(gateway: dict, dataset: pb.Dataset) -> None:
+    job = train(gateway, dataset, num_round="abc")
+    assert job.state == pb.JOB_STATE_FAILED
+    assert "num_round" in job.failure_reason and "ClientError" in job.failure_reason
+    assert backend_containers("training") == []
+
+
+def test_cancel_stops_the_training_container(gateway: dict, dataset: pb.Dataset) -> None:
+    client = gateway["client"]
+    job = client.train(RETAILER, dataset_id=dataset.dataset_id, model_kind="xgboost",
+                       hyperparameters={**QUICK, "num_round": "100000",
+                                        "early_stopping_rounds": "10000", "eta": "0.0001"},
+                       horizon=7)
+    wait_until(lambda: client.get_job(RETAILER, job.job_id).state == pb.JOB_STATE_RUNNING
+               and backend_containers("training") != [], 120, "the job to run")
+    client.cancel_job(RETAILER, job.job_id)
+    done = client.wait_for_job(RETAILER, job.job_id, timeout_s=60)
+    assert done.state == pb.JOB_STATE_CANCELLED
+    wait_until(lambda: backend_containers("training") == [], 30,
+               "the training container to be removed")
