@@ -1,0 +1,229 @@
+"""gRPC gateway benchmark, loopback only, bounded in rows and repetitions.
+
+1. Bulk throughput: the same future rows forecast (a) by `Predictor.predict_columns` in this
+   process, whole array at once, and (b) through a `forecast-gateway` process over 127.0.0.1 with
+   `ForecastClient.predict_frame` (PredictStream, chunks, bounded in-flight window), including the
+   client's DataFrame -> RowBatch conversion. Reported as rows/s and the ratio (b)/(a).
+2. Unary latency: one series x 16 days via `Predict`, against the same call in process; p50/p99.
+
+    python -m bench.grpc_bench [--rows 200000] [--model-dir DIR]
+
+`run(rows, model_dir)` is what `bench.run_all` calls; it returns the numbers as a dict.
+Without --model-dir, `__main__` first trains a small model on data/sample/train.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+RETAILER = "bench"
+CHUNK_ROWS = 50_000
+MAX_IN_FLIGHT = 4
+REPEATS = 3
+UNARY_CALLS = 200
+
+
+def _chunks(predictor, rows: int) -> list[pd.DataFrame]:
+    """Future rows for every series of the model x its horizon, split into chunks of at most
+    CHUNK_ROWS rows and cycled until there are `rows` rows. A request may name each (series,
+    date) only once, so a chunk never repeats one; chunks repeat each other."""
+    hist = predictor.history
+    stores = np.asarray(hist.store_nbr)
+    families = np.asarray(hist.family).astype(str)
+    horizon = int((predictor.metadata.get("hyperparameters") or {}).get("horizon") or 16)
+    days = predictor.last_date + np.arange(1, horizon + 1).astype("timedelta64[D]")
+    grid = pd.DataFrame({
+        "date": np.repeat(days, len(stores)).astype("datetime64[D]").astype(str),
+        "store_nbr": np.tile(stores, horizon).astype(np.int64),
+        "family": np.tile(families, horizon),
+        "onpromotion": 0,
+    })
+    pieces = [grid.iloc[i:i + CHUNK_ROWS].reset_index(drop=True) for i in range(0, len(grid), CHUNK_ROWS)]
+    out: list[pd.DataFrame] = []
+    total = 0
+    while total < rows:
+        piece = pieces[len(out) % len(pieces)]
+        piece = piece.head(rows - total)
+        out.append(piece)
+        total += len(piece)
+    return out
+
+
+def _columns(frame: pd.DataFrame) -> dict:
+    return {"date": frame["date"].to_numpy().astype("datetime64[D]"),
+            "store_nbr": frame["store_nbr"].to_numpy(),
+            "family": frame["family"].to_numpy(dtype=str),
+            "onpromotion": frame["onpromotion"].to_numpy()}
+
+
+def _start_gateway(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    port_file = data_dir.parent / "bench.port"
+    env = {**os.environ, "FORECAST_GATEWAY_LOG_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), str(ROOT / "server"), str(ROOT / "client"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1", "--port", "0",
+         "--data-dir", str(data_dir), "--port-file", str(port_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "gateway.log", "wb"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if port_file.exists() and port_file.read_text().strip():
+            return proc, f"127.0.0.1:{int(port_file.read_text())}"
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("gateway did not start within 60 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    arr = np.asarray(samples) * 1e3
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def run(rows: int, model_dir: str) -> dict:
+    """Measure bulk PredictStream throughput and unary Predict latency against in-process calls.
+
+    `rows` future rows are built from the model's own series; `model_dir` is an artifact
+    directory. Returns a flat dict of numbers (rates in rows/s, latencies in ms).
+    """
+    from forecast_client import ForecastClient
+    from forecast_client.rows import make_batch
+    from forecast_gateway.backends.local import LocalBackend
+    from forecast_gateway.config import GatewayConfig
+    from forecast_gateway.service import ForecastService
+
+    from forecasting.predictor import Predictor
+
+    predictor = Predictor.load(model_dir)
+    chunks = _chunks(predictor, rows)
+    cols = [_columns(c) for c in chunks]  # the in-process path gets ready numpy columns
+    predictor.predict_columns(**cols[0])  # warm up
+
+    in_process = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        expected = np.concatenate([predictor.predict_columns(**c) for c in cols])
+        in_process.append(time.perf_counter() - t0)
+
+    first = chunks[0]
+    one = first[(first["store_nbr"] == first["store_nbr"].iloc[0])
+                & (first["family"] == first["family"].iloc[0])].head(16)
+    one_cols = _columns(one)
+    local_lat = []
+    for _ in range(UNARY_CALLS):
+        t0 = time.perf_counter()
+        predictor.predict_columns(**one_cols)
+        local_lat.append(time.perf_counter() - t0)
+
+    with tempfile.TemporaryDirectory(prefix="grpc-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        config = GatewayConfig(data_dir=data_dir)
+        service = ForecastService(config, LocalBackend(training_slots=1))
+        service.import_model(RETAILER, Path(model_dir))
+        service.close()
+        proc, target = _start_gateway(data_dir)
+        try:
+            with ForecastClient(target=target) as client:
+                client.wait_until_ready(10)
+                client.predict_frame(RETAILER, chunks[0])  # loads the model, warms up
+                streamed = []
+                for _ in range(REPEATS):
+                    t0 = time.perf_counter()
+                    # The client's whole path: DataFrame columns -> RowBatch -> stream -> arrays.
+                    batches = (make_batch(c["date"], c["store_nbr"].to_numpy(), c["family"],
+                                          c["onpromotion"].to_numpy()) for c in chunks)
+                    got = [v for _, v, _ in client.predict_batches(
+                        RETAILER, batches, max_in_flight=MAX_IN_FLIGHT)]
+                    streamed.append(time.perf_counter() - t0)
+                max_abs_diff = float(np.max(np.abs(np.concatenate(got) - expected)))
+                grpc_lat = []
+                for _ in range(UNARY_CALLS):
+                    t0 = time.perf_counter()
+                    client.predict(RETAILER, date=one["date"].tolist(),
+                                   store_nbr=one["store_nbr"].tolist(), family=one["family"].tolist(),
+                                   onpromotion=one["onpromotion"].tolist())
+                    grpc_lat.append(time.perf_counter() - t0)
+        finally:
+            _stop(proc)
+
+    in_rate = rows / statistics.median(in_process)
+    grpc_rate = rows / statistics.median(streamed)
+    g50, g99 = _percentiles(grpc_lat)
+    l50, l99 = _percentiles(local_lat)
+    return {
+        "rows": rows,
+        "series": len(predictor.history.store_nbr),
+        "chunks": len(chunks),
+        "chunk_rows": int(max(len(c) for c in chunks)),
+        "max_in_flight": MAX_IN_FLIGHT,
+        "in_process_rows_per_s": round(in_rate),
+        "grpc_stream_rows_per_s": round(grpc_rate),
+        "stream_to_in_process_ratio": round(grpc_rate / in_rate, 3),
+        "max_abs_diff": max_abs_diff,
+        "unary_rows": len(one),
+        "unary_grpc_p50_ms": round(g50, 3),
+        "unary_grpc_p99_ms": round(g99, 3),
+        "unary_in_process_p50_ms": round(l50, 3),
+        "unary_in_process_p99_ms": round(l99, 3),
+        "unary_calls": UNARY_CALLS,
+    }
+
+
+def _train_sample_model(workdir: Path) -> str:
+    """Train a small model on the bundled sample through a gateway; return its artifact dir."""
+    from forecast_client import ForecastClient
+
+    data_dir = workdir / "train-data"
+    proc, target = _start_gateway(data_dir)
+    try:
+        with ForecastClient(target=target) as client:
+            client.wait_until_ready(10)
+            ds = client.upload_dataset(RETAILER, ROOT / "data" / "sample" / "train.csv")
+            job = client.train(RETAILER, dataset_id=ds.dataset_id,
+                               hyperparameters={"num_round": "100", "early_stopping_rounds": "10"})
+            final = client.wait_for_job(RETAILER, job.job_id)
+            if final.model_version == "":
+                raise RuntimeError(f"training failed: {final.failure_reason}")
+            return str(data_dir / "retailers" / RETAILER / "models" / final.model_version)
+    finally:
+        _stop(proc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="gRPC gateway benchmark (loopback only)")
+    parser.add_argument("--rows", type=int, default=200_000, help="rows for the bulk run")
+    parser.add_argument("--model-dir", help="a model artifact (default: train one on the sample)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="grpc-bench-model-") as tmp:
+        model_dir = args.model_dir or _train_sample_model(Path(tmp))
+        print(json.dumps(run(args.rows, model_dir), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "client")]
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""`ForecastClient`: the hand-written SDK over the generated forecastapi.v1 stubs."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import grpc
+
+from forecast_client import rows as _rows
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
+from forecast_client.config import ClientConfig
+from forecast_client.errors import ForecastClientError
+
+T = TypeVar("T")
+
+#: Bytes per UploadDataset message (the gateway accepts up to 4 MiB per chunk).
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+#: Default rows per PredictStream chunk and chunks in flight for the bulk helpers.
+DEFAULT_CHUNK_ROWS = 50_000
+DEFAULT_MAX_IN_FLIGHT = 4
+TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
+
+_FORMATS = {
+    "csv": pb.DATASET_FORMAT_CSV,
+    "parquet": pb.DATASET_FORMAT_PARQUET,
+    "pq": pb.DATASET_FORMAT_PARQUET,
+}
+
+
+class ForecastClient:
+    """A connection to a forecast gateway.
+
+    >>> with ForecastClient(ClientConfig(target="127.0.0.1:50051")) as client:
+    ...     ds = client.upload_dataset("acme", "data/sample/train.csv")
+    ...     job = client.wait_for_job("acme", client.train("acme", dataset_id=ds.dataset_id).job_id)
+    ...     frame = client.predict_frame("acme", future_rows)
+
+    Every call raises `ForecastClientError` (carrying the gRPC status code) when it fails.
+    Calls are thread-safe; one client can be shared by many threads.
+    """
+
+    def __init__(self, config: ClientConfig | None = None, *, target: str | None = None):
+        """Open a channel to `config.target` (or `target`, a shortcut for the default config).
+
+        The channel connects lazily; call `wait_until_ready` to fail fast when the gateway is down.
+        """
+        if config is None:
+            config = ClientConfig(target=target) if target else ClientConfig()
+        elif target is not None:
+            raise ValueError("give either config or target, not both")
+        self.config = config
+        if config.tls is None:
+            self._channel = grpc.insecure_channel(config.target, options=config.channel_options())
+        else:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=config.tls.root_certificates,
+                private_key=config.tls.private_key,
+                certificate_chain=config.tls.certificate_chain,
+            )
+            self._channel = grpc.secure_channel(config.target, creds, options=config.channel_options())
+        self._stub = pb_grpc.ForecastServiceStub(self._channel)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel; in-flight calls are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> ForecastClient:  # noqa: PYI034
+        """Use the client as a context manager; the channel closes on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the channel."""
+        self.close()
+
+    def wait_until_ready(self, timeout_s: float | None = None) -> None:
+        """Block until the channel is connected; UNAVAILABLE error after `timeout_s` (default:
+        `config.timeouts.connect_s`)."""
+        timeout = self.config.timeouts.connect_s if timeout_s is None else timeout_s
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise ForecastClientError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot reach the gateway at {self.config.target} within {timeout:g} s",
+            ) from None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-request-id", uuid.uuid4().hex), *self.config.metadata)
+
+    def _unary(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
+        metadata = self._metadata()
+        try:
+            return method(
+                request, timeout=timeout, metadata=metadata,
+                wait_for_ready=self.config.wait_for_ready,
+            )
+        except grpc.RpcError as err:
+            raise _error(err, metadata) from None
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def upload_dataset(
+        self,
+        retailer: str,
+        source: str | Path | bytes | BinaryIO,
+        *,
+        filename: str | None = None,
+        format: str | None = None,
+        chunk_bytes: int = UPLOAD_CHUNK_BYTES,
+        on_progress: Callable[[int, int | None], None] | None = None,
+    ) -> pb.Dataset:
+        """Upload a CSV or Parquet file of sales history and return the validated dataset.
+
+        `source` is a path, the file's bytes or a binary file object. `format` ("csv" or
+        "parquet") defaults to the file name's extension. `on_progress(sent_bytes, total_bytes)`
+        is called after each chunk. Bad data fails with INVALID_ARGUMENT naming the column, the
+        rule and example rows; an oversized file with RESOURCE_EXHAUSTED.
+        """
+        if chunk_bytes <= 0 or chunk_bytes > 4 * 1024 * 1024:
+            raise ValueError("chunk_bytes must be between 1 and 4 MiB")
+        total: int | None
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            filename = filename or path.name
+            total = path.stat().st_size
+            stream: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
+        elif isinstance(source, (bytes, bytearray)):
+            import io
+
+            stream, total = io.BytesIO(bytes(source)), len(source)
+        else:
+            stream, total = source, None
+        if not filename:
+            raise ValueError("filename is required when uploading bytes or a file object")
+        fmt = pb.DATASET_FORMAT_UNSPECIFIED
+        if format is not None:
+            try:
+                fmt = _FORMATS[format.lower().lstrip(".")]
+            except KeyError:
+                raise ValueError(f"format must be csv or parquet, got {format!r}") from None
+
+        def requests() -> Iterator[pb.UploadDatasetRequest]:
+            header = pb.UploadHeader(retailer=retailer, filename=filename, format=fmt,
+                                     size_bytes=total or 0)
+            yield pb.UploadDatasetRequest(header=header)
+            sent = 0
+            while chunk := stream.read(chunk_bytes):
+                sent += len(chunk)
+                yield pb.UploadDatasetRequest(chunk=chunk)
+                if on_progress is not None:
+                    on_progress(sent, total)
+
+        try:
+            response = self._unary(self._stub.UploadDataset, requests(), self.config.timeouts.upload_s)
+        finally:
+            if isinstance(source, (str, Path)):
+                stream.close()
+        return response.dataset
+
+    # -- training ----------------------------------------------------------------------------
+
+    def train(
+        self,
+        retailer: str,
+        *,
+        dataset_id: str | None = None,
+        data_uri: str | None = None,
+        model_kind: str = "xgboost",
+        hyperparameters: dict[str, Any] | None = None,
+        horizon: int = 0,
+    ) -> pb.TrainingJob:
+        """Start training on an uploaded dataset (or a `data_uri` the gateway may read).
+
+        Hyperparameter values are sent as strings, as SageMaker passes them. Returns the queued
+        job at once; follow it with `watch_job` or `wait_for_job`. When the job succeeds its model
+        becomes the retailer's live model.
+        """
+        if (dataset_id is None) == (data_uri is None):
+            raise ValueError("give exactly one of dataset_id or data_uri")
+        request = pb.TrainRequest(
+            retailer=retailer, model_kind=model_kind, horizon=horizon,
+            hyperparameters={k: str(v) for k, v in (hyperparameters or {}).items()},
+        )
+        if dataset_id is not None:
+            request.dataset_id = dataset_id
+        else:
+            request.data_uri = str(data_uri)
+        return self._unary(self._stub.Train, request, self.config.timeouts.unary_s).job
+
+    def get_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
+        """Return one training job."""
+        request = pb.GetTrainingJobRequest(retailer=retailer, job_id=job_id)
+        return self._unary(self._stub.GetTrainingJob, request, self.config.timeouts.unary_s).job
+
+    def list_jobs(self, retailer: str, *, state: int = pb.JOB_STATE_UNSPECIFIED,
+                  limit: int | None = None) -> list[pb.TrainingJob]:
+        """Return a retailer's jobs, newest first (all pages, or at most `limit`), optionally
+        only those in `state` (a `JobState` value such as `pb.JOB_STATE_RUNNING`)."""
+        jobs: list[pb.TrainingJob] = []
+        token = ""
+        while True:
+            page_size = 100 if limit is None else max(1, min(100, limit - len(jobs)))
+            request = pb.ListTrainingJobsRequest(retailer=retailer, page_size=page_size,
+                                                 page_token=token, state=state)
+            response = self._unary(self._stub.ListTrainingJobs, request, self.config.timeouts.unary_s)
+            jobs.extend(response.jobs)
+            token = response.next_page_token
+            if not token or (limit is not None and len(jobs) >= limit):
+                return jobs
+
+    def watch_job(self, retailer: str, job_id: str) -> Iterator[pb.TrainingJob]:
+        """Yield the job each time its state or progress changes, ending after the terminal state.
+
+        Close the generator to stop watching (the call is cancelled).
+        """
+        metadata = self._metadata()
+        call = self._stub.WatchTrainingJob(
+            pb.WatchTrainingJobRequest(retailer=retailer, job_id=job_id),
+            timeout=self.config.timeouts.stream_s, metadata=metadata,
+            wait_for_ready=self.config.wait_for_ready,
+        )
+        try:
+            for event in call:
+                yield event.job
+        except grpc.RpcError as err:
+            raise _error(err, metadata) from None
+        finally:
+            call.cancel()
+
+    def wait_for_job(
+        self,
+        retailer: str,
+        job_id: str,
+        *,
+        on_update: Callable[[pb.TrainingJob], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.TrainingJob:
+        """Block until the job is terminal and return it; `on_update(job)` sees every event.
+
+        Survives a gateway restart: on UNAVAILABLE it reconnects and keeps watching until
+        `timeout_s` (None: no limit) runs out. Raises DEADLINE_EXCEEDED after `timeout_s`.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        backoff = self.config.retry.initial_backoff_s
+        last: pb.TrainingJob | None = None
+        while True:
+            try:
+                for job in self.watch_job(retailer, job_id):
+                    last = job
+                    if on_update is not None:
+                        on_update(job)
+                    if job.state in TERMINAL_STATES:
+                        return job
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+            except ForecastClientError as err:
+                if err.code != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            if last is not None and last.state in TERMINAL_STATES:
+                return last
+            if deadline is not None and time.monotonic() > deadline:
+                raise ForecastClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                          f"job {job_id} did not finish within {timeout_s:g} s")
+            time.sleep(backoff)
+            backoff = min(backoff * self.config.retry.backoff_multiplier,
+                          self.config.retry.max_backoff_s)
+
+    def cancel_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
+        """Ask a queued or running job to stop; FAILED_PRECONDITION when it already finished."""
+        request = pb.CancelTrainingJobRequest(retailer=retailer, job_id=job_id)
+        return self._unary(self._stub.CancelTrainingJob, request, self.config.timeouts.unary_s).job
+
+    # -- predictions -------------------------------------------------------------------------
+
+    def predict(
+        self,
+        retailer: str,
+        *,
+        date: Any,
+        store_nbr: Any,
+        family: Any,
+        onpromotion: Any | None = None,
+        model_version: str = "",
+    ) -> Any:
+        """Forecast a few rows (at most 100,000) in one call; one forecast per row, in order.
+
+        Columns are equal-length sequences (lists, numpy arrays or pandas Series); dates are
+        'YYYY-MM-DD' strings, dates or datetime64. Returns a float64 numpy array (a list without
+        numpy). Uses the live model unless `model_version` names one.
+        """
+        batch = _rows.make_batch(date, store_nbr, family, onpromotion)
+        request = pb.PredictRequest(retailer=retailer, model_version=model_version, rows=batch)
+        response = self._unary(self._stub.Predict, request, self.config.timeouts.predict_s)
+        return _rows.forecasts(response.forecast)
+
+    def predict_batches(
+        self,
+        retailer: str,
+        batches: Iterable[pb.RowBatch],
+        *,
+        model_version: str = "",
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> Iterator[tuple[int, Any, str]]:
+        """Bulk prediction over one PredictStream call: yield (chunk_index, forecasts,
+        model_version) per batch, in the order the batches were given.
+
+        At most `max_in_flight` chunks are sent ahead of the answers, so memory stays bounded
+        however large the input. Closing the generator cancels the stream on the gateway.
+        """
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        window = threading.Semaphore(max_in_flight)
+        stop = threading.Event()
+
+        def requests() -> Iterator[pb.PredictStreamRequest]:
+            for index, batch in enumerate(batches):
+                while not window.acquire(timeout=0.2):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                yield pb.PredictStreamRequest(
+                    retailer=retailer if index == 0 else "",
+                    model_version=model_version if index == 0 else "",
+                    chunk_id=str(index), rows=batch,
+                )
+
+        metadata = self._metadata()
+        call = self._stub.PredictStream(requests(), timeout=self.config.timeouts.stream_s,
+                                        metadata=metadata, wait_for_ready=self.config.wait_for_ready)
+        expected = 0
+        try:
+            for response in call:
+                window.release()
+                if response.chunk_id != str(expected):
+                    raise ForecastClientError(
+                        grpc.StatusCode.INTERNAL,
+                        f"answer for chunk {response.chunk_id!r} arrived, expected {expected}",
+                    )
+                yield expected, _rows.forecasts(response.forecast), response.model_version
+                expected += 1
+        except grpc.RpcError as err:
+            raise _error(err, metadata) from None
+        finally:
+            stop.set()
+            call.cancel()
+
+    def predict_frame(
+        self,
+        retailer: str,
+        frame: Any,
+        *,
+        model_version: str = "",
+        output_column: str = "sales",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Forecast every row of a pandas DataFrame (columns date, store_nbr, family and
+        optionally onpromotion), streaming it in chunks of `chunk_rows`.
+
+        Returns a copy of the frame with the forecasts in `output_column`, rows in the same
+        order. `on_progress(rows_done, rows_total)` is called after each chunk. Needs pandas.
+        """
+        import numpy as np
+
+        total = len(frame)
+        out = frame.copy()
+        if total == 0:
+            out[output_column] = np.array([], dtype=np.float64)
+            return out
+        parts: list[Any] = []
+        done = 0
+        for _, values, _version in self.predict_batches(
+            retailer, _rows.frame_batches(frame, chunk_rows),
+            model_version=model_version, max_in_flight=max_in_flight,
+        ):
+            parts.append(values)
+            done += len(values)
+            if on_progress is not None:
+                on_progress(done, total)
+        out[output_column] = np.concatenate(parts)
+        return out
+
+    # -- models and metrics ------------------------------------------------------------------
+
+    def get_metrics(self, retailer: str, *, model_version: str = "") -> pb.GetMetricsResponse:
+        """The evaluation of the live model (or `model_version`) against the baseline, with the
+        job, dataset and data window that produced it."""
+        request = pb.GetMetricsRequest(retailer=retailer, model_version=model_version)
+        return self._unary(self._stub.GetMetrics, request, self.config.timeouts.unary_s)
+
+    def metrics_frame(self, retailer: str, *, model_version: str = "") -> Any:
+        """Overall test metrics as a pandas DataFrame: one row per member and the baseline."""
+        import pandas as pd
+
+        response = self.get_metrics(retailer, model_version=model_version)
+        records = [
+            {"model": e.name, "baseline": e.baseline, "final": e.final,
+             "rmse": e.overall.rmse, "rmsle": e.overall.rmsle, "mae": e.overall.mae,
+             "wape": e.overall.wape, "bias": e.overall.bias}
+            for e in response.evaluations
+        ]
+        return pd.DataFrame.from_records(records)
+
+    def list_models(self, retailer: str) -> list[pb.ModelVersion]:
+        """A retailer's model versions, newest first; the live one has `live=True`."""
+        request = pb.ListModelsRequest(retailer=retailer)
+        return list(self._unary(self._stub.ListModels, request, self.config.timeouts.unary_s).models)
+
+    def set_live_model(self, retailer: str, model_version: str) -> pb.ModelVersion:
+        """Make `model_version` the retailer's live model (promotion or rollback)."""
+        request = pb.SetLiveModelRequest(retailer=retailer, model_version=model_version)
+        return self._unary(self._stub.SetLiveModel, request, self.config.timeouts.unary_s).model
+
+
+def _error(err: grpc.RpcError, metadata: tuple[tuple[str, str], ...]) -> ForecastClientError:
+    error = ForecastClientError.from_rpc_error(err)
+    if error.request_id is None:
+        error.request_id = dict(metadata).get("x-request-id")
+    return error

@@ -1,0 +1,143 @@
+"""Typed client configuration: where to connect, TLS, retries and timeouts.
+
+Every class is a frozen dataclass, so a configuration is built once, validated once and passed
+around without anyone changing it underneath.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+#: The gRPC service name, as written in protos/forecastapi/v1/forecast_service.proto.
+SERVICE_NAME = "forecastapi.v1.ForecastService"
+#: Default gateway address (`forecast-gateway` listens here by default).
+DEFAULT_TARGET = "127.0.0.1:50051"
+#: Messages up to this size are accepted by default (the gateway's default limit too).
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS settings. Leave `ClientConfig.tls` as None for a plaintext channel (loopback, tests)."""
+
+    root_certificates: bytes | None = None
+    """PEM-encoded root certificates to trust; None uses gRPC's default roots."""
+    private_key: bytes | None = None
+    """PEM-encoded client private key, for mutual TLS; needs `certificate_chain` too."""
+    certificate_chain: bytes | None = None
+    """PEM-encoded client certificate chain, for mutual TLS; needs `private_key` too."""
+    server_name_override: str | None = None
+    """Check the server certificate against this name instead of the target host (testing only)."""
+
+    def __post_init__(self) -> None:
+        if (self.private_key is None) != (self.certificate_chain is None):
+            raise ValueError("TlsConfig: private_key and certificate_chain go together")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries with exponential backoff, carried out by gRPC itself through the service config.
+
+    gRPC retries a call only while no response has reached the caller, so a retried stream never
+    duplicates answers. `Train` is never retried (it is not idempotent); every other RPC is.
+    """
+
+    max_attempts: int = 5
+    """Attempts in all, including the first (gRPC caps this at 5); 1 turns retries off."""
+    initial_backoff_s: float = 0.2
+    """Wait before the first retry, in seconds (randomised by gRPC between 0 and this value)."""
+    max_backoff_s: float = 5.0
+    """Longest wait between two attempts, in seconds."""
+    backoff_multiplier: float = 2.0
+    """Growth of the wait after each retry."""
+    retryable_status_codes: tuple[str, ...] = ("UNAVAILABLE",)
+    """Status code names that trigger a retry."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 5:
+            raise ValueError("RetryPolicy.max_attempts must be between 1 and 5")
+        if self.initial_backoff_s <= 0 or self.max_backoff_s <= 0 or self.backoff_multiplier <= 0:
+            raise ValueError("RetryPolicy backoff values must be positive")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-call deadlines in seconds. None means no deadline."""
+
+    connect_s: float = 10.0
+    """How long `ForecastClient.wait_until_ready` waits for the channel to connect."""
+    unary_s: float | None = 30.0
+    """Deadline of small calls (jobs, models, metrics, Train)."""
+    predict_s: float | None = 60.0
+    """Deadline of a unary Predict call."""
+    upload_s: float | None = 3600.0
+    """Deadline of a whole UploadDataset call."""
+    stream_s: float | None = None
+    """Deadline of a bulk PredictStream call and of WatchTrainingJob (None: as long as it takes)."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything `ForecastClient` needs to reach a gateway."""
+
+    target: str = DEFAULT_TARGET
+    """The gateway address, HOST:PORT."""
+    tls: TlsConfig | None = None
+    """TLS settings; None for plaintext."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Retry policy for UNAVAILABLE (and any other listed code)."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    """Per-call deadlines."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest message the client sends or receives."""
+    metadata: tuple[tuple[str, str], ...] = ()
+    """Extra metadata sent with every call, e.g. (("authorization", "Bearer ..."),)."""
+    wait_for_ready: bool = False
+    """Queue calls while the gateway is unreachable instead of failing fast with UNAVAILABLE."""
+
+    def __post_init__(self) -> None:
+        if not self.target or ":" not in self.target:
+            raise ValueError(f"ClientConfig.target must be HOST:PORT, got {self.target!r}")
+        if self.max_message_bytes <= 0:
+            raise ValueError("ClientConfig.max_message_bytes must be positive")
+
+    def service_config_json(self) -> str:
+        """The gRPC service config (JSON) that implements `retry`."""
+        r = self.retry
+        retry_policy = {
+            "maxAttempts": r.max_attempts,
+            "initialBackoff": f"{r.initial_backoff_s:.3f}s",
+            "maxBackoff": f"{r.max_backoff_s:.3f}s",
+            "backoffMultiplier": r.backoff_multiplier,
+            "retryableStatusCodes": list(r.retryable_status_codes),
+        }
+        idempotent = [
+            "UploadDataset", "GetTrainingJob", "ListTrainingJobs", "WatchTrainingJob",
+            "CancelTrainingJob", "Predict", "PredictStream", "GetMetrics", "ListModels",
+            "SetLiveModel",
+        ]
+        retrying: dict[str, object] = {
+            "name": [{"service": SERVICE_NAME, "method": m} for m in idempotent]}
+        if r.max_attempts > 1:  # gRPC rejects a retryPolicy with maxAttempts < 2
+            retrying["retryPolicy"] = retry_policy
+        config = {
+            "methodConfig": [
+                retrying,
+                {"name": [{"service": SERVICE_NAME, "method": "Train"}]},
+            ]
+        }
+        return json.dumps(config)
+
+    def channel_options(self) -> list[tuple[str, object]]:
+        """Channel options: message size limits, retries and keepalive."""
+        opts: list[tuple[str, object]] = [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", self.service_config_json()),
+            ("grpc.keepalive_time_ms", 60_000),
+        ]
+        if self.tls is not None and self.tls.server_name_override:
+            opts.append(("grpc.ssl_target_name_override", self.tls.server_name_override))
+        return opts

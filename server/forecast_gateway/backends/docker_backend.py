@@ -1,0 +1,644 @@
+"""The docker backend (`--backend docker`): the real images, run the way SageMaker runs them.
+
+- Training: the job's /opt/ml tree (`<job_dir>/opt_ml`: hyperparameters.json,
+  inputdataconfig.json, resourceconfig.json, the `train` channel) is mounted into
+  `docker run --rm <training image> train`. Progress and metric lines are read from the
+  container's output; the exit code and `/opt/ml/output/failure` decide the outcome. On success
+  the model directory is packaged as `<job_dir>/output/model.tar.gz` (what SageMaker uploads to
+  S3) and the extracted directory is handed to the gateway, which moves it into its storage.
+  Cancelling is `docker stop -t <cancel_grace_s>`: SIGTERM, SIGKILL after the grace period.
+- Prediction: one inference container per model version (`docker run -d <inference image>
+  serve`, the artifact directory mounted read-only at /opt/ml/model, port 8080 published on
+  127.0.0.1). `load_model` returns only once `GET /ping` answers, so a version never goes live
+  before its container is ready. `predict` POSTs columnar JSON to `/invocations` in chunks
+  under the 6 MB body limit.
+- Replacing a version: the new container starts and answers /ping first; then the retailer's
+  other containers are retired: they stop taking new requests, and are stopped (SIGTERM,
+  gunicorn drains) once their in-flight requests have finished. Containers beyond
+  `model_cache_size` are retired least recently used first; every container is removed on
+  `close`.
+
+The gateway reaches the containers on 127.0.0.1 and mounts paths of its own disk, so it runs on
+the Docker host itself (not inside a container with the socket mounted).
+
+Settings beyond `GatewayConfig` come from the environment (read once, in `DockerSettings`).
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from forecast_gateway.backends.base import (
+    CONTENT_TYPES,
+    Backend,
+    TrainingListener,
+    TrainingOutcome,
+    TrainingSpec,
+)
+from forecast_gateway.backends.local import METRIC_RE, PROGRESS_RE
+from forecast_gateway.config import GatewayConfig
+from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.errors import BackendUnavailable
+from forecasting.errors import ArtifactError, ForecastRequestError, UserError
+
+log = logging.getLogger("forecast_gateway.backends.docker")
+
+FAILURE_CHARS = 1024
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit (DESIGN.md contract 3)
+LABEL = "com.retail-forecast.backend"  # on every container this backend starts
+
+
+def _env_float(environ: dict[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """The docker backend's own settings (FORECAST_GATEWAY_DOCKER_* variables)."""
+
+    training_image: str = "retail-forecast-training:latest"
+    """FORECAST_GATEWAY_DOCKER_TRAINING_IMAGE: the image run as `IMAGE train`."""
+    inference_image: str = "retail-forecast-inference:latest"
+    """FORECAST_GATEWAY_DOCKER_INFERENCE_IMAGE: the image run as `IMAGE serve`."""
+    docker: str = "docker"
+    """FORECAST_GATEWAY_DOCKER_CLI: the docker command."""
+    ping_timeout_s: float = 180.0
+    """FORECAST_GATEWAY_DOCKER_PING_TIMEOUT_S: how long a new container may take to answer /ping."""
+    request_timeout_s: float = 70.0
+    """FORECAST_GATEWAY_DOCKER_REQUEST_TIMEOUT_S: one /invocations call (the contract's 60 s + slack)."""
+    drain_s: float = 5.0
+    """FORECAST_GATEWAY_DOCKER_DRAIN_S: a retired container is stopped this long after its last
+    request (requests already routed to it finish first)."""
+    serve_workers: int = 1
+    """FORECAST_GATEWAY_DOCKER_SERVE_WORKERS: gunicorn workers per inference container."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """FORECAST_GATEWAY_DOCKER_MAX_BODY_BYTES: largest /invocations body sent (the chunking
+    limit; at most the contract's 6 MB, lower it for serverless endpoints or tests)."""
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> DockerSettings:
+        env = dict(os.environ if environ is None else environ)
+        p = "FORECAST_GATEWAY_DOCKER_"
+        d = cls()
+        workers = env.get(p + "SERVE_WORKERS", "").strip()
+        body = int(_env_float(env, p + "MAX_BODY_BYTES", d.max_body_bytes))
+        return cls(
+            training_image=env.get(p + "TRAINING_IMAGE") or d.training_image,
+            inference_image=env.get(p + "INFERENCE_IMAGE") or d.inference_image,
+            docker=env.get(p + "CLI") or d.docker,
+            ping_timeout_s=_env_float(env, p + "PING_TIMEOUT_S", d.ping_timeout_s),
+            request_timeout_s=_env_float(env, p + "REQUEST_TIMEOUT_S", d.request_timeout_s),
+            drain_s=_env_float(env, p + "DRAIN_S", d.drain_s),
+            serve_workers=int(workers) if workers else d.serve_workers,
+            max_body_bytes=min(body, MAX_BODY_BYTES),
+        )
+
+
+# -- training --------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    spec: TrainingSpec
+    listener: TrainingListener
+    container: str
+    process: subprocess.Popen | None = None
+    cancel_requested: bool = False
+    close_reason: str = ""
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+@dataclass
+class _Server:
+    """One inference container serving one model version."""
+
+    model: ModelRef
+    container: str
+    port: int = 0
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    inflight: int = 0
+    retired: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class DockerBackend(Backend):
+    """Training and prediction in the real containers. See the module docstring."""
+
+    name = "docker"
+
+    def __init__(self, settings: DockerSettings | None = None, *, training_slots: int = 1,
+                 cancel_grace_s: float = 120.0, model_cache_size: int = 8):
+        self.settings = settings or DockerSettings()
+        self._cancel_grace_s = cancel_grace_s
+        self._max_servers = model_cache_size
+        self._instance = uuid.uuid4().hex[:8]
+        self._cond = threading.Condition()
+        self._pending: list[_Job] = []
+        self._running: dict[str, _Job] = {}
+        self._closing = False
+        self._workers = [threading.Thread(target=self._worker, name=f"docker-train-{i}",
+                                          daemon=True) for i in range(training_slots)]
+        for w in self._workers:
+            w.start()
+        self._lock = threading.Lock()  # guards _servers and each _Server's counters
+        self._servers: dict[Path, _Server] = {}
+        self._available_until = 0.0
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> DockerBackend:
+        """Build from the gateway configuration plus `DockerSettings.from_environ()`."""
+        return cls(DockerSettings.from_environ(), training_slots=config.training_slots,
+                   cancel_grace_s=config.cancel_grace_s,
+                   model_cache_size=config.model_cache_size)
+
+    def describe(self) -> dict[str, object]:
+        """Name, images and limits, for the start-up log line."""
+        return {"backend": self.name, "training_image": self.settings.training_image,
+                "inference_image": self.settings.inference_image,
+                "training_slots": len(self._workers), "max_containers": self._max_servers}
+
+    # -- docker CLI --------------------------------------------------------------------------
+
+    def _docker(self, *args: str, timeout: float = 60,
+                check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run([self.settings.docker, *args], capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise BackendUnavailable(f"the docker command {self.settings.docker!r} is not "
+                                     "installed") from None
+        except subprocess.TimeoutExpired:
+            raise BackendUnavailable(f"docker {args[0]} did not answer within {timeout:.0f} s") \
+                from None
+        if check and proc.returncode != 0:
+            raise BackendUnavailable(f"docker {args[0]} failed: {proc.stderr.strip()[-500:]}")
+        return proc
+
+    def _user_options(self) -> list[str]:
+        """Run containers as the gateway's user, so the files they write are the gateway's."""
+        if os.getuid() == 0:
+            return []
+        return ["--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp"]
+
+    def _labels(self, kind: str) -> list[str]:
+        return ["--label", f"{LABEL}={kind}", "--label",
+                f"com.retail-forecast.gateway={self._instance}"]
+
+    def check_available(self) -> None:
+        """`docker info` answers (cached for 10 s); BackendUnavailable otherwise."""
+        if time.monotonic() < self._available_until:
+            return
+        proc = self._docker("info", "--format", "{{.ServerVersion}}", timeout=20, check=False)
+        if proc.returncode != 0:
+            raise BackendUnavailable(f"no Docker engine answers: {proc.stderr.strip()[:300]}")
+        self._available_until = time.monotonic() + 10.0
+
+    # -- training ----------------------------------------------------------------------------
+
+    def submit_training(self, spec: TrainingSpec, listener: TrainingListener) -> None:
+        """Queue the job; a training slot runs it in a container."""
+        self.check_available()
+        with self._cond:
+            if self._closing:
+                raise BackendUnavailable("the gateway is stopping; no new training jobs")
+            container = f"rf-train-{spec.job_id}-{self._instance}"[:120]
+            self._pending.append(_Job(spec, listener, container))
+            self._cond.notify()
+
+    def cancel_training(self, job_id: str) -> bool:
+        """`docker stop -t <grace>` a running job (SIGTERM, then SIGKILL); drop a queued one."""
+        with self._cond:
+            queued = next((j for j in self._pending if j.spec.job_id == job_id), None)
+            if queued is not None:
+                self._pending.remove(queued)
+            running = self._running.get(job_id)
+            if running is not None:
+                running.cancel_requested = True
+        if running is not None:
+            self._stop_container_async(running.container, self._cancel_grace_s)
+            return True
+        if queued is not None:
+            queued.listener.on_finished(job_id, TrainingOutcome(
+                "cancelled", failure_reason="cancelled while queued"))
+            return True
+        return False
+
+    def _stop_container_async(self, container: str, grace_s: float) -> None:
+        threading.Thread(target=self._docker, name=f"stop-{container[:20]}", daemon=True,
+                         args=("stop", "-t", str(int(grace_s)), container),
+                         kwargs={"timeout": grace_s + 60, "check": False}).start()
+
+    def _next(self) -> _Job | None:
+        with self._cond:
+            while not self._pending and not self._closing:
+                self._cond.wait()
+            if self._closing:
+                return None
+            busy = {j.spec.retailer for j in self._running.values()}
+            job = next((j for j in self._pending if j.spec.retailer not in busy),
+                       self._pending[0])
+            self._pending.remove(job)
+            self._running[job.spec.job_id] = job
+            return job
+
+    def _worker(self) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                return
+            try:
+                outcome = self._run(job)
+            except Exception as exc:
+                log.exception("training job crashed in the docker backend",
+                              extra={"fields": {"job_id": job.spec.job_id}})
+                outcome = TrainingOutcome("failed", failure_reason=(
+                    f"backend error: {type(exc).__name__}: {exc}")[:FAILURE_CHARS])
+            finally:
+                with self._cond:
+                    self._running.pop(job.spec.job_id, None)
+                self._docker("rm", "-f", job.container, check=False)
+            try:
+                job.listener.on_finished(job.spec.job_id, outcome)
+            except Exception:
+                log.exception("on_finished failed", extra={"fields": {"job_id": job.spec.job_id}})
+
+    @staticmethod
+    def _prepare(spec: TrainingSpec) -> Path:
+        """The job's /opt/ml tree, as SageMaker lays it out."""
+        opt_ml = spec.job_dir / "opt_ml"
+        if opt_ml.exists():
+            shutil.rmtree(opt_ml)
+        config_dir = opt_ml / "input" / "config"
+        train_dir = opt_ml / "input" / "data" / "train"
+        for d in (config_dir, train_dir, opt_ml / "model", opt_ml / "output"):
+            d.mkdir(parents=True, exist_ok=True)
+        (config_dir / "hyperparameters.json").write_text(json.dumps(
+            {k: str(v) for k, v in spec.hyperparameters.items()}, indent=2, sort_keys=True))
+        (config_dir / "inputdataconfig.json").write_text(json.dumps({
+            "train": {"ContentType": CONTENT_TYPES[spec.data_format],
+                      "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                      "RecordWrapperType": "None"}}, indent=2))
+        (config_dir / "resourceconfig.json").write_text(json.dumps(
+            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"},
+            indent=2))
+        target = train_dir / f"train.{spec.data_format}"
+        try:
+            os.link(spec.data_path, target)
+        except OSError:
+            shutil.copyfile(spec.data_path, target)
+        return opt_ml
+
+    def _run(self, job: _Job) -> TrainingOutcome:
+        spec, listener = job.spec, job.listener
+        opt_ml = self._prepare(spec)
+        command = [self.settings.docker, "run", "--rm", "--name", job.container,
+                   *self._labels("training"), *self._user_options(),
+                   "--sig-proxy=false", "--network", "none",
+                   "-v", f"{opt_ml.resolve()}:/opt/ml",
+                   self.settings.training_image, "train"]
+        with self._cond:
+            if job.cancel_requested or self._closing:
+                return self._stopped(job)
+            job.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace")
+        listener.on_started(spec.job_id)
+        log.info("training container started", extra={"fields": {
+            "job_id": spec.job_id, "retailer": spec.retailer, "container": job.container,
+            "image": self.settings.training_image}})
+        last_lines: collections.deque[str] = collections.deque(maxlen=5)
+        with open(spec.job_dir / "train.log", "a", encoding="utf-8") as out:
+            assert job.process.stdout is not None
+            for line in job.process.stdout:
+                out.write(line)
+                line = line.strip()
+                if not line:
+                    continue
+                last_lines.append(line)
+                if m := PROGRESS_RE.match(line):
+                    try:
+                        fraction = min(1.0, max(0.0, float(m["fraction"])))
+                    except ValueError:
+                        continue
+                    listener.on_progress(spec.job_id, m["stage"], fraction)
+                elif m := METRIC_RE.match(line):
+                    listener.on_metric(spec.job_id, m["name"], float(m["value"]))
+        code = job.process.wait()
+        if job.cancel_requested or job.close_reason:
+            return self._stopped(job)
+        model_dir = opt_ml / "model"
+        if code == 0 and model_dir.is_dir() and any(model_dir.iterdir()):
+            self._package(model_dir, spec.job_dir / "output" / "model.tar.gz")
+            return TrainingOutcome("succeeded", model_dir=model_dir)
+        failure = opt_ml / "output" / "failure"
+        reason = ""
+        if failure.exists():
+            reason = failure.read_text(errors="replace")[:FAILURE_CHARS].strip()
+        if not reason:
+            tail = last_lines[-1] if last_lines else "no output"
+            if code == 125:  # docker run itself failed (no such image, bad mount, ...)
+                reason = f"the training container could not start: {tail}"
+            else:
+                reason = f"training container exited with code {code}: {tail}"
+        return TrainingOutcome("failed", failure_reason=reason[:FAILURE_CHARS])
+
+    @staticmethod
+    def _package(model_dir: Path, target: Path) -> None:
+        """model.tar.gz with the model's files at its root, as SageMaker packages /opt/ml/model."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            for child in sorted(model_dir.iterdir()):
+                tar.add(child, arcname=child.name)
+        partial.replace(target)
+
+    @staticmethod
+    def _stopped(job: _Job) -> TrainingOutcome:
+        if job.close_reason:
+            return TrainingOutcome("failed", failure_reason=job.close_reason)
+        return TrainingOutcome("cancelled", failure_reason="cancelled by request")
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def load_model(self, model: ModelRef) -> None:
+        """Start (or reuse) the version's container and wait for /ping; then retire the
+        retailer's other containers (they drain first). Called before the version goes live."""
+        server = self._acquire(model)
+        try:
+            with self._lock:
+                others = [s for s in self._servers.values()
+                          if s.model.retailer == model.retailer and s is not server]
+        finally:
+            self._release(server)
+        for other in others:
+            self._retire(other)
+
+    def unload_model(self, model: ModelRef) -> None:
+        """Retire the version's container (after its in-flight requests)."""
+        with self._lock:
+            server = self._servers.get(model.path)
+        if server is not None:
+            self._retire(server)
+
+    def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
+        """POST the rows to the version's container, in chunks under the body limit."""
+        server = self._acquire(model)
+        try:
+            dates = np.datetime_as_string(np.asarray(rows.day).astype("datetime64[D]"), unit="D")
+            out = np.empty(len(rows), dtype=np.float64)
+            for start, stop, body in self._chunks(rows, dates):
+                values = self._invoke(server, body)
+                if values.shape != (stop - start,):
+                    raise RuntimeError(f"the inference container returned {values.shape[0]} "
+                                       f"forecasts for {stop - start} rows")
+                out[start:stop] = values
+            return out
+        finally:
+            self._release(server)
+
+    def _chunks(self, rows: RowColumns, dates: np.ndarray):
+        """(start, stop, body) with every body at most `max_body_bytes`."""
+        limit = self.settings.max_body_bytes
+        n = len(rows)
+        step = max(1, min(n, 50_000))
+        start = 0
+        while start < n:
+            stop = min(n, start + step)
+            payload = {"date": dates[start:stop].tolist(),
+                       "store_nbr": np.asarray(rows.store_nbr[start:stop]).astype(int).tolist(),
+                       "family": [str(f) for f in rows.family[start:stop]]}
+            if rows.onpromotion is not None:
+                payload["onpromotion"] = np.asarray(rows.onpromotion[start:stop]).tolist()
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            if len(body) > limit and stop - start > 1:
+                # Too big: shrink the chunk in proportion (with margin) and try again.
+                step = max(1, int((stop - start) * limit / len(body) * 0.9))
+                continue
+            if len(body) > limit:
+                raise ForecastRequestError("rows", f"row {start} alone is over the "
+                                                   f"{limit}-byte request limit")
+            yield start, stop, body
+            start = stop
+
+    def _invoke(self, server: _Server, body: bytes) -> np.ndarray:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port,
+                                          timeout=self.settings.request_timeout_s)
+        try:
+            conn.request("POST", "/invocations", body=body, headers={
+                "Content-Type": "application/json", "Accept": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._forget_if_dead(server)
+            raise BackendUnavailable(f"the inference container of {server.model.retailer}/"
+                                     f"{server.model.version} did not answer: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status == 200:
+            return np.asarray(json.loads(data)["predictions"], dtype=np.float64)
+        try:
+            error = json.loads(data)
+        except ValueError:
+            error = {"error": data[:300].decode(errors="replace"), "type": ""}
+        message, kind = str(error.get("error", "")), str(error.get("type", ""))
+        if resp.status == 400:
+            if kind == "ForecastRequestError" and ": " in message:
+                name, _, reason = message.partition(": ")
+                raise ForecastRequestError(name, reason)
+            raise UserError(message)
+        raise RuntimeError(f"the inference container answered {resp.status}: {message}")
+
+    def _acquire(self, model: ModelRef) -> _Server:
+        """The version's ready container with one more request counted on it."""
+        with self._lock:
+            server = self._servers.get(model.path)
+            starting = server is None
+            if starting:
+                server = _Server(model, f"rf-serve-{model.retailer}-{model.version}-"
+                                        f"{uuid.uuid4().hex[:6]}"[:120])
+                self._servers[model.path] = server
+            server.retired = False  # asked for again: keep it
+            server.inflight += 1
+            server.last_used = time.monotonic()
+        if starting:
+            try:
+                self._start(server)
+            except BaseException as exc:
+                server.error = exc
+                with self._lock:
+                    if self._servers.get(model.path) is server:
+                        del self._servers[model.path]
+                server.ready.set()
+                self._docker("rm", "-f", server.container, check=False)
+                self._release(server)
+                raise
+            finally:
+                server.ready.set()
+            self._evict_over_limit()
+        else:
+            server.ready.wait(self.settings.ping_timeout_s + 60)
+            if server.error is not None:
+                self._release(server)
+                raise server.error
+        return server
+
+    def _release(self, server: _Server) -> None:
+        with self._lock:
+            server.inflight -= 1
+            server.last_used = time.monotonic()
+            stop_now = server.retired and server.inflight == 0
+        if stop_now:
+            self._schedule_stop(server)
+
+    def _start(self, server: _Server) -> None:
+        model_dir = server.model.path.resolve()
+        if not (model_dir / "artifact.json").is_file():
+            raise ArtifactError(f"{model_dir} holds no model artifact (artifact.json)")
+        self._docker(
+            "run", "-d", "--name", server.container, *self._labels("inference"),
+            *self._user_options(),
+            "-v", f"{model_dir}:/opt/ml/model:ro", "-p", "127.0.0.1::8080",
+            "-e", f"SAGEMAKER_MODEL_SERVER_WORKERS={self.settings.serve_workers}",
+            self.settings.inference_image, "serve", timeout=120)
+        out = self._docker("port", server.container, "8080/tcp").stdout.split()
+        if not out:
+            raise BackendUnavailable(f"container {server.container} publishes no port")
+        server.port = int(out[0].rsplit(":", 1)[1])
+        started = time.monotonic()
+        self._wait_for_ping(server)
+        log.info("inference container ready", extra={"fields": {
+            "retailer": server.model.retailer, "model_version": server.model.version,
+            "container": server.container, "port": server.port,
+            "seconds": round(time.monotonic() - started, 2)}})
+
+    def _wait_for_ping(self, server: _Server) -> None:
+        deadline = time.monotonic() + self.settings.ping_timeout_s
+        last = "no answer"
+        while time.monotonic() < deadline:
+            state = self._docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}",
+                                 server.container, check=False).stdout.split()
+            if state and state[0] != "true":
+                tail = self._docker("logs", "--tail", "20", server.container, check=False)
+                text = (tail.stdout + tail.stderr).strip()[-800:]
+                if "cannot load the model" in text:
+                    raise ArtifactError(f"the inference container cannot load "
+                                        f"{server.model.version}: {text}")
+                raise BackendUnavailable(f"the inference container exited with code "
+                                         f"{state[-1]} before /ping answered: {text}")
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
+            try:
+                conn.request("GET", "/ping")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    return
+                last = f"status {resp.status}"
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
+                last = f"{type(exc).__name__}"
+            finally:
+                conn.close()
+            time.sleep(0.25)
+        raise BackendUnavailable(f"the inference container of {server.model.version} did not "
+                                 f"answer /ping within {self.settings.ping_timeout_s:.0f} s "
+                                 f"({last})")
+
+    def _retire(self, server: _Server) -> None:
+        """No new requests go to it; stop it once the in-flight ones are done."""
+        with self._lock:
+            if self._servers.get(server.model.path) is server:
+                del self._servers[server.model.path]
+            server.retired = True
+            idle = server.inflight == 0
+        if idle:
+            self._schedule_stop(server)
+
+    def _schedule_stop(self, server: _Server) -> None:
+        def stop() -> None:
+            with self._lock:
+                if server.inflight:
+                    return  # the last request's release schedules it again
+            log.info("inference container retired", extra={"fields": {
+                "retailer": server.model.retailer, "model_version": server.model.version,
+                "container": server.container}})
+            self._docker("stop", "-t", "30", server.container, timeout=90, check=False)
+            self._docker("rm", "-f", server.container, check=False)
+
+        timer = threading.Timer(self.settings.drain_s, stop)
+        timer.daemon = True
+        timer.start()
+
+    def _evict_over_limit(self) -> None:
+        with self._lock:
+            idle = sorted((s for s in self._servers.values() if s.inflight == 0),
+                          key=lambda s: s.last_used)
+            excess = len(self._servers) - self._max_servers
+        for server in idle[:max(0, excess)]:
+            self._retire(server)
+
+    def _forget_if_dead(self, server: _Server) -> None:
+        proc = self._docker("inspect", "-f", "{{.State.Running}}", server.container, check=False)
+        if proc.stdout.strip() != "true":
+            with self._lock:
+                if self._servers.get(server.model.path) is server:
+                    del self._servers[server.model.path]
+            self._docker("rm", "-f", server.container, check=False)
+
+    def containers(self) -> dict[str, str]:
+        """Running inference containers by `retailer/version` (for tests and logs)."""
+        with self._lock:
+            return {f"{s.model.retailer}/{s.model.version}": s.container
+                    for s in self._servers.values()}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Fail queued jobs, stop running training containers, remove every container."""
+        with self._cond:
+            self._closing = True
+            pending, self._pending = self._pending, []
+            running = list(self._running.values())
+            for job in running:
+                job.close_reason = reason
+            self._cond.notify_all()
+        for job in running:
+            self._docker("stop", "-t", "10", job.container, timeout=60, check=False)
+        for job in pending:
+            job.listener.on_finished(job.spec.job_id, TrainingOutcome("failed",
+                                                                     failure_reason=reason))
+        for w in self._workers:
+            w.join(timeout=30.0)
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        names = [s.container for s in servers]
+        if names:
+            self._docker("rm", "-f", *names, timeout=120, check=False)
+        # Anything this gateway started and lost track of (a retired one mid-drain).
+        left = self._docker("ps", "-aq", "--filter",
+                            f"label=com.retail-forecast.gateway={self._instance}",
+                            check=False).stdout.split()
+        if left:
+            self._docker("rm", "-f", *left, timeout=120, check=False)

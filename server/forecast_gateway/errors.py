@@ -1,0 +1,60 @@
+"""Domain errors of the gateway's data plane. They know nothing of gRPC.
+
+The library's taxonomy (`forecasting.errors`) covers bad data and bad requests; these add what
+only a multi-tenant service has: things that do not exist, preconditions, limits and a backend
+that is down. `forecast_gateway.interceptor.to_status` maps all of them to status codes, in one
+place.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of the gateway's own errors."""
+
+
+class InvalidArgument(GatewayError):
+    """A request field is missing or malformed. `field` names it (e.g. "rows.store_nbr")."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class NotFound(GatewayError):
+    """A retailer, dataset, job or model version does not exist (for this retailer)."""
+
+    def __init__(self, kind: str, name: str, hint: str = ""):
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r} not found" + (f" ({hint})" if hint else ""))
+
+
+class NoLiveModel(GatewayError):
+    """The retailer has no trained model yet."""
+
+    def __init__(self, retailer: str):
+        self.retailer = retailer
+        super().__init__(
+            f"retailer {retailer!r} has no trained model yet: train one first (Train), "
+            "or name a model version"
+        )
+
+
+class FailedPrecondition(GatewayError):
+    """The request is valid but the system is not in a state to carry it out."""
+
+
+class PayloadTooLarge(GatewayError):
+    """A payload is over a documented limit."""
+
+    def __init__(self, what: str, limit: int, unit: str, actual: int | None = None):
+        self.what = what
+        self.limit = limit
+        got = f" (got {actual:,} {unit})" if actual is not None else ""
+        super().__init__(f"{what} is over the limit of {limit:,} {unit}{got}")
+
+
+class BackendUnavailable(GatewayError):
+    """The backend (or the gateway itself, while stopping) cannot serve the call now; retry."""

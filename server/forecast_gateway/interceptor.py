@@ -1,0 +1,161 @@
+"""The one place where errors become gRPC status codes, plus request ids and access logs.
+
+`to_status` maps the domain taxonomy (forecasting.errors + forecast_gateway.errors) to a status
+code and a message; `ServerInterceptor` wraps every handler: it sets the request id (metadata
+`x-request-id`, or a new one), echoes it in the trailing metadata, logs one line per call and
+aborts with `to_status(exc)` when the handler raises. Servicers never call `context.abort`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from forecast_gateway import errors as gw
+from forecast_gateway.logs import REQUEST_ID
+
+log = logging.getLogger("forecast_gateway.rpc")
+
+INTERNAL_MESSAGE = "internal error; the gateway logged the details under request id {rid}"
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """Map an exception to (status code, message). Never UNKNOWN; INTERNAL only for bugs."""
+    from forecasting import errors as fe  # the library's taxonomy
+
+    message = str(exc)
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        message = "; ".join(notes) + ": " + message
+    if isinstance(exc, (gw.InvalidArgument,)):
+        return grpc.StatusCode.INVALID_ARGUMENT, message
+    if isinstance(exc, gw.NotFound):
+        return grpc.StatusCode.NOT_FOUND, message
+    if isinstance(exc, (gw.NoLiveModel, gw.FailedPrecondition)):
+        return grpc.StatusCode.FAILED_PRECONDITION, message
+    if isinstance(exc, gw.PayloadTooLarge):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, message
+    if isinstance(exc, gw.BackendUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, message
+    if isinstance(exc, fe.ArtifactError):  # a stored model that cannot be used
+        return grpc.StatusCode.FAILED_PRECONDITION, message
+    if isinstance(exc, fe.UserError):  # DataValidationError, ForecastRequestError, ...
+        return grpc.StatusCode.INVALID_ARGUMENT, message
+    if isinstance(exc, fe.PlatformError):
+        return grpc.StatusCode.UNAVAILABLE, message
+    if isinstance(exc, asyncio.TimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, "the call ran out of time"
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(rid=REQUEST_ID.get() or "-")
+
+
+def _reset(token: contextvars.Token[str]) -> None:
+    try:
+        REQUEST_ID.reset(token)
+    except ValueError:  # finalised in another context (a closed stream)
+        pass
+
+
+def _request_id(context: aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and value:
+            return str(value)[:128]
+    return uuid.uuid4().hex
+
+
+class ServerInterceptor(aio.ServerInterceptor):
+    """Request ids, one access-log line per call and the error mapping, for every RPC."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                handler.request_deserializer, handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary),
+                handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(method, handler.stream_stream),
+            handler.request_deserializer, handler.response_serializer)
+
+    @staticmethod
+    def _start(context: aio.ServicerContext) -> tuple[str, contextvars.Token[str], float]:
+        rid = _request_id(context)
+        token = REQUEST_ID.set(rid)
+        context.set_trailing_metadata((("x-request-id", rid),))
+        return rid, token, time.perf_counter()
+
+    @staticmethod
+    async def _fail(context: aio.ServicerContext, method: str, started: float, exc: Exception) -> None:
+        code, message = to_status(exc)
+        fields = {"method": method, "code": code.name, "ms": round((time.perf_counter() - started) * 1e3, 2)}
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("rpc failed: %s", message, exc_info=exc, extra={"fields": fields})
+        else:
+            log.info("rpc failed: %s", message, extra={"fields": fields})
+        await context.abort(code, message, trailing_metadata=(("x-request-id", REQUEST_ID.get()),))
+
+    @staticmethod
+    def _done(method: str, started: float, code: str = "OK", **extra: Any) -> None:
+        log.info("rpc done", extra={"fields": {
+            "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1e3, 2), **extra}})
+
+    def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
+            _rid, token, started = self._start(context)
+            try:
+                result = await behavior(request, context)
+                self._done(method, started)
+                return result
+            except asyncio.CancelledError:
+                self._done(method, started, code="CANCELLED")
+                raise
+            except aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped in one place
+                await self._fail(context, method, started, exc)
+            finally:
+                _reset(token)
+
+        return wrapper
+
+    def _wrap_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
+            _rid, token, started = self._start(context)
+            sent = 0
+            try:
+                async for response in behavior(request, context):
+                    sent += 1
+                    yield response
+                self._done(method, started, messages=sent)
+            except (asyncio.CancelledError, GeneratorExit):
+                self._done(method, started, code="CANCELLED", messages=sent)
+                raise
+            except aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped in one place
+                await self._fail(context, method, started, exc)
+            finally:
+                _reset(token)
+
+        return wrapper

@@ -1,0 +1,115 @@
+"""Builds and runs the grpc.aio server: the servicer behind the interceptor, the standard health
+service, server reflection, explicit message-size limits and a graceful stop.
+
+Why grpc.aio: the grpcio docs warn that streaming on the sync server is slow (a thread per
+stream); with asyncio one event loop serves every stream and CPU-bound work (predictions,
+validation) goes to bounded thread pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from forecast_gateway.backends import create_backend
+from forecast_gateway.backends.base import Backend
+from forecast_gateway.config import GatewayConfig
+from forecast_gateway.interceptor import ServerInterceptor
+from forecast_gateway.service import ForecastService
+from forecast_gateway.servicer import ForecastServicer
+
+log = logging.getLogger("forecast_gateway.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ForecastService"].full_name
+
+
+class GatewayServer:
+    """The gateway: `await start()`, then `await stop()` (drains in-flight calls)."""
+
+    def __init__(self, config: GatewayConfig, backend: Backend | None = None):
+        self.config = config
+        self.backend = backend or create_backend(config)
+        self.service = ForecastService(config, self.backend)
+        self.port: int | None = None
+        self._predict_pool = ThreadPoolExecutor(config.predict_threads, thread_name_prefix="predict")
+        self._control_pool = ThreadPoolExecutor(config.control_threads, thread_name_prefix="control")
+        self._health = health.aio.HealthServicer()
+        self._server: aio.Server | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Recover the registry, bind and start serving; returns the bound port."""
+        self.service.start()
+        limit = self.config.max_message_bytes
+        server = aio.server(
+            interceptors=[ServerInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+        )
+        pb_grpc.add_ForecastServiceServicer_to_server(
+            ForecastServicer(self.service, self._predict_pool, self._control_pool), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        address = f"{self.config.host}:{self.config.port}"
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        self._server, self.port = server, port
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.port_file is not None:
+            tmp = self.config.port_file.with_name(self.config.port_file.name + ".tmp")
+            tmp.write_text(str(port))
+            os.replace(tmp, self.config.port_file)
+        log.info("gateway serving", extra={"fields": {
+            "address": f"{self.config.host}:{port}", "data_dir": str(self.service.storage.root),
+            "pid": os.getpid(), **self.backend.describe()}})
+        return port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful stop: report NOT_SERVING, refuse new calls, let in-flight ones finish for
+        `grace_s` (config.shutdown_grace_s), then stop the backend and close the registry."""
+        if self._server is None or self._stopped.is_set():
+            return
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        log.info("gateway stopping", extra={"fields": {"grace_s": grace}})
+        await self._health.enter_graceful_shutdown()
+        self.service.begin_shutdown()  # open watches end with UNAVAILABLE
+        await self._server.stop(grace)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.service.close)
+        self._predict_pool.shutdown(wait=False, cancel_futures=True)
+        self._control_pool.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+        log.info("gateway stopped")
+
+    async def wait_stopped(self) -> None:
+        """Return once `stop` has finished."""
+        await self._stopped.wait()
+
+
+def channel_ready(target: str, timeout_s: float = 10.0) -> bool:
+    """True once a channel to `target` connects (for scripts and tests)."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout_s)
+            return True
+        except grpc.FutureTimeoutError:
+            return False

@@ -1,0 +1,242 @@
+"""`ForecastServicer`: translates forecastapi.v1 messages to data-plane calls and back.
+
+No decisions live here: validation, tenancy, limits and errors belong to `service.py`, status
+codes to `interceptor.to_status`. Blocking work runs in the thread pools given at construction
+(prediction and control), so the event loop keeps serving other calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import numpy as np
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from forecast_gateway.domain import (
+    Dataset,
+    Evaluation,
+    Job,
+    JobState,
+    MetricsReport,
+    ModelVersion,
+    RowColumns,
+    Scores,
+)
+from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.service import ForecastService
+
+T = TypeVar("T")
+
+_STATE_TO_PB = {
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
+    JobState.RUNNING: pb.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: pb.JOB_STATE_FAILED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
+}
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+_FORMAT_TO_PB = {"csv": pb.DATASET_FORMAT_CSV, "parquet": pb.DATASET_FORMAT_PARQUET}
+_FORMAT_FROM_PB = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
+                   pb.DATASET_FORMAT_PARQUET: "parquet"}
+
+
+# -- translation ---------------------------------------------------------------------------------
+
+def _ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def rows_from_pb(batch: pb.RowBatch) -> RowColumns:
+    """RowBatch -> RowColumns (numpy columns)."""
+    n = len(batch.day)
+    promo = np.fromiter(batch.onpromotion, dtype=np.int32, count=len(batch.onpromotion)) \
+        if len(batch.onpromotion) else None
+    return RowColumns(
+        day=np.fromiter(batch.day, dtype=np.int32, count=n),
+        store_nbr=np.fromiter(batch.store_nbr, dtype=np.int32, count=len(batch.store_nbr)),
+        family=np.asarray(list(batch.family), dtype=str) if len(batch.family) else np.zeros(0, dtype=str),
+        onpromotion=promo,
+    )
+
+
+def dataset_to_pb(ds: Dataset) -> pb.Dataset:
+    """Dataset -> pb.Dataset."""
+    return pb.Dataset(
+        dataset_id=ds.dataset_id, retailer=ds.retailer, filename=ds.filename,
+        format=_FORMAT_TO_PB.get(ds.format, pb.DATASET_FORMAT_UNSPECIFIED),
+        size_bytes=ds.size_bytes, sha256=ds.sha256, rows=ds.rows, series=ds.series,
+        start_date=ds.start_date, end_date=ds.end_date, create_time=_ts(ds.created_at),
+    )
+
+
+def job_to_pb(job: Job) -> pb.TrainingJob:
+    """Job -> pb.TrainingJob."""
+    return pb.TrainingJob(
+        job_id=job.job_id, retailer=job.retailer, dataset_id=job.dataset_id,
+        model_kind=job.model_kind, hyperparameters=job.hyperparameters, horizon=job.horizon,
+        state=_STATE_TO_PB[job.state], create_time=_ts(job.created_at),
+        start_time=_ts(job.started_at), end_time=_ts(job.ended_at),
+        failure_reason=job.failure_reason, model_version=job.model_version, stage=job.stage,
+        progress=job.progress, metrics=job.metrics,
+    )
+
+
+def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
+    """ModelVersion -> pb.ModelVersion."""
+    return pb.ModelVersion(
+        version=m.version, retailer=m.retailer, live=m.live, job_id=m.job_id,
+        dataset_id=m.dataset_id, model_kind=m.model_kind, final_model=m.final_model,
+        data_start_date=m.data_start, data_end_date=m.data_end, horizon=m.horizon,
+        create_time=_ts(m.created_at),
+    )
+
+
+def _scores_pb(s: Scores) -> pb.MetricValues:
+    return pb.MetricValues(rmse=s.rmse, rmsle=s.rmsle, mae=s.mae, wape=s.wape, bias=s.bias)
+
+
+def _evaluation_pb(e: Evaluation) -> pb.ModelEvaluation:
+    return pb.ModelEvaluation(
+        name=e.name, baseline=e.baseline, final=e.final, overall=_scores_pb(e.overall),
+        per_family={f: _scores_pb(s) for f, s in e.per_family.items()},
+    )
+
+
+def metrics_to_pb(r: MetricsReport) -> pb.GetMetricsResponse:
+    """MetricsReport -> pb.GetMetricsResponse."""
+    return pb.GetMetricsResponse(
+        model=model_to_pb(r.model), horizon=r.horizon, origin_date=r.origin,
+        test_start_date=r.test_start, test_end_date=r.test_end,
+        evaluations=[_evaluation_pb(e) for e in r.evaluations],
+    )
+
+
+# -- the servicer --------------------------------------------------------------------------------
+
+class ForecastServicer(pb_grpc.ForecastServiceServicer):
+    """forecastapi.v1.ForecastService on top of `ForecastService`."""
+
+    def __init__(self, service: ForecastService, predict_pool: Executor, control_pool: Executor):
+        self._service = service
+        self._predict_pool = predict_pool
+        self._control_pool = control_pool
+
+    async def _run(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
+        ctx = contextvars.copy_context()  # keeps the request id in worker-thread logs
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, functools.partial(ctx.run, fn, *args))
+
+    async def _control(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(self._control_pool, fn, *args)
+
+    async def UploadDataset(self, request_iterator: AsyncIterator[pb.UploadDatasetRequest],
+                            context: Any) -> pb.UploadDatasetResponse:
+        session = None
+        try:
+            async for message in request_iterator:
+                kind = message.WhichOneof("payload")
+                if session is None:
+                    if kind != "header":
+                        raise InvalidArgument("header", "the first message must carry the header")
+                    h = message.header
+                    session = await self._control(
+                        self._service.begin_upload, h.retailer, h.filename,
+                        _FORMAT_FROM_PB.get(h.format, ""), h.size_bytes)
+                elif kind == "chunk":
+                    await self._control(session.write, message.chunk)
+                else:
+                    raise InvalidArgument("header", "only the first message may carry the header")
+            if session is None:
+                raise InvalidArgument("header", "the upload was empty (no header)")
+            dataset = await self._control(session.commit)
+        except BaseException:
+            if session is not None:
+                session.abort()
+            raise
+        return pb.UploadDatasetResponse(dataset=dataset_to_pb(dataset))
+
+    async def Train(self, request: pb.TrainRequest, context: Any) -> pb.TrainResponse:
+        job = await self._control(
+            self._service.train, request.retailer, request.dataset_id, request.data_uri,
+            request.model_kind, dict(request.hyperparameters), request.horizon)
+        return pb.TrainResponse(job=job_to_pb(job))
+
+    async def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: Any) -> pb.GetTrainingJobResponse:
+        job = await self._control(self._service.get_job, request.retailer, request.job_id)
+        return pb.GetTrainingJobResponse(job=job_to_pb(job))
+
+    async def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
+                               context: Any) -> pb.ListTrainingJobsResponse:
+        state = _STATE_FROM_PB.get(request.state)
+        jobs, token = await self._control(self._service.list_jobs, request.retailer,
+                                          request.page_size, request.page_token, state)
+        return pb.ListTrainingJobsResponse(jobs=[job_to_pb(j) for j in jobs], next_page_token=token)
+
+    async def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
+                               context: Any) -> AsyncIterator[pb.WatchTrainingJobResponse]:
+        async for job in self._service.watch_job(request.retailer, request.job_id):
+            yield pb.WatchTrainingJobResponse(job=job_to_pb(job), terminal=job.state.terminal)
+
+    async def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest,
+                                context: Any) -> pb.CancelTrainingJobResponse:
+        job = await self._control(self._service.cancel_job, request.retailer, request.job_id)
+        return pb.CancelTrainingJobResponse(job=job_to_pb(job))
+
+    def _predict_unary(self, request: pb.PredictRequest) -> pb.PredictResponse:
+        values, version = self._service.predict(request.retailer, request.model_version,
+                                                rows_from_pb(request.rows))
+        return pb.PredictResponse(forecast=values.tolist(), model_version=version)
+
+    async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
+        return await self._run(self._predict_pool, self._predict_unary, request)
+
+    def _predict_chunk(self, ref: Any, request: pb.PredictStreamRequest) -> pb.PredictStreamResponse:
+        try:
+            rows = rows_from_pb(request.rows)
+            self._service.check_rows(rows, self._service.config.max_stream_chunk_rows,
+                                     "a PredictStream chunk")
+            values = self._service.predict_with(ref, rows)
+        except Exception as exc:
+            exc.add_note(f"chunk {request.chunk_id!r}")
+            raise
+        return pb.PredictStreamResponse(chunk_id=request.chunk_id, forecast=values.tolist(),
+                                        model_version=ref.version)
+
+    async def PredictStream(self, request_iterator: AsyncIterator[pb.PredictStreamRequest],
+                            context: Any) -> AsyncIterator[pb.PredictStreamResponse]:
+        ref = None
+        # One chunk at a time: the next one is read only after this one is answered, so gRPC's
+        # flow control holds back a client that sends faster than we forecast.
+        async for request in request_iterator:
+            if not request.chunk_id:
+                raise InvalidArgument("chunk_id", "is required on every chunk")
+            if ref is None:
+                ref = await self._control(self._service.resolve_model, request.retailer,
+                                          request.model_version)
+            elif request.retailer and request.retailer != ref.retailer:
+                raise InvalidArgument("retailer", f"chunk {request.chunk_id!r} names another "
+                                      "retailer than the first chunk")
+            yield await self._run(self._predict_pool, self._predict_chunk, ref, request)
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:
+        report = await self._control(self._service.get_metrics, request.retailer, request.model_version)
+        return metrics_to_pb(report)
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
+        models = await self._control(self._service.list_models, request.retailer)
+        return pb.ListModelsResponse(models=[model_to_pb(m) for m in models])
+
+    async def SetLiveModel(self, request: pb.SetLiveModelRequest, context: Any) -> pb.SetLiveModelResponse:
+        model = await self._control(self._service.set_live, request.retailer, request.model_version)
+        return pb.SetLiveModelResponse(model=model_to_pb(model))

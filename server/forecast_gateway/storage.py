@@ -1,0 +1,84 @@
+"""The per-retailer storage layout under --data-dir (DESIGN.md contract 6).
+
+```
+<data-dir>/registry.sqlite3                      the registry (registry.py)
+<data-dir>/retailers/<retailer>/raw/<dataset_id>.<csv|parquet>   uploaded datasets
+<data-dir>/retailers/<retailer>/raw/.incoming/   uploads in progress (removed on restart)
+<data-dir>/retailers/<retailer>/models/<version>/               model artifacts
+<data-dir>/retailers/<retailer>/jobs/<job_id>/   a job: job.json (its record), train.log,
+                                                 opt_ml/ (the SageMaker-shaped tree)
+```
+Retailer ids are checked before they become path components (see `check_retailer`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from forecast_gateway.domain import Job
+from forecast_gateway.errors import InvalidArgument
+
+RETAILER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def check_retailer(retailer: str, field: str = "retailer") -> str:
+    """Return the retailer id or raise InvalidArgument: it becomes a directory name."""
+    if not retailer:
+        raise InvalidArgument(field, "is required")
+    if not RETAILER_RE.match(retailer):
+        raise InvalidArgument(
+            field, f"{retailer[:80]!r} is not a valid retailer id (1-63 characters: lowercase "
+            "letters, digits, '-' and '_', starting with a letter or digit)")
+    return retailer
+
+
+class Storage:
+    """Paths of everything the gateway keeps on disk."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+
+    def retailer_dir(self, retailer: str) -> Path:
+        """`<root>/retailers/<retailer>`."""
+        return self.root / "retailers" / check_retailer(retailer)
+
+    def raw_dir(self, retailer: str) -> Path:
+        """Where uploaded datasets are kept."""
+        return self.retailer_dir(retailer) / "raw"
+
+    def incoming_dir(self, retailer: str) -> Path:
+        """Where uploads in progress are written."""
+        return self.raw_dir(retailer) / ".incoming"
+
+    def dataset_path(self, retailer: str, dataset_id: str, fmt: str) -> Path:
+        """The stored file of a dataset."""
+        return self.raw_dir(retailer) / f"{dataset_id}.{fmt}"
+
+    def model_dir(self, retailer: str, version: str) -> Path:
+        """A model version's artifact directory."""
+        return self.retailer_dir(retailer) / "models" / version
+
+    def job_dir(self, retailer: str, job_id: str) -> Path:
+        """A job's directory (its /opt/ml tree lives in `opt_ml/`)."""
+        return self.retailer_dir(retailer) / "jobs" / job_id
+
+    def write_job_record(self, job: Job) -> None:
+        """Keep a copy of the job's record next to its files (the registry is the source of truth)."""
+        directory = self.job_dir(job.retailer, job.job_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        record = asdict(job)
+        record["state"] = job.state.value
+        tmp = directory / "job.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+        tmp.replace(directory / "job.json")
+
+    def clean_incoming(self) -> None:
+        """Remove uploads cut off by a restart."""
+        base = self.root / "retailers"
+        if base.exists():
+            for incoming in base.glob("*/raw/.incoming"):
+                shutil.rmtree(incoming, ignore_errors=True)

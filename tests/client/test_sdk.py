@@ -1,0 +1,121 @@
+"""The SDK as a user would use it: typed config, DataFrames in and out, bulk streaming, errors."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from forecast_client import (
+    ClientConfig,
+    ForecastClient,
+    ForecastClientError,
+    RetryPolicy,
+    Timeouts,
+    TlsConfig,
+    pb,
+)
+from forecast_client.rows import day_number, day_to_iso, make_batch
+
+
+def test_config_is_typed_and_validated() -> None:
+    config = ClientConfig(target="example:443", retry=RetryPolicy(max_attempts=3),
+                          timeouts=Timeouts(unary_s=5))
+    with pytest.raises(AttributeError):
+        config.target = "x"  # type: ignore[misc]  # frozen
+    with pytest.raises(ValueError):
+        ClientConfig(target="no-port")
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=9)
+    with pytest.raises(ValueError):
+        TlsConfig(private_key=b"k")
+
+
+def test_service_config_retries_unavailable_but_never_train() -> None:
+    sc = json.loads(ClientConfig(retry=RetryPolicy(max_attempts=4)).service_config_json())
+    retrying, train = sc["methodConfig"]
+    assert retrying["retryPolicy"]["maxAttempts"] == 4
+    assert retrying["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert {"method": "Predict", "service": "forecastapi.v1.ForecastService"} in retrying["name"]
+    assert train == {"name": [{"service": "forecastapi.v1.ForecastService", "method": "Train"}]}
+    off = json.loads(ClientConfig(retry=RetryPolicy(max_attempts=1)).service_config_json())
+    assert "retryPolicy" not in off["methodConfig"][0]
+
+
+def test_rows_are_columnar_day_numbers() -> None:
+    assert day_number("2017-08-16") == 17394 and day_to_iso(17394) == "2017-08-16"
+    batch = make_batch(pd.Series(["2017-08-16", "2017-08-17"]), np.array([1, 2]), ["A", "B"], [0, 3])
+    assert list(batch.day) == [17394, 17395] and list(batch.store_nbr) == [1, 2]
+    assert list(batch.onpromotion) == [0, 3]
+    with pytest.raises(ValueError, match="store_nbr"):
+        make_batch(["2017-08-16"], [1, 2], ["A"])
+    with pytest.raises(ValueError, match="date"):
+        make_batch(["16/08/2017"], [1], ["A"])
+
+
+def test_every_public_method_has_a_docstring() -> None:
+    public = [n for n in dir(ForecastClient) if not n.startswith("_") or n in ("__init__",)]
+    missing = [n for n in public if callable(getattr(ForecastClient, n)) and not getattr(ForecastClient, n).__doc__]
+    assert missing == []
+
+
+def test_dataframes_in_and_out(gateway, trained, future_rows: pd.DataFrame) -> None:
+    with ForecastClient(ClientConfig(target=gateway.target)) as client:
+        client.wait_until_ready(5)
+        seen: list[tuple[int, int]] = []
+        out = client.predict_frame("acme", future_rows, chunk_rows=100,
+                                   on_progress=lambda d, t: seen.append((d, t)))
+        assert isinstance(out, pd.DataFrame) and len(out) == len(future_rows)
+        assert list(out.columns) == [*future_rows.columns, "sales"]
+        assert seen[-1] == (len(future_rows), len(future_rows)) and len(seen) == -(-len(future_rows) // 100)
+        metrics = client.metrics_frame("acme")
+        assert set(metrics["model"]) >= {"xgboost"} and metrics["baseline"].sum() == 1
+        empty = client.predict_frame("acme", future_rows.head(0))
+        assert len(empty) == 0 and "sales" in empty
+
+
+def test_errors_carry_the_status_code(gateway) -> None:
+    with ForecastClient(target=gateway.target) as client, pytest.raises(ForecastClientError) as info:
+        client.get_job("nobody", "job-1")
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    assert str(info.value).startswith("NOT_FOUND: ")
+
+
+def test_wait_until_ready_fails_fast_when_nothing_listens() -> None:
+    with ForecastClient(target="127.0.0.1:1") as client, pytest.raises(ForecastClientError) as info:
+        client.wait_until_ready(0.5)
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_concurrent_clients(gateway, trained, future_rows: pd.DataFrame) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = future_rows.head(24)
+    with ForecastClient(target=gateway.target) as ref_client:
+        expected = ref_client.predict("acme", date=rows["date"], store_nbr=rows["store_nbr"],
+                                      family=rows["family"])
+
+    def worker(i: int) -> np.ndarray:
+        with ForecastClient(target=gateway.target) as client:  # separate channels
+            if i % 2:
+                return client.predict_frame("acme", rows, chunk_rows=5)["sales"].to_numpy()
+            return client.predict("acme", date=rows["date"], store_nbr=rows["store_nbr"],
+                                  family=rows["family"])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(16)))
+    for r in results:
+        np.testing.assert_allclose(r, expected, rtol=1e-9)
+
+
+def test_generated_code_is_typed() -> None:
+    from pathlib import Path
+
+    import forecast_client._gen.forecastapi.v1 as gen
+
+    folder = Path(gen.__file__).parent
+    assert (folder / "forecast_service_pb2.pyi").exists()
+    assert (folder / "forecast_service_pb2_grpc.pyi").exists()
+    assert pb.DESCRIPTOR.package == "forecastapi.v1"

@@ -1,0 +1,119 @@
+"""In-process gateway with a scripted backend, for what a real model cannot show on demand:
+a backend that is down, a bug, a slow prediction, a cancelled stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from forecast_gateway.backends.base import Backend, TrainingListener, TrainingSpec
+from forecast_gateway.config import GatewayConfig
+from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.errors import BackendUnavailable
+from forecast_gateway.server import GatewayServer
+
+
+class ScriptedBackend(Backend):
+    """Forecast = store_nbr * 1000 + day offset; behaviour switches set by the test."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.down = False
+        self.fail_with: Exception | None = None
+        self.delay_s = 0.0
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def submit_training(self, spec: TrainingSpec, listener: TrainingListener) -> None:
+        self.check_available()
+
+    def cancel_training(self, job_id: str) -> bool:
+        return False
+
+    def check_available(self) -> None:
+        if self.down:
+            raise BackendUnavailable("scripted backend is down")
+
+    def load_model(self, model: ModelRef) -> None:
+        pass
+
+    def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            self.check_available()
+            if self.fail_with is not None:
+                raise self.fail_with
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            return rows.store_nbr.astype(np.float64) * 1000 + (rows.day - rows.day.min())
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def close(self, reason: str) -> None:
+        pass
+
+
+class InProcessGateway:
+    """A GatewayServer on its own event loop thread."""
+
+    def __init__(self, data_dir: Path, backend: Backend):
+        self.backend = backend
+        self.server = GatewayServer(GatewayConfig(port=0, data_dir=data_dir, predict_threads=2,
+                                                  max_predict_rows=1000), backend=backend)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> InProcessGateway:
+        self.thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def fake_artifact(root: Path) -> Path:
+    """A directory with the two JSON files the gateway reads itself."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "artifact.json").write_text(json.dumps({
+        "final_model": "xgboost", "hyperparameters": {"model_kind": "xgboost", "horizon": "16"},
+        "data": {"start": "2017-01-01", "end": "2017-08-15", "rows": 10, "series": 1}}))
+    (root / "evaluation.json").write_text(json.dumps({
+        "horizon": 16, "origin": "2017-07-30", "test_start": "2017-07-31", "test_end": "2017-08-15",
+        "final_model": "xgboost",
+        "models": {"xgboost": {"overall": {"rmse": 1.0, "rmsle": 0.5, "mae": 0.8, "wape": 0.2,
+                                           "bias": 0.01}, "per_family": {}}},
+        "baseline": {"name": "seasonal_naive_7", "overall": {"rmse": 2.0, "rmsle": 0.9, "mae": 1.5,
+                                                             "wape": 0.4, "bias": None}}}))
+    return root
+
+
+@pytest.fixture()
+def scripted(tmp_path: Path) -> Iterator[InProcessGateway]:
+    """An in-process gateway whose retailer `shop` has a live (scripted) model v1."""
+    backend = ScriptedBackend()
+    gw = InProcessGateway(tmp_path / "data", backend).start()
+    try:
+        gw.server.service.import_model("shop", fake_artifact(tmp_path / "artifact"))
+        yield gw
+    finally:
+        gw.stop()

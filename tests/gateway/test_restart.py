@@ -1,0 +1,81 @@
+"""A gateway restart loses nothing: jobs, datasets and models come back from the registry, and a
+job cut off by the restart is FAILED with the reason. SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from forecast_client import ForecastClient, ForecastClientError, pb
+
+pytestmark = pytest.mark.slow
+SLOW_HP = {"num_round": "5000", "early_stopping_rounds": "5000", "eta": "0.001"}
+
+
+def _wait_for_fit(client: ForecastClient, retailer: str, job_id: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get_job(retailer, job_id)
+        if job.state == pb.JOB_STATE_RUNNING and job.stage == "fit":
+            return
+        assert job.state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING), job
+        time.sleep(0.1)
+    raise AssertionError("the job never reached the fit stage")
+
+
+def test_restart_mid_job_then_recovered_state(tmp_path, sample_csv, fast_hp, gateway_factory) -> None:
+    data_dir = tmp_path / "data"
+    gw = gateway_factory(data_dir).start()
+    try:
+        with ForecastClient(target=gw.target) as client:
+            ds = client.upload_dataset("acme", sample_csv)
+            done = client.wait_for_job("acme", client.train("acme", dataset_id=ds.dataset_id,
+                                                            hyperparameters=fast_hp).job_id)
+            assert done.state == pb.JOB_STATE_SUCCEEDED
+            long_job = client.train("acme", dataset_id=ds.dataset_id, hyperparameters=SLOW_HP)
+            _wait_for_fit(client, "acme", long_job.job_id)
+        gw.kill()  # SIGKILL: no chance to clean up
+
+        gw = gateway_factory(data_dir).start()
+        with ForecastClient(target=gw.target) as client:
+            cut = client.get_job("acme", long_job.job_id)
+            assert cut.state == pb.JOB_STATE_FAILED
+            assert "gateway stopped" in cut.failure_reason and "running" in cut.failure_reason
+            assert cut.end_time.seconds
+            assert client.get_job("acme", done.job_id).state == pb.JOB_STATE_SUCCEEDED
+            models = client.list_models("acme")
+            assert [(m.version, m.live) for m in models] == [("v1", True)]
+            values = client.predict("acme", date=["2017-08-16"], store_nbr=[1], family=["BREAD/BAKERY"])
+            assert values.shape == (1,)
+            # The dataset survived too: a new job on it is accepted, then SIGTERM while it runs.
+            again = client.train("acme", dataset_id=ds.dataset_id, hyperparameters=SLOW_HP)
+            _wait_for_fit(client, "acme", again.job_id)
+        assert gw.stop(timeout_s=60) == 0  # graceful: drained and exited cleanly
+
+        gw = gateway_factory(data_dir).start()
+        with ForecastClient(target=gw.target) as client:
+            stopped = client.get_job("acme", again.job_id)
+            assert stopped.state == pb.JOB_STATE_FAILED
+            assert "stopped" in stopped.failure_reason
+            assert len(client.list_jobs("acme")) == 3
+    finally:
+        gw.stop()
+
+
+def test_watch_ends_with_unavailable_when_the_gateway_stops(tmp_path, sample_csv, gateway_factory) -> None:
+    gw = gateway_factory(tmp_path / "data").start()
+    try:
+        with ForecastClient(target=gw.target) as client:
+            ds = client.upload_dataset("acme", sample_csv)
+            job = client.train("acme", dataset_id=ds.dataset_id, hyperparameters=SLOW_HP)
+            events = client.watch_job("acme", job.job_id)
+            next(events)
+            gw.proc.send_signal(15)
+            with pytest.raises(ForecastClientError) as info:
+                for _ in events:
+                    pass
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        assert gw.proc.wait(60) == 0
+    finally:
+        gw.stop()

@@ -1,0 +1,158 @@
+"""What only a scripted backend can show on demand: a backend that is down (UNAVAILABLE), a bug
+(INTERNAL with a generic message), a slow prediction (DEADLINE_EXCEEDED), a cancelled stream
+(work stops), flow control (one chunk at a time per stream) and the request id round trip."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import pytest
+from forecast_client import ForecastClient, ForecastClientError, pb
+from forecast_client.config import ClientConfig, RetryPolicy
+from forecast_client.rows import make_batch
+
+
+def _client(gw, **kwargs) -> ForecastClient:
+    return ForecastClient(ClientConfig(target=gw.target, retry=RetryPolicy(max_attempts=1), **kwargs))
+
+
+def _batch(n: int = 4) -> pb.RowBatch:
+    return make_batch(["2017-08-16"] * n, list(range(1, n + 1)), ["BREAD/BAKERY"] * n)
+
+
+def test_predict_through_the_interface(scripted) -> None:
+    with _client(scripted) as client:
+        values = client.predict("shop", date=["2017-08-16", "2017-08-18"], store_nbr=[3, 4],
+                                family=["A", "B"])
+        assert values.tolist() == [3000.0, 4002.0]
+        m = client.get_metrics("shop")
+        assert m.model.version == "v1" and m.origin_date == "2017-07-30"
+        base = next(e for e in m.evaluations if e.baseline)
+        assert base.name == "seasonal_naive_7" and base.overall.rmsle == 0.9
+        assert base.overall.bias != base.overall.bias  # None -> NaN
+
+
+def test_backend_down_is_unavailable(scripted) -> None:
+    scripted.backend.down = True
+    with _client(scripted) as client, pytest.raises(ForecastClientError) as info:
+        client.predict("shop", date=["2017-08-16"], store_nbr=[1], family=["A"])
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE and "down" in info.value.details
+
+
+def test_a_bug_is_internal_with_a_generic_message(scripted) -> None:
+    scripted.backend.fail_with = RuntimeError("secret /internal/path exploded")
+    with _client(scripted) as client, pytest.raises(ForecastClientError) as info:
+        client.predict("shop", date=["2017-08-16"], store_nbr=[1], family=["A"])
+    err = info.value
+    assert err.code == grpc.StatusCode.INTERNAL
+    assert "secret" not in err.details and err.request_id in err.details
+
+
+def test_request_id_is_taken_from_metadata(scripted) -> None:
+    scripted.backend.fail_with = RuntimeError("boom")
+    config = ClientConfig(target=scripted.target, retry=RetryPolicy(max_attempts=1))
+    with ForecastClient(config) as client:
+        call = client._stub.Predict.with_call
+        with pytest.raises(grpc.RpcError) as info:
+            call(pb.PredictRequest(retailer="shop", rows=_batch()), timeout=5,
+                 metadata=(("x-request-id", "req-123"),))
+        assert "req-123" in info.value.details()
+        assert ("x-request-id", "req-123") in tuple(info.value.trailing_metadata())
+
+
+def test_deadline_is_honoured(scripted) -> None:
+    scripted.backend.delay_s = 2.0
+    with _client(scripted) as client, pytest.raises(ForecastClientError) as info:
+        client._unary(client._stub.Predict, pb.PredictRequest(retailer="shop", rows=_batch()), 0.3)
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_stream_is_one_chunk_at_a_time_and_cancel_stops_work(scripted) -> None:
+    backend = scripted.backend
+    backend.delay_s = 0.05
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield _batch(8)
+            i += 1
+
+    with _client(scripted) as client:
+        stream = client.predict_batches("shop", endless(), max_in_flight=4)
+        got = [next(stream) for _ in range(5)]
+        assert [g[0] for g in got] == [0, 1, 2, 3, 4]
+        stream.close()  # cancels the call
+        time.sleep(0.5)
+        calls_after_cancel = backend.calls
+        time.sleep(0.5)
+        assert backend.calls == calls_after_cancel  # no work after the cancel
+        assert backend.calls <= 5 + 4 + 1  # at most the in-flight window beyond what we read
+        assert len(produced) <= 5 + 4 + 1  # the client did not run ahead either
+        assert backend.max_active == 1  # one chunk at a time on the stream
+
+
+def test_stream_errors_name_the_chunk(scripted) -> None:
+    with _client(scripted) as client:
+        bad = pb.RowBatch(day=[17394, 17395], store_nbr=[1], family=["A", "A"])
+        with pytest.raises(ForecastClientError) as info:
+            list(client.predict_batches("shop", [_batch(), bad]))
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "chunk '1'" in info.value.details and "rows.store_nbr" in info.value.details
+
+
+def test_concurrent_unary_calls_while_a_stream_runs(scripted) -> None:
+    scripted.backend.delay_s = 0.01
+    errors: list[BaseException] = []
+
+    def unary_worker(client: ForecastClient, store: int) -> None:
+        try:
+            for _ in range(20):
+                v = client.predict("shop", date=["2017-08-16"], store_nbr=[store], family=["A"])
+                assert v.tolist() == [store * 1000.0]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    with _client(scripted) as client:
+        threads = [threading.Thread(target=unary_worker, args=(client, s)) for s in range(1, 7)]
+        for t in threads:
+            t.start()
+        results = list(client.predict_batches("shop", (_batch(16) for _ in range(30))))
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
+    assert len(results) == 30
+
+
+def test_training_refused_when_backend_is_down(scripted, sample_csv) -> None:
+    with _client(scripted) as client:
+        ds = client.upload_dataset("shop", sample_csv)
+        scripted.backend.down = True
+        with pytest.raises(ForecastClientError) as info:
+            client.train("shop", dataset_id=ds.dataset_id)
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_graceful_stop_lets_in_flight_calls_finish(scripted) -> None:
+    import asyncio
+
+    scripted.backend.delay_s = 1.0
+    result: dict = {}
+
+    def slow_call() -> None:
+        with _client(scripted) as client:
+            try:
+                result["values"] = client.predict("shop", date=["2017-08-16"], store_nbr=[2], family=["A"])
+            except ForecastClientError as exc:
+                result["error"] = exc
+
+    t = threading.Thread(target=slow_call)
+    t.start()
+    while scripted.backend.active == 0:
+        time.sleep(0.01)
+    asyncio.run_coroutine_threadsafe(scripted.server.stop(5.0), scripted.loop).result(30)
+    t.join(10)
+    assert result.get("values") is not None and result["values"].tolist() == [2000.0], result
