@@ -39,8 +39,9 @@ def _split(path: str, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame[frame["date"] >= cutoff].reset_index(drop=True)
 
 
-def ours(path: str, horizon: int, rounds: int, nthread: int) -> dict:
-    """Our side: every step through the library's public functions."""
+def ours(path: str, horizon: int, rounds: int, nthread: int, keep_dir: str | None = None) -> dict:
+    """Our side: every step through the library's public functions. ``keep_dir`` keeps the
+    trained artifact (the gRPC benchmark serves it)."""
     from forecasting import features, training
     from forecasting.cleaning import clean
     from forecasting.models.base import to_target
@@ -63,9 +64,9 @@ def ours(path: str, horizon: int, rounds: int, nthread: int) -> dict:
     model = training.train(history, hp, log=lambda _: None)
     fit = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
-        model.save(tmp)
+        model.save(keep_dir or tmp)
         del model
-        predictor = Predictor.load(tmp)
+        predictor = Predictor.load(keep_dir or tmp)
         t = time.perf_counter()
         forecast = predictor.predict_columns(test["date"].to_numpy(), test["store_nbr"].to_numpy(),
                                              test["family"].to_numpy(),
@@ -163,14 +164,15 @@ def _rmsle(forecast: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.log1p(f) - np.log1p(actual)) ** 2)))
 
 
-def run(frame: pd.DataFrame, rounds: int = 100, horizon: int = 16, nthread: int = 2) -> dict:
+def run(frame: pd.DataFrame, rounds: int = 100, horizon: int = 16, nthread: int = 2,
+        keep_dir: str | None = None) -> dict:
     """Both sides on ``frame``; JSON-ready numbers and the ratios ours / peer."""
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "data.parquet")
         frame.to_parquet(path, index=False)
         result = {"rows": int(len(frame)), "series": int(frame.groupby(
             ["store_nbr", "family"]).ngroups), "rounds": rounds, "horizon": horizon,
-                  "ours": run_in_child(ours, path, horizon, rounds, nthread),
+                  "ours": run_in_child(ours, path, horizon, rounds, nthread, keep_dir),
                   "mlforecast": run_in_child(peer, path, horizon, rounds, nthread),
                   "baseline_rmsle": baseline(path, horizon)}
     result["ratio"] = {k: result["ours"][k] / result["mlforecast"][k]

@@ -50,12 +50,15 @@ from forecast_gateway.errors import (
 )
 from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage, check_retailer
+from forecasting import hyperparameters as hp_schema
+from forecasting.errors import HyperparameterError
 
 log = logging.getLogger("forecast_gateway.service")
 
-MODEL_KINDS = ("xgboost", "lstm", "hybrid")
-DEFAULT_HORIZON = 16
-MAX_HORIZON = 366
+# The library owns these: one declaration of what a training job accepts.
+MODEL_KINDS = hp_schema.MODEL_KINDS
+DEFAULT_HORIZON = int(hp_schema.SPECS["horizon"].default)
+MAX_HORIZON = int(hp_schema.SPECS["horizon"].high)
 RESTART_REASON = ("the gateway stopped while this job was {state}; its work is lost. "
                   "Submit the job again.")
 _EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -299,6 +302,11 @@ class ForecastService:
                 raise InvalidArgument(f"hyperparameters[{key!r}]", f"set {key} with its own field")
             if not key or len(key) > 64:
                 raise InvalidArgument("hyperparameters", "names must be 1 to 64 characters")
+        try:  # reject what the training job would reject, before a job exists
+            hp_schema.parse({**hyperparameters, "model_kind": model_kind, "horizon": str(horizon)})
+        except HyperparameterError as exc:
+            raise InvalidArgument(f"hyperparameters[{exc.name!r}]", str(exc).split(": ", 1)[1]) \
+                from None
         if self._closing:
             raise BackendUnavailable("the gateway is stopping")
         self.backend.check_available()

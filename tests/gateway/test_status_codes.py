@@ -102,12 +102,29 @@ def test_resource_exhausted_over_the_limits(client, trained) -> None:
     assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit" in err.details
 
 
-def test_bad_hyperparameter_fails_the_job_with_the_reason(client, trained, fast_hp) -> None:
-    job = client.train("acme", dataset_id=trained["dataset"].dataset_id,
-                       hyperparameters={**fast_hp, "no_such_knob": "1"})
+def test_bad_hyperparameter_is_rejected_before_a_job_exists(client, trained, fast_hp) -> None:
+    jobs_before = len(client.list_jobs("acme"))
+    err = _code(client.train, "acme", dataset_id=trained["dataset"].dataset_id,
+                hyperparameters={**fast_hp, "num_round": "lots"})
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "hyperparameters['num_round']" in err.details and "'lots'" in err.details
+    err = _code(client.train, "acme", dataset_id=trained["dataset"].dataset_id,
+                hyperparameters={"no_such_knob": "1"})
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "no_such_knob" in err.details
+    assert len(client.list_jobs("acme")) == jobs_before
+
+
+def test_a_job_that_fails_in_training_carries_the_reason(client, trained, fast_hp) -> None:
+    import pandas as pd
+
+    short = pd.DataFrame({"date": pd.date_range("2017-01-01", periods=40).strftime("%Y-%m-%d"),
+                          "store_nbr": 1, "family": "BREAD/BAKERY", "sales": 3.0})
+    dataset = client.upload_dataset("acme", short.to_csv(index=False).encode(),
+                                    filename="short.csv")
+    job = client.train("acme", dataset_id=dataset.dataset_id, hyperparameters=fast_hp)
     final = client.wait_for_job("acme", job.job_id, timeout_s=120)
     assert final.state == pb.JOB_STATE_FAILED
-    assert "no_such_knob" in final.failure_reason
+    assert "history covers 40 days" in final.failure_reason
     # The live model did not change.
     assert [m.version for m in client.list_models("acme") if m.live] == ["v1"]
 

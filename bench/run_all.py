@@ -1,0 +1,96 @@
+"""``make bench``: every benchmark in one run, written to docs/benchmarks.md.
+
+1. The forecasting core beside mlforecast on the full-scale synthetic data (3,000,888 rows).
+2. The gRPC gateway: bulk PredictStream and unary Predict against in-process calls, serving
+   the full-scale model trained in step 1.
+3. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
+
+    python -m bench.run_all [--small] [--skip-models] [--output docs/benchmarks.md]
+
+Absolute times on shared 2-core machines are noise; the ratios between sides measured in the
+same run are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import forecast_bench, grpc_bench, models_bench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def grpc_markdown(r: dict) -> str:
+    return "\n".join([
+        f"{r['rows']:,} rows over {r['series']:,} series, {r['chunks']} chunks of up to "
+        f"{r['chunk_rows']:,} rows, {r['max_in_flight']} chunks in flight; "
+        f"largest difference from in-process forecasts: {r['max_abs_diff']:.2e}.", "",
+        "| measure | through the gateway | in process | ratio |", "| --- | ---: | ---: | ---: |",
+        f"| bulk PredictStream (rows/s) | {r['grpc_stream_rows_per_s']:,} | "
+        f"{r['in_process_rows_per_s']:,} | {r['stream_to_in_process_ratio']:.2f} |",
+        f"| unary Predict p50, {r['unary_rows']} rows (ms) | {r['unary_grpc_p50_ms']:.2f} | "
+        f"{r['unary_in_process_p50_ms']:.2f} | "
+        f"{r['unary_grpc_p50_ms'] / r['unary_in_process_p50_ms']:.2f} |",
+        f"| unary Predict p99 (ms) | {r['unary_grpc_p99_ms']:.2f} | "
+        f"{r['unary_in_process_p99_ms']:.2f} | "
+        f"{r['unary_grpc_p99_ms'] / r['unary_in_process_p99_ms']:.2f} |",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from forecasting import synthetic
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="a small dataset, for a quick look")
+    p.add_argument("--skip-models", action="store_true", help="leave out the LSTM/hybrid run")
+    p.add_argument("--rounds", type=int, default=100, help="boosting rounds, both sides")
+    p.add_argument("--grpc-rows", type=int, default=500_000)
+    p.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    a = p.parse_args(argv)
+    frame = (synthetic.generate(4, 5, "2015-01-01", synthetic.FULL_END) if a.small
+             else synthetic.generate())
+    command = "make bench" if not argv else "python -m bench.run_all " + " ".join(argv)
+    started = time.perf_counter()
+    sections = []
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as model_dir:
+        print("== forecasting core vs mlforecast", flush=True)
+        results["core"] = forecast_bench.run(frame, rounds=a.rounds, keep_dir=model_dir)
+        sections.append(("Forecasting core beside mlforecast", forecast_bench.markdown(
+            results["core"])))
+        print(sections[-1][1], flush=True)
+        print("== gRPC gateway vs in process", flush=True)
+        results["grpc"] = grpc_bench.run(a.grpc_rows if not a.small else 20_000, model_dir)
+        sections.append(("gRPC gateway beside in-process calls", grpc_markdown(results["grpc"])))
+        print(sections[-1][1], flush=True)
+    if not a.skip_models:
+        print("== model kinds", flush=True)
+        results["models"] = models_bench.run(frame)
+        sections.append(("Model kinds: baseline, XGBoost, LSTM, hybrid",
+                         models_bench.markdown(results["models"])))
+        print(sections[-1][1], flush=True)
+    header = [
+        "# Benchmarks", "",
+        f"Produced by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, in "
+        f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
+        "run on the same rows; read the ratios, not the absolute times (shared machines).", "",
+        "What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
+        "`bench/models_bench.py` (module docstrings).",
+    ]
+    body = [f"\n## {title}\n\n{table}" for title, table in sections]
+    Path(a.output).write_text("\n".join(header + body) + "\n")
+    Path(a.output).with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {a.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
