@@ -173,10 +173,16 @@ def test_new_version_replaces_container_without_failing_requests(
     assert [m.version for m in live] == [job.model_version]
 
 
-def test_failed_job_reports_the_failure_file(gateway: dict, dataset: pb.Dataset) -> None:
-    job = train(gateway, dataset, num_round="abc")
+def test_failed_job_reports_the_failure_file(gateway: dict) -> None:
+    # Valid rows (the upload passes) but too few days to split: the container's `train` fails.
+    short = pd.DataFrame({"date": pd.date_range("2017-01-01", periods=30).strftime("%Y-%m-%d"),
+                          "store_nbr": 1, "family": "BREAD/BAKERY", "sales": 3.0})
+    too_short = gateway["client"].upload_dataset(RETAILER, short.to_csv(index=False).encode(),
+                                                 filename="short.csv")
+    job = train(gateway, too_short)
     assert job.state == pb.JOB_STATE_FAILED
-    assert "num_round" in job.failure_reason and "ClientError" in job.failure_reason
+    assert "history covers 30 days" in job.failure_reason
+    assert "ClientError" in job.failure_reason
     assert backend_containers("training") == []
 
 
