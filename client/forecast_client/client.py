@@ -370,7 +370,9 @@ class ForecastClient:
         optionally onpromotion), streaming it in chunks of `chunk_rows`.
 
         Returns a copy of the frame with the forecasts in `output_column`, rows in the same
-        order. `on_progress(rows_done, rows_total)` is called after each chunk. Needs pandas.
+        order. Chunks never split a series: a series' forecast for a day depends on its
+        promotions of the days before, which the gateway reads from the same chunk, so the
+        answers equal one unary call over the whole frame. `on_progress(rows_done, rows_total)` is called after each chunk. Needs pandas.
         """
         import numpy as np
 
@@ -379,17 +381,22 @@ class ForecastClient:
         if total == 0:
             out[output_column] = np.array([], dtype=np.float64)
             return out
+        # Chunks hold whole series (a forecast depends on the series' earlier days), so the
+        # rows travel grouped by series and the answers are put back in the caller's order.
+        order = _rows.series_order(frame)
         parts: list[Any] = []
         done = 0
         for _, values, _version in self.predict_batches(
-            retailer, _rows.frame_batches(frame, chunk_rows),
+            retailer, _rows.frame_batches(frame.iloc[order], chunk_rows),
             model_version=model_version, max_in_flight=max_in_flight,
         ):
             parts.append(values)
             done += len(values)
             if on_progress is not None:
                 on_progress(done, total)
-        out[output_column] = np.concatenate(parts)
+        result = np.empty(total, dtype=np.float64)
+        result[order] = np.concatenate(parts)
+        out[output_column] = result
         return out
 
     # -- models and metrics ------------------------------------------------------------------

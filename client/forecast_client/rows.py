@@ -107,8 +107,45 @@ def batch_len(batch: pb.RowBatch) -> int:
     return len(batch.day)
 
 
+def series_order(frame: Any) -> Any:
+    """A stable permutation that puts each series' rows (store_nbr, family) next to each other.
+
+    A series' forecast for day d depends on its promotions of the earlier days, which the
+    gateway takes from the same chunk; so a bulk stream must never split a series.
+    """
+    import pandas as pd
+
+    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
+                                      frame["family"].astype(str).to_numpy()])
+    codes, _ = pd.factorize(keys)
+    return _np.argsort(codes, kind="stable")
+
+
+def series_cuts(frame: Any, chunk_rows: int) -> list[tuple[int, int]]:
+    """(start, stop) row ranges of at most `chunk_rows` rows that never split a series.
+
+    `frame` must be in `series_order`. A series longer than `chunk_rows` gets a chunk of its own.
+    """
+    import pandas as pd
+
+    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
+                                      frame["family"].astype(str).to_numpy()])
+    codes, _ = pd.factorize(keys)
+    starts = _np.flatnonzero(_np.r_[True, codes[1:] != codes[:-1]]).tolist() + [len(codes)]
+    cuts: list[tuple[int, int]] = []
+    begin = 0
+    for here, nxt in zip(starts[:-1], starts[1:]):
+        if nxt - begin > chunk_rows and here > begin:
+            cuts.append((begin, here))
+            begin = here
+    if begin < len(codes):
+        cuts.append((begin, len(codes)))
+    return cuts
+
+
 def frame_batches(frame: Any, chunk_rows: int) -> Iterator[pb.RowBatch]:
-    """Split a pandas DataFrame of future rows into RowBatches of at most `chunk_rows` rows.
+    """Split a pandas DataFrame of future rows, already in `series_order`, into RowBatches of at
+    most `chunk_rows` rows that never split a series.
 
     The frame needs `date`, `store_nbr` and `family`; `onpromotion` is sent when present.
     Columns are converted once for the whole frame, then sliced.
@@ -122,8 +159,7 @@ def frame_batches(frame: Any, chunk_rows: int) -> Iterator[pb.RowBatch]:
     stores = _ints(frame["store_nbr"].to_numpy(), "store_nbr")
     families = frame["family"].astype(str).tolist()
     promo = _ints(frame["onpromotion"].to_numpy(), "onpromotion") if "onpromotion" in frame.columns else None
-    for start in range(0, len(days), chunk_rows):
-        stop = start + chunk_rows
+    for start, stop in series_cuts(frame, chunk_rows):
         batch = pb.RowBatch()
         batch.day.extend(days[start:stop])
         batch.store_nbr.extend(stores[start:stop])
