@@ -170,7 +170,7 @@ def run(frame: pd.DataFrame, rounds: int = 100, horizon: int = 16, nthread: int 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "data.parquet")
         frame.to_parquet(path, index=False)
-        result = {"rows": int(len(frame)), "series": int(frame.groupby(
+        result = {"rows": len(frame), "series": int(frame.groupby(
             ["store_nbr", "family"]).ngroups), "rounds": rounds, "horizon": horizon,
                   "ours": run_in_child(ours, path, horizon, rounds, nthread, keep_dir),
                   "mlforecast": run_in_child(peer, path, horizon, rounds, nthread),
@@ -187,8 +187,8 @@ def markdown(result: dict) -> str:
             ("featurize + fit (s)", "featurize_fit_s", "{:.1f}"),
             (f"predict {result['horizon']} days, all series (s)", "predict_s", "{:.3f}"),
             ("peak memory (MB)", "peak_rss_mb", "{:.0f}"), ("RMSLE", "rmsle", "{:.4f}")]
-    lines = [f"{result['rows']:,} rows, {result['series']:,} series, {result['rounds']} "
-             f"boosting rounds, horizon {result['horizon']}.", "",
+    lines = [(f"{result['rows']:,} rows, {result['series']:,} series, {result['rounds']} "
+             f"boosting rounds, horizon {result['horizon']}."), "",
              "| measure | ours | mlforecast | ours / mlforecast |", "| --- | ---: | ---: | ---: |"]
     for label, key, fmt in rows:
         lines.append(f"| {label} | {fmt.format(result['ours'][key])} | "

@@ -19,7 +19,7 @@ import os
 import platform
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import forecast_bench, grpc_bench, models_bench
@@ -29,18 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def grpc_markdown(r: dict) -> str:
     return "\n".join([
-        f"{r['rows']:,} rows over {r['series']:,} series, {r['chunks']} chunks of up to "
+        (f"{r['rows']:,} rows over {r['series']:,} series, {r['chunks']} chunks of up to "
         f"{r['chunk_rows']:,} rows, {r['max_in_flight']} chunks in flight; "
-        f"largest difference from in-process forecasts: {r['max_abs_diff']:.2e}.", "",
+        f"largest difference from in-process forecasts: {r['max_abs_diff']:.2e}."), "",
         "| measure | through the gateway | in process | ratio |", "| --- | ---: | ---: | ---: |",
-        f"| bulk PredictStream (rows/s) | {r['grpc_stream_rows_per_s']:,} | "
-        f"{r['in_process_rows_per_s']:,} | {r['stream_to_in_process_ratio']:.2f} |",
-        f"| unary Predict p50, {r['unary_rows']} rows (ms) | {r['unary_grpc_p50_ms']:.2f} | "
+        (f"| bulk PredictStream (rows/s) | {r['grpc_stream_rows_per_s']:,} | "
+        f"{r['in_process_rows_per_s']:,} | {r['stream_to_in_process_ratio']:.2f} |"),
+        (f"| unary Predict p50, {r['unary_rows']} rows (ms) | {r['unary_grpc_p50_ms']:.2f} | "
         f"{r['unary_in_process_p50_ms']:.2f} | "
-        f"{r['unary_grpc_p50_ms'] / r['unary_in_process_p50_ms']:.2f} |",
-        f"| unary Predict p99 (ms) | {r['unary_grpc_p99_ms']:.2f} | "
+        f"{r['unary_grpc_p50_ms'] / r['unary_in_process_p50_ms']:.2f} |"),
+        (f"| unary Predict p99 (ms) | {r['unary_grpc_p99_ms']:.2f} | "
         f"{r['unary_in_process_p99_ms']:.2f} | "
-        f"{r['unary_grpc_p99_ms'] / r['unary_in_process_p99_ms']:.2f} |",
+        f"{r['unary_grpc_p99_ms'] / r['unary_in_process_p99_ms']:.2f} |"),
     ])
 
 
@@ -78,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         print(sections[-1][1], flush=True)
     header = [
         "# Benchmarks", "",
-        f"Produced by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d}, "
+        (f"Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, in "
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
-        "run on the same rows; read the ratios, not the absolute times (shared machines).", "",
-        "What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
-        "`bench/models_bench.py` (module docstrings).",
+        "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
+        ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
+        "`bench/models_bench.py` (module docstrings)."),
     ]
     body = [f"\n## {title}\n\n{table}" for title, table in sections]
     Path(a.output).write_text("\n".join(header + body) + "\n")

@@ -104,7 +104,7 @@ def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
     missing_everywhere = origin + np.flatnonzero(~all_days).astype("timedelta64[D]")
     trimmed = keep_series & (first_sale_day > first_row_day)
     report = {
-        "rows_in": int(len(frame)),
+        "rows_in": len(frame),
         "series_in": int(n_series),
         "filled_missing_days": int(total - observed.sum()),
         "dates_missing_in_every_series": [str(d) for d in missing_everywhere[:50]],

@@ -51,7 +51,7 @@ class SeriesLookup:
     table: np.ndarray            # (n_stores, n_families): series number, -1 zero, -2 unknown
 
     @classmethod
-    def build(cls, store_nbr, family, zero_store, zero_family) -> "SeriesLookup":
+    def build(cls, store_nbr, family, zero_store, zero_family) -> SeriesLookup:
         stores = np.unique(np.concatenate([store_nbr, zero_store]).astype(np.int64))
         families = np.unique(np.concatenate([family, zero_family]).astype(str))
         table = np.full((len(stores), len(families)), -2, dtype=np.int64)

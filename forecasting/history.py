@@ -33,7 +33,7 @@ class ForecastInput:
     def horizon(self) -> int:
         return len(self.dates)
 
-    def take(self, rows: np.ndarray) -> "ForecastInput":
+    def take(self, rows: np.ndarray) -> ForecastInput:
         """The same input for a subset of series."""
         return ForecastInput(self.sales[rows], self.promo_history[rows], self.store_code[rows],
                              self.family_code[rows], self.dates, self.promo[rows])

@@ -8,6 +8,7 @@ training code ever parses ``int(hp["x"])`` by hand. See docs/hyperparameters.md.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ class Spec:
         except ValueError:
             article = "an integer" if self.kind == "int" else "a number"
             raise HyperparameterError(name, f"must be {article}, got {raw!r}") from None
-        if value != value:  # NaN
+        if math.isnan(value):
             raise HyperparameterError(name, f"must be a number, got {raw!r}")
         if (self.low is not None and value < self.low) or (
                 self.high is not None and value > self.high):

@@ -42,7 +42,7 @@ class Predictor:
                                          zero_store, zero_family)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> "Predictor":
+    def load(cls, model_dir: str | os.PathLike) -> Predictor:
         """Check and load an artifact directory; ``ArtifactError`` when it is not usable."""
         root = Path(model_dir)
         meta = artifact.check(root)

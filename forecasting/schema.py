@@ -79,7 +79,7 @@ def _read_csv(src) -> pd.DataFrame:
 def _read_parquet(src) -> pd.DataFrame:
     try:
         return pd.read_parquet(src)
-    except Exception as exc:  # pyarrow raises many types for damaged files
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
         raise DataValidationError(None, f"input is not a readable Parquet file: {exc}") from None
 
 
@@ -108,7 +108,7 @@ def _validate(raw: pd.DataFrame, required: tuple[str, ...], with_sales: bool):
         raise DataValidationError(None, "input has a header but no data rows")
     known = set(required) | set(OPTIONAL_COLUMNS) | ({"sales"} if with_sales else set())
     report: dict = {
-        "rows_read": int(len(raw)),
+        "rows_read": len(raw),
         "ignored_columns": [str(c) for c in raw.columns if c not in known],
     }
     out = pd.DataFrame(index=pd.RangeIndex(len(raw)))

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +92,13 @@ def train(
     hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else parse(
         hyperparameters)
 
+    span = [0.0, 1.0]          # the share of the run the current member's progress maps to
+    reached = [0.0]            # progress never goes back, whatever the members report
+
     def progress(stage: str, fraction: float) -> None:
-        log(progress_line(stage, fraction))
+        lo, hi = span
+        reached[0] = max(reached[0], lo + min(max(fraction, 0.0), 1.0) * (hi - lo))
+        log(progress_line(stage, reached[0]))
 
     progress("validate", 0.0)
     frame, schema_report = validate_history(read_table(source))
@@ -121,7 +126,9 @@ def train(
     kinds = MEMBERS_OF_KIND[hp.model_kind]
     members: dict = {}
     summaries: dict = {}
-    for kind in kinds:
+    for i, kind in enumerate(kinds):
+        if len(kinds) > 1:     # several members share the run: each gets its own slice
+            span[:] = [i / len(kinds), (i + 1) / len(kinds)]
         cls = member_class(kind)
         if kind == "hybrid":
             member = cls.blend(members, data)
@@ -130,6 +137,7 @@ def train(
         summaries[kind] = member.fit(data)
         members[kind] = member
 
+    span[:] = [0.0, 1.0]
     progress("evaluate", 0.9)
     evaluation = _evaluate(panel, split, members, store_code, family_code, hp.horizon)
     evaluation["final_model"] = kinds[-1]
@@ -144,7 +152,7 @@ def train(
     metadata = {
         "format": artifact.FORMAT,
         "schema_version": artifact.SCHEMA_VERSION,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "final_model": kinds[-1],
         "members": {k: {"kind": k, "path": f"members/{k}", **summaries[k]} for k in kinds},
         "lookback": lookback,
@@ -152,7 +160,7 @@ def train(
         "data": {
             "start": str(first),
             "end": str(history.last_date),
-            "rows": int(len(frame)),
+            "rows": len(frame),
             "series": int(panel.n_series + len(panel.zero_series)),
             "trained_series": int(panel.n_series),
             "sha256": data_hash(frame),

@@ -7,6 +7,7 @@ DataFrames in and out).
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -134,7 +135,7 @@ def series_cuts(frame: Any, chunk_rows: int) -> list[tuple[int, int]]:
     starts = _np.flatnonzero(_np.r_[True, codes[1:] != codes[:-1]]).tolist() + [len(codes)]
     cuts: list[tuple[int, int]] = []
     begin = 0
-    for here, nxt in zip(starts[:-1], starts[1:]):
+    for here, nxt in itertools.pairwise(starts):
         if nxt - begin > chunk_rows and here > begin:
             cuts.append((begin, here))
             begin = here

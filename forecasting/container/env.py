@@ -40,7 +40,7 @@ class TrainingEnv:
     root: Path
 
     @classmethod
-    def from_environ(cls) -> "TrainingEnv":
+    def from_environ(cls) -> TrainingEnv:
         return cls(opt_ml_root())
 
     @property
@@ -105,7 +105,7 @@ class ServingEnv:
     timeout: int
 
     @classmethod
-    def from_environ(cls) -> "ServingEnv":
+    def from_environ(cls) -> ServingEnv:
         def number(var: str, default: int) -> int:
             raw = os.environ.get(var, "")
             try:

@@ -20,7 +20,6 @@ every error body is JSON ``{"error": ..., "type": ...}``.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sys
@@ -154,7 +153,7 @@ def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
             return error(exc.status, str(exc), "RequestError")
         except UserError as exc:
             return error(400, str(exc), type(exc).__name__)
-        except Exception:  # noqa: BLE001 - the boundary: log it, answer 500
+        except Exception:
             log.exception("invocation failed")
             return error(500, "internal error while forecasting; see the server log",
                          "InternalError")

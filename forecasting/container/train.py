@@ -14,8 +14,12 @@ import sys
 import traceback
 
 from forecasting import training
-from forecasting.container.env import (SUPPORTED_CONTENT_TYPES, TRAIN_CHANNEL,
-                                       VALIDATION_CHANNEL, TrainingEnv)
+from forecasting.container.env import (
+    SUPPORTED_CONTENT_TYPES,
+    TRAIN_CHANNEL,
+    VALIDATION_CHANNEL,
+    TrainingEnv,
+)
 from forecasting.errors import ForecastingError, UserError
 
 EXIT_CODES = {"user": 2, "algorithm": 1, "platform": 3}

@@ -62,5 +62,5 @@ class Member(Protocol):
         ...
 
     @classmethod
-    def load(cls, directory: Path, meta: dict) -> "Member":
+    def load(cls, directory: Path, meta: dict) -> Member:
         ...

@@ -60,7 +60,7 @@ class HybridMember:
         return max(m.lookback for m in self.members.values())
 
     @classmethod
-    def blend(cls, members: dict, data: TrainingData) -> "HybridMember":
+    def blend(cls, members: dict, data: TrainingData) -> HybridMember:
         """The (unfitted) hybrid of the members the pipeline trained before it."""
         return cls(members, data.hp.hybrid_method)
 
@@ -116,7 +116,7 @@ class HybridMember:
             {"kind": self.kind, **self._description()}, indent=2))
 
     @classmethod
-    def load(cls, directory: Path, meta: dict, members: dict) -> "HybridMember":
+    def load(cls, directory: Path, meta: dict, members: dict) -> HybridMember:
         """Reuse the members the predictor has already loaded (none is loaded twice)."""
         return cls(members, meta["method"], {k: float(v) for k, v in meta["weights"].items()},
                    float(meta.get("intercept", 0.0)), meta.get("validation"))

@@ -38,12 +38,13 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TF's C++ info lines out of job logs
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from forecasting.features import calendar_columns  # noqa: E402
-from forecasting.history import ForecastInput  # noqa: E402
-from forecasting.models.base import TrainingData, from_target, to_target  # noqa: E402
+from forecasting.errors import DataValidationError
+from forecasting.features import calendar_columns
+from forecasting.history import ForecastInput
+from forecasting.models.base import TrainingData, from_target, to_target
 
 MODEL_FILE = "model.keras"
 SCALERS_FILE = "scalers.json"
@@ -89,8 +90,7 @@ class LSTMMember:
         table = np.full((data.n_stores, data.n_families), float(np.median(scale)) if len(scale)
                         else SCALE_FLOOR)
         table[data.store_code, data.family_code] = scale
-        dates = panel.dates(panel.day.astype(np.int64))
-        first_year = int(calendar_columns(dates[:1])[2][0]) if len(dates) else 2000
+        first_year = int(calendar_columns(np.array([panel.origin]))[2][0])
         self.scalers = {
             "window": window, "log_target": bool(hp.log_target), "scale_floor": SCALE_FLOOR,
             "year_base": first_year, "n_stores": int(data.n_stores),
@@ -102,10 +102,10 @@ class LSTMMember:
         rng = np.random.default_rng(hp.seed)
         candidates = (panel.day <= split.train_end) & (pos >= 1) & data.keep
         train_rows = _even_sample(np.flatnonzero(candidates), hp.lstm_max_samples, rng)
+        train_rows = train_rows[rng.permutation(len(train_rows))]   # batches mix series/days
         valid_mask = (panel.day > split.train_end) & (panel.day <= split.valid_end) & (pos >= 1)
         valid_rows = _even_sample(np.flatnonzero(valid_mask), hp.lstm_max_samples, rng)
         if len(train_rows) == 0:
-            from forecasting.errors import DataValidationError
             raise DataValidationError("sales", "no training day has a day of history before "
                                                "it: the LSTM needs at least two days per series")
         x_train = _windows(train_rows, window, target, pos, series, panel, scale,
@@ -124,9 +124,11 @@ class LSTMMember:
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.lstm_patience,
                                                 restore_best_weights=True)
         batch = int(hp.lstm_batch_size)
-        train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train, w_train))
-                    .shuffle(len(train_rows), seed=hp.seed, reshuffle_each_iteration=True)
-                    .batch(batch).prefetch(2))
+        # Samples are in a seeded random order already; each epoch reshuffles the order of the
+        # batches (a sample-level shuffle buffer would hold another copy of every window).
+        n_batches = -(-len(train_rows) // batch)
+        train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train, w_train)).batch(batch)
+                    .shuffle(n_batches, seed=hp.seed, reshuffle_each_iteration=True).prefetch(2))
         valid_ds = (tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(batch)
                     if len(valid_rows) else None)
         callbacks = [_Progress(data, hp.lstm_epochs)] + ([stopper] if len(valid_rows) else [])
@@ -141,7 +143,7 @@ class LSTMMember:
             "best_validation_loss": float(val[best]),
             "validation_rmse": float(math.sqrt(max(val[best], 0.0))),
             "train_loss": float(losses["loss"][best]),
-            "train_samples": int(len(train_rows)), "validation_samples": int(len(valid_rows)),
+            "train_samples": len(train_rows), "validation_samples": len(valid_rows),
             "candidate_samples": int(candidates.sum()), "window": window,
             "units": int(hp.lstm_units), "parameters": int(self.model.count_params()),
             "fit_seconds": round(time.perf_counter() - started, 3),
@@ -220,7 +222,7 @@ class LSTMMember:
             "summary": self.summary}, indent=2))
 
     @classmethod
-    def load(cls, directory: Path, meta: dict) -> "LSTMMember":
+    def load(cls, directory: Path, meta: dict) -> LSTMMember:
         scalers = json.loads((directory / meta.get("scalers_file", SCALERS_FILE)).read_text())
         model = keras.models.load_model(directory / meta.get("model_file", MODEL_FILE),
                                         compile=False)

@@ -38,8 +38,8 @@ class XGBoostMember:
                                      panel.onpromotion, data.store_code, data.family_code)
         train, valid, _ = data.split.masks(panel.day)
         train &= data.keep
-        common = dict(feature_names=list(features.FEATURES),
-                      feature_types=list(features.FEATURE_TYPES), enable_categorical=True)
+        common = {"feature_names": list(features.FEATURES),
+                      "feature_types": list(features.FEATURE_TYPES), "enable_categorical": True}
         dtrain = xgb.QuantileDMatrix(X[train], label=target[train], weight=data.weight[train],
                                      max_bin=hp.max_bin, **common)
         dvalid = xgb.QuantileDMatrix(X[valid], label=target[valid], ref=dtrain, **common)
@@ -95,7 +95,7 @@ class XGBoostMember:
             "log_target": self.log_target, "features": list(features.FEATURES)}, indent=2))
 
     @classmethod
-    def load(cls, directory: Path, meta: dict) -> "XGBoostMember":
+    def load(cls, directory: Path, meta: dict) -> XGBoostMember:
         booster = xgb.Booster()
         booster.load_model(directory / MODEL_FILE)
         booster.set_param({"nthread": 1})

@@ -56,7 +56,7 @@ def test_step_features_equal_training_features(small_frame):
     panel, _ = clean(validate_history(small_frame)[0])
     X = matrix(panel)
     day = panel.last_day
-    sales, promo = panel_window(panel, day - 1, features.LOOKBACK)
+    sales, _promo = panel_window(panel, day - 1, features.LOOKBACK)
     codes = np.arange(panel.n_series)
     step = features.step_matrix(to_target(sales, True), panel.dates(np.array([day]))[0],
                                 panel.onpromotion[panel.offsets[1:] - 1], codes, codes)

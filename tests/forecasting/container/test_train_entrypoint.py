@@ -1,6 +1,5 @@
 """`train` as a real process in an /opt/ml-shaped tree (OPT_ML moves the root)."""
 
-import json
 import re
 
 from conftest import make_opt_ml, run_train
