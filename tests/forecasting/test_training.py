@@ -1,0 +1,31 @@
+"""The training pipeline's own promises: progress lines only move forward and end at 1, for
+one member and for a hybrid whose members each report from 0 to 1."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from forecasting import training
+
+PROGRESS = re.compile(r"^progress stage=(\S+) fraction=([0-9.]+)$")
+
+
+def fractions(frame, hyperparameters) -> list[tuple[str, float]]:
+    lines: list[str] = []
+    training.train(frame, hyperparameters, log=lines.append)
+    return [(m[1], float(m[2])) for line in lines if (m := PROGRESS.match(line))]
+
+
+@pytest.mark.parametrize("hyperparameters", [
+    {"num_round": "30"},
+    {"model_kind": "hybrid", "num_round": "20", "lstm_epochs": "1", "lstm_units": "4",
+     "lstm_window": "14", "lstm_max_samples": "2000", "lstm_batch_size": "256"},
+], ids=["xgboost", "hybrid"])
+def test_progress_never_goes_back(small_frame, hyperparameters):
+    seen = fractions(small_frame, hyperparameters)
+    values = [f for _, f in seen]
+    assert values == sorted(values)
+    assert seen[0] == ("validate", 0.0) and seen[-1] == ("done", 1.0)
+    assert {"clean", "fit", "evaluate"} <= {stage for stage, _ in seen}
