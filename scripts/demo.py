@@ -62,10 +62,17 @@ def future_rows(history: pd.DataFrame, horizon: int = 16) -> pd.DataFrame:
         ["store_nbr", "family", "date"]).reset_index(drop=True)
 
 
+_last_line = [""]
+
+
 def progress_line(job: pb.TrainingJob) -> None:
+    """A progress bar: redrawn in place on a terminal, one line per change otherwise."""
     state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
     filled = int(job.progress * 30)
     line = f"[{'#' * filled}{'.' * (30 - filled)}] {job.progress * 100:5.1f}%  {state:<9} {job.stage}"
+    if line == _last_line[0]:
+        return
+    _last_line[0] = line
     if sys.stdout.isatty():
         print("\r\033[K" + line, end="", flush=True)
     else:
