@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -169,15 +169,15 @@ def cmd_jobs(client: ForecastClient, args: argparse.Namespace, out: TextIO, err:
     else:
         state = pb.JobState.Value("JOB_STATE_" + args.state.upper()) if args.state else 0
         jobs = client.list_jobs(args.retailer, state=state, limit=args.limit)
-    if args.json:
-        out.write(json.dumps([json.loads(_to_json(j)) for j in jobs], indent=2) + "\n")
-        return EXIT_OK
-    rows = [[j.job_id, _state_name(j.state), j.model_kind, j.dataset_id, _ts(j.create_time),
-             f"{j.progress * 100:.0f}%", j.model_version or "-",
-             (j.failure_reason[:60] + ("..." if len(j.failure_reason) > 60 else "")) or "-"]
-            for j in jobs]
-    _table(rows, ["JOB", "STATE", "KIND", "DATASET", "CREATED", "PROGRESS", "MODEL", "REASON"], out)
-    return EXIT_OK
+    return _write_list(jobs, args.json, out,
+                       ["JOB", "STATE", "KIND", "DATASET", "CREATED", "PROGRESS", "MODEL", "REASON"],
+                       _job_row)
+
+
+def _job_row(j: pb.TrainingJob) -> list[str]:
+    reason = (j.failure_reason[:60] + ("..." if len(j.failure_reason) > 60 else "")) or "-"
+    return [j.job_id, _state_name(j.state), j.model_kind, j.dataset_id, _ts(j.create_time),
+            f"{j.progress * 100:.0f}%", j.model_version or "-", reason]
 
 
 def cmd_cancel(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -256,19 +256,28 @@ def cmd_metrics(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
 
 def cmd_models(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     models = client.list_models(args.retailer)
-    if args.json:
-        out.write(json.dumps([json.loads(_to_json(m)) for m in models], indent=2) + "\n")
-        return EXIT_OK
-    rows = [["*" if m.live else "", m.version, m.model_kind or "-", m.final_model or "-",
-             f"{m.data_start_date} .. {m.data_end_date}", m.job_id or "-", _ts(m.create_time)]
-            for m in models]
-    _table(rows, ["LIVE", "VERSION", "KIND", "FINAL", "DATA", "JOB", "CREATED"], out)
-    return EXIT_OK
+    return _write_list(models, args.json, out,
+                       ["LIVE", "VERSION", "KIND", "FINAL", "DATA", "JOB", "CREATED"], _model_row)
+
+
+def _model_row(m: pb.ModelVersion) -> list[str]:
+    return ["*" if m.live else "", m.version, m.model_kind or "-", m.final_model or "-",
+            f"{m.data_start_date} .. {m.data_end_date}", m.job_id or "-", _ts(m.create_time)]
 
 
 def cmd_promote(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     model = client.set_live_model(args.retailer, args.version)
     out.write(f"model {model.version} is live for {model.retailer}\n")
+    return EXIT_OK
+
+
+def _write_list(messages: Sequence[Any], as_json: bool, out: TextIO, header: list[str],
+                row: Callable[[Any], list[str]]) -> int:
+    """A listing command's output: a JSON array (--json) or a table with one row per message."""
+    if as_json:
+        out.write(json.dumps([json.loads(_to_json(m)) for m in messages], indent=2) + "\n")
+    else:
+        _table([row(m) for m in messages], header, out)
     return EXIT_OK
 
 

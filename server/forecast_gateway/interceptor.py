@@ -9,11 +9,12 @@ aborts with `to_status(exc)` when the handler raises. Servicers never call `cont
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -98,12 +99,28 @@ class ServerInterceptor(aio.ServerInterceptor):
             self._wrap_stream(method, handler.stream_stream),
             handler.request_deserializer, handler.response_serializer)
 
-    @staticmethod
-    def _start(context: aio.ServicerContext) -> tuple[str, contextvars.Token[str], float]:
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, context: aio.ServicerContext) -> AsyncIterator[dict[str, Any]]:
+        """Around one handler, unary or streaming: the request id, one log line when it ends and
+        `to_status` when it raises. Yields a dict of extra log fields (a stream counts its
+        `messages` in it)."""
         rid = _request_id(context)
         token = REQUEST_ID.set(rid)
         context.set_trailing_metadata((("x-request-id", rid),))
-        return rid, token, time.perf_counter()
+        started = time.perf_counter()
+        extra: dict[str, Any] = {}
+        try:
+            yield extra
+            self._done(method, started, **extra)
+        except (asyncio.CancelledError, GeneratorExit):
+            self._done(method, started, code="CANCELLED", **extra)
+            raise
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped in one place
+            await self._fail(context, method, started, exc)
+        finally:
+            _reset(token)
 
     @staticmethod
     async def _fail(context: aio.ServicerContext, method: str, started: float, exc: Exception) -> None:
@@ -122,40 +139,17 @@ class ServerInterceptor(aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
-            _rid, token, started = self._start(context)
-            try:
-                result = await behavior(request, context)
-                self._done(method, started)
-                return result
-            except asyncio.CancelledError:
-                self._done(method, started, code="CANCELLED")
-                raise
-            except aio.AbortError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped in one place
-                await self._fail(context, method, started, exc)
-            finally:
-                _reset(token)
+            async with self._call(method, context):
+                return await behavior(request, context)
 
         return wrapper
 
     def _wrap_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
-            _rid, token, started = self._start(context)
-            sent = 0
-            try:
+            async with self._call(method, context) as extra:
+                extra["messages"] = 0
                 async for response in behavior(request, context):
-                    sent += 1
+                    extra["messages"] += 1
                     yield response
-                self._done(method, started, messages=sent)
-            except (asyncio.CancelledError, GeneratorExit):
-                self._done(method, started, code="CANCELLED", messages=sent)
-                raise
-            except aio.AbortError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped in one place
-                await self._fail(context, method, started, exc)
-            finally:
-                _reset(token)
 
         return wrapper

@@ -69,22 +69,24 @@ def sample_csv() -> Path:
     return SAMPLE
 
 
-@pytest.fixture
-def containers(docker_engine: str) -> Iterator[Containers]:
+def _removed_at_teardown() -> Iterator[Containers]:
     c = Containers([])
     try:
         yield c
     finally:
         c.remove_all()
+
+
+@pytest.fixture
+def containers(docker_engine: str) -> Iterator[Containers]:
+    """The test's containers, removed when it ends."""
+    yield from _removed_at_teardown()
 
 
 @pytest.fixture(scope="session")
 def session_containers(docker_engine: str) -> Iterator[Containers]:
-    c = Containers([])
-    try:
-        yield c
-    finally:
-        c.remove_all()
+    """Containers shared by the session (the trained model's), removed when it ends."""
+    yield from _removed_at_teardown()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting import synthetic, training
+from forecasting import training
 from forecasting.history import ForecastInput
 from forecasting.models.hybrid import HybridMember, _convex_weight, _stack
 from forecasting.predictor import Predictor
@@ -20,26 +20,13 @@ TINY_HYBRID = {"model_kind": "hybrid", "lstm_epochs": "1", "lstm_units": "8",
 
 
 @pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    return synthetic.generate(3, 4, "2016-01-01", "2017-08-15", seed=1)
-
-
-@pytest.fixture(scope="module")
-def hybrid_model(frame):
-    return training.train(frame, TINY_HYBRID, log=lambda _: None)
+def hybrid_model(lstm_frame):
+    return training.train(lstm_frame, TINY_HYBRID, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")
 def hybrid_dir(hybrid_model, tmp_path_factory):
     return hybrid_model.save(tmp_path_factory.mktemp("hybrid") / "model")
-
-
-def future_rows(frame: pd.DataFrame, days: int = 4) -> pd.DataFrame:
-    last = pd.Timestamp(frame["date"].max())
-    series = frame[["store_nbr", "family"]].drop_duplicates()
-    dates = pd.date_range(last + pd.Timedelta(days=1), periods=days, freq="D")
-    out = series.merge(pd.DataFrame({"date": dates.strftime("%Y-%m-%d")}), how="cross")
-    return out[["date", "store_nbr", "family"]]
 
 
 def test_hybrid_trains_all_members_and_evaluates_each(hybrid_model):
@@ -70,8 +57,8 @@ def test_hybrid_weights_are_recorded(hybrid_model, hybrid_dir):
     assert artifact_json["members"]["hybrid"]["weights"] == weights
 
 
-def test_hybrid_serves_and_round_trips(hybrid_model, hybrid_dir, frame):
-    rows = future_rows(frame)
+def test_hybrid_serves_and_round_trips(hybrid_model, hybrid_dir, lstm_frame, future_rows_after):
+    rows = future_rows_after(lstm_frame, days=4)
     predictor = Predictor.load(hybrid_dir)
     assert predictor.members["hybrid"].members["lstm"] is predictor.members["lstm"]
     first = predictor.predict(rows)
@@ -91,8 +78,8 @@ def test_hybrid_serves_and_round_trips(hybrid_model, hybrid_dir, frame):
                                predictor.members["hybrid"].forecast(inp), rtol=1e-6)
 
 
-def test_stack_method_records_a_linear_stacker(frame, hybrid_model):
-    stacked = training.train(frame, {**TINY_HYBRID, "hybrid_method": "stack"},
+def test_stack_method_records_a_linear_stacker(lstm_frame, hybrid_model):
+    stacked = training.train(lstm_frame, {**TINY_HYBRID, "hybrid_method": "stack"},
                              log=lambda _: None)
     summary = stacked.metadata["members"]["hybrid"]
     assert summary["method"] == "stack"
@@ -162,7 +149,7 @@ def _run_train_job(root):
 
 
 @pytest.mark.slow
-def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path):
+def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path, future_rows_after):
     root = _opt_ml(tmp_path / "opt_ml", TINY_HYBRID)
     done = _run_train_job(root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -171,7 +158,7 @@ def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path):
     predictor = Predictor.load(root / "model")
     assert predictor.metadata["final_model"] == "hybrid"
     sample = pd.read_csv(root / "input" / "data" / "train" / "train.csv")
-    forecasts = predictor.predict(future_rows(sample, days=3))
+    forecasts = predictor.predict(future_rows_after(sample, days=3))
     assert np.isfinite(forecasts).all() and (forecasts >= 0).all()
 
 

@@ -9,10 +9,9 @@ import sys
 import textwrap
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from forecasting import synthetic, training
+from forecasting import training
 from forecasting.errors import HyperparameterError
 from forecasting.predictor import Predictor
 
@@ -21,27 +20,13 @@ TINY_LSTM = {"model_kind": "lstm", "lstm_epochs": "2", "lstm_units": "8", "lstm_
 
 
 @pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    return synthetic.generate(3, 4, "2016-01-01", "2017-08-15", seed=1)
-
-
-@pytest.fixture(scope="module")
-def lstm_model(frame):
-    return training.train(frame, TINY_LSTM, log=lambda _: None)
+def lstm_model(lstm_frame):
+    return training.train(lstm_frame, TINY_LSTM, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")
 def lstm_dir(lstm_model, tmp_path_factory):
     return lstm_model.save(tmp_path_factory.mktemp("lstm") / "model")
-
-
-def future_rows(frame: pd.DataFrame, days: int = 5) -> pd.DataFrame:
-    last = pd.Timestamp(frame["date"].max())
-    series = frame[["store_nbr", "family"]].drop_duplicates()
-    dates = pd.date_range(last + pd.Timedelta(days=1), periods=days, freq="D")
-    out = series.merge(pd.DataFrame({"date": dates.strftime("%Y-%m-%d")}), how="cross")
-    out["onpromotion"] = 1
-    return out[["date", "store_nbr", "family", "onpromotion"]]
 
 
 def test_lstm_trains_and_reports(lstm_model):
@@ -68,8 +53,8 @@ def test_lstm_artifact_layout(lstm_dir):
     assert min(min(row) for row in scalers["scale"]) >= 1.0
 
 
-def test_lstm_serves_and_round_trips(lstm_model, lstm_dir, frame):
-    rows = future_rows(frame)
+def test_lstm_serves_and_round_trips(lstm_model, lstm_dir, lstm_frame, future_rows_after):
+    rows = future_rows_after(lstm_frame, days=5, onpromotion=1)
     predictor = Predictor.load(lstm_dir)
     first = predictor.predict(rows)
     assert first.shape == (len(rows),)
@@ -104,8 +89,8 @@ def test_lstm_forecast_is_vectorised_one_call_per_day(lstm_dir):
     assert calls == [n] * 7
 
 
-def test_lstm_training_is_deterministic(frame, lstm_model):
-    again = training.train(frame, TINY_LSTM, log=lambda _: None)
+def test_lstm_training_is_deterministic(lstm_frame, lstm_model):
+    again = training.train(lstm_frame, TINY_LSTM, log=lambda _: None)
     assert again.evaluation["models"] == lstm_model.evaluation["models"]
     a = lstm_model.members["lstm"].model.get_weights()
     b = again.members["lstm"].model.get_weights()
@@ -115,9 +100,9 @@ def test_lstm_training_is_deterministic(frame, lstm_model):
 
 @pytest.mark.parametrize("name, value", [("lstm_window", "0"), ("lstm_window", "abc"),
                                          ("lstm_units", "-3"), ("lstm_learning_rate", "fast")])
-def test_broken_lstm_hyperparameter_is_a_readable_user_error(frame, name, value):
+def test_broken_lstm_hyperparameter_is_a_readable_user_error(lstm_frame, name, value):
     with pytest.raises(HyperparameterError) as err:
-        training.train(frame, {**TINY_LSTM, name: value}, log=lambda _: None)
+        training.train(lstm_frame, {**TINY_LSTM, name: value}, log=lambda _: None)
     assert err.value.name == name
     assert name in str(err.value) and repr(value) in str(err.value)
 

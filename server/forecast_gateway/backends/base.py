@@ -43,6 +43,9 @@ from forecast_gateway.domain import ModelRef, RowColumns
 
 #: MIME types of the `train` channel, as in inputdataconfig.json.
 CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/x-parquet"}
+#: The longest `TrainingOutcome.failure_reason` a backend reports (SageMaker's FailureReason
+#: keeps the first 1024 characters of /opt/ml/output/failure).
+FAILURE_CHARS = 1024
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 - Training: the job's /opt/ml tree (`<job_dir>/opt_ml`: hyperparameters.json,
   inputdataconfig.json, resourceconfig.json, the `train` channel) is mounted into
-  `docker run --rm <training image> train`. Progress and metric lines are read from the
-  container's output; the exit code and `/opt/ml/output/failure` decide the outcome. On success
-  the model directory is packaged as `<job_dir>/output/model.tar.gz` (what SageMaker uploads to
-  S3) and the extracted directory is handed to the gateway, which moves it into its storage.
+  `docker run --rm <training image> train`. `opt_ml` builds the tree, reads the progress and
+  metric lines from the container's output and decides the outcome from the exit code and
+  `/opt/ml/output/failure`; `training_queue` schedules the jobs, as for the local backend. On
+  success the model directory is packaged as `<job_dir>/output/model.tar.gz` (what SageMaker
+  uploads to S3) and the extracted directory is handed to the gateway, which moves it into its
+  storage.
   Cancelling is `docker stop -t <cancel_grace_s>`: SIGTERM, SIGKILL after the grace period.
 - Prediction: one inference container per model version (`docker run -d <inference image>
   serve`, the artifact directory mounted read-only at /opt/ml/model, port 8080 published on
@@ -26,12 +28,10 @@ Settings beyond `GatewayConfig` come from the environment (read once, in `Docker
 
 from __future__ import annotations
 
-import collections
 import http.client
 import json
 import logging
 import os
-import shutil
 import subprocess
 import tarfile
 import threading
@@ -42,14 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from forecast_gateway.backends.base import (
-    CONTENT_TYPES,
-    Backend,
-    TrainingListener,
-    TrainingOutcome,
-    TrainingSpec,
-)
-from forecast_gateway.backends.local import METRIC_RE, PROGRESS_RE
+from forecast_gateway.backends import opt_ml
+from forecast_gateway.backends.base import Backend, TrainingListener, TrainingOutcome, TrainingSpec
+from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
@@ -57,7 +52,6 @@ from forecasting.errors import ArtifactError, ForecastRequestError, UserError
 
 log = logging.getLogger("forecast_gateway.backends.docker")
 
-FAILURE_CHARS = 1024
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit (DESIGN.md contract 3)
 LABEL = "com.retail-forecast.backend"  # on every container this backend starts
 
@@ -117,18 +111,6 @@ class DockerSettings:
         )
 
 
-# -- training --------------------------------------------------------------------------------
-
-@dataclass
-class _Job:
-    spec: TrainingSpec
-    listener: TrainingListener
-    container: str
-    process: subprocess.Popen | None = None
-    cancel_requested: bool = False
-    close_reason: str = ""
-
-
 # -- serving ---------------------------------------------------------------------------------
 
 @dataclass
@@ -153,17 +135,12 @@ class DockerBackend(Backend):
     def __init__(self, settings: DockerSettings | None = None, *, training_slots: int = 1,
                  cancel_grace_s: float = 120.0, model_cache_size: int = 8):
         self.settings = settings or DockerSettings()
-        self._cancel_grace_s = cancel_grace_s
         self._max_servers = model_cache_size
         self._instance = uuid.uuid4().hex[:8]
-        self._cond = threading.Condition()
-        self._pending: list[_Job] = []
-        self._running: dict[str, _Job] = {}
-        self._closing = False
-        self._workers = [threading.Thread(target=self._worker, name=f"docker-train-{i}",
-                                          daemon=True) for i in range(training_slots)]
-        for w in self._workers:
-            w.start()
+        self._jobs: TrainingQueue[QueuedJob] = TrainingQueue(
+            self._run, self._stop_training, release=self._remove_training, slots=training_slots,
+            cancel_grace_s=cancel_grace_s, log=log, thread_name="docker-train",
+            join_timeout_s=30.0)
         self._lock = threading.Lock()  # guards _servers and each _Server's counters
         self._servers: dict[Path, _Server] = {}
         self._available_until = 0.0
@@ -179,7 +156,7 @@ class DockerBackend(Backend):
         """Name, images and limits, for the start-up log line."""
         return {"backend": self.name, "training_image": self.settings.training_image,
                 "inference_image": self.settings.inference_image,
-                "training_slots": len(self._workers), "max_containers": self._max_servers}
+                "training_slots": self._jobs.slots, "max_containers": self._max_servers}
 
     # -- docker CLI --------------------------------------------------------------------------
 
@@ -222,149 +199,47 @@ class DockerBackend(Backend):
     def submit_training(self, spec: TrainingSpec, listener: TrainingListener) -> None:
         """Queue the job; a training slot runs it in a container."""
         self.check_available()
-        with self._cond:
-            if self._closing:
-                raise BackendUnavailable("the gateway is stopping; no new training jobs")
-            container = f"rf-train-{spec.job_id}-{self._instance}"[:120]
-            self._pending.append(_Job(spec, listener, container))
-            self._cond.notify()
+        self._jobs.submit(QueuedJob(spec, listener))
 
     def cancel_training(self, job_id: str) -> bool:
         """`docker stop -t <grace>` a running job (SIGTERM, then SIGKILL); drop a queued one."""
-        with self._cond:
-            queued = next((j for j in self._pending if j.spec.job_id == job_id), None)
-            if queued is not None:
-                self._pending.remove(queued)
-            running = self._running.get(job_id)
-            if running is not None:
-                running.cancel_requested = True
-        if running is not None:
-            self._stop_container_async(running.container, self._cancel_grace_s)
-            return True
-        if queued is not None:
-            queued.listener.on_finished(job_id, TrainingOutcome(
-                "cancelled", failure_reason="cancelled while queued"))
-            return True
-        return False
+        return self._jobs.cancel(job_id)
 
-    def _stop_container_async(self, container: str, grace_s: float) -> None:
+    def _training_container(self, job: QueuedJob) -> str:
+        return f"rf-train-{job.spec.job_id}-{self._instance}"[:120]
+
+    def _run(self, job: QueuedJob) -> TrainingOutcome:
+        outcome = opt_ml.run(job, lambda tree: self._launch(job, tree), network_interface="eth0",
+                             describe_exit=_describe_exit)
+        if outcome.model_dir is not None:
+            self._package(outcome.model_dir, job.spec.job_dir / "output" / "model.tar.gz")
+        return outcome
+
+    def _launch(self, job: QueuedJob, tree: Path) -> subprocess.Popen:
+        """`docker run` the training image with the tree mounted at /opt/ml (no network)."""
+        container = self._training_container(job)
+        command = [self.settings.docker, "run", "--rm", "--name", container,
+                   *self._labels("training"), *self._user_options(),
+                   "--sig-proxy=false", "--network", "none",
+                   "-v", f"{tree.resolve()}:/opt/ml",
+                   self.settings.training_image, "train"]
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace")
+        log.info("training container started", extra={"fields": {
+            "job_id": job.spec.job_id, "retailer": job.spec.retailer, "container": container,
+            "image": self.settings.training_image}})
+        return process
+
+    def _stop_training(self, job: QueuedJob, grace_s: float) -> None:
+        """`docker stop -t <grace_s>` in the background (SIGTERM, then SIGKILL)."""
+        container = self._training_container(job)
         threading.Thread(target=self._docker, name=f"stop-{container[:20]}", daemon=True,
                          args=("stop", "-t", str(int(grace_s)), container),
                          kwargs={"timeout": grace_s + 60, "check": False}).start()
 
-    def _next(self) -> _Job | None:
-        with self._cond:
-            while not self._pending and not self._closing:
-                self._cond.wait()
-            if self._closing:
-                return None
-            busy = {j.spec.retailer for j in self._running.values()}
-            job = next((j for j in self._pending if j.spec.retailer not in busy),
-                       self._pending[0])
-            self._pending.remove(job)
-            self._running[job.spec.job_id] = job
-            return job
-
-    def _worker(self) -> None:
-        while True:
-            job = self._next()
-            if job is None:
-                return
-            try:
-                outcome = self._run(job)
-            except Exception as exc:
-                log.exception("training job crashed in the docker backend",
-                              extra={"fields": {"job_id": job.spec.job_id}})
-                outcome = TrainingOutcome("failed", failure_reason=(
-                    f"backend error: {type(exc).__name__}: {exc}")[:FAILURE_CHARS])
-            finally:
-                with self._cond:
-                    self._running.pop(job.spec.job_id, None)
-                self._docker("rm", "-f", job.container, check=False)
-            try:
-                job.listener.on_finished(job.spec.job_id, outcome)
-            except Exception:
-                log.exception("on_finished failed", extra={"fields": {"job_id": job.spec.job_id}})
-
-    @staticmethod
-    def _prepare(spec: TrainingSpec) -> Path:
-        """The job's /opt/ml tree, as SageMaker lays it out."""
-        opt_ml = spec.job_dir / "opt_ml"
-        if opt_ml.exists():
-            shutil.rmtree(opt_ml)
-        config_dir = opt_ml / "input" / "config"
-        train_dir = opt_ml / "input" / "data" / "train"
-        for d in (config_dir, train_dir, opt_ml / "model", opt_ml / "output"):
-            d.mkdir(parents=True, exist_ok=True)
-        (config_dir / "hyperparameters.json").write_text(json.dumps(
-            {k: str(v) for k, v in spec.hyperparameters.items()}, indent=2, sort_keys=True))
-        (config_dir / "inputdataconfig.json").write_text(json.dumps({
-            "train": {"ContentType": CONTENT_TYPES[spec.data_format],
-                      "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                      "RecordWrapperType": "None"}}, indent=2))
-        (config_dir / "resourceconfig.json").write_text(json.dumps(
-            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"},
-            indent=2))
-        target = train_dir / f"train.{spec.data_format}"
-        try:
-            os.link(spec.data_path, target)
-        except OSError:
-            shutil.copyfile(spec.data_path, target)
-        return opt_ml
-
-    def _run(self, job: _Job) -> TrainingOutcome:
-        spec, listener = job.spec, job.listener
-        opt_ml = self._prepare(spec)
-        command = [self.settings.docker, "run", "--rm", "--name", job.container,
-                   *self._labels("training"), *self._user_options(),
-                   "--sig-proxy=false", "--network", "none",
-                   "-v", f"{opt_ml.resolve()}:/opt/ml",
-                   self.settings.training_image, "train"]
-        with self._cond:
-            if job.cancel_requested or self._closing:
-                return self._stopped(job)
-            job.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace")
-        listener.on_started(spec.job_id)
-        log.info("training container started", extra={"fields": {
-            "job_id": spec.job_id, "retailer": spec.retailer, "container": job.container,
-            "image": self.settings.training_image}})
-        last_lines: collections.deque[str] = collections.deque(maxlen=5)
-        with open(spec.job_dir / "train.log", "a", encoding="utf-8") as out:
-            assert job.process.stdout is not None
-            for line in job.process.stdout:
-                out.write(line)
-                line = line.strip()
-                if not line:
-                    continue
-                last_lines.append(line)
-                if m := PROGRESS_RE.match(line):
-                    try:
-                        fraction = min(1.0, max(0.0, float(m["fraction"])))
-                    except ValueError:
-                        continue
-                    listener.on_progress(spec.job_id, m["stage"], fraction)
-                elif m := METRIC_RE.match(line):
-                    listener.on_metric(spec.job_id, m["name"], float(m["value"]))
-        code = job.process.wait()
-        if job.cancel_requested or job.close_reason:
-            return self._stopped(job)
-        model_dir = opt_ml / "model"
-        if code == 0 and model_dir.is_dir() and any(model_dir.iterdir()):
-            self._package(model_dir, spec.job_dir / "output" / "model.tar.gz")
-            return TrainingOutcome("succeeded", model_dir=model_dir)
-        failure = opt_ml / "output" / "failure"
-        reason = ""
-        if failure.exists():
-            reason = failure.read_text(errors="replace")[:FAILURE_CHARS].strip()
-        if not reason:
-            tail = last_lines[-1] if last_lines else "no output"
-            if code == 125:  # docker run itself failed (no such image, bad mount, ...)
-                reason = f"the training container could not start: {tail}"
-            else:
-                reason = f"training container exited with code {code}: {tail}"
-        return TrainingOutcome("failed", failure_reason=reason[:FAILURE_CHARS])
+    def _remove_training(self, job: QueuedJob) -> None:
+        self._docker("rm", "-f", self._training_container(job), check=False)
 
     @staticmethod
     def _package(model_dir: Path, target: Path) -> None:
@@ -375,12 +250,6 @@ class DockerBackend(Backend):
             for child in sorted(model_dir.iterdir()):
                 tar.add(child, arcname=child.name)
         partial.replace(target)
-
-    @staticmethod
-    def _stopped(job: _Job) -> TrainingOutcome:
-        if job.close_reason:
-            return TrainingOutcome("failed", failure_reason=job.close_reason)
-        return TrainingOutcome("cancelled", failure_reason="cancelled by request")
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -617,20 +486,7 @@ class DockerBackend(Backend):
 
     def close(self, reason: str) -> None:
         """Fail queued jobs, stop running training containers, remove every container."""
-        with self._cond:
-            self._closing = True
-            pending, self._pending = self._pending, []
-            running = list(self._running.values())
-            for job in running:
-                job.close_reason = reason
-            self._cond.notify_all()
-        for job in running:
-            self._docker("stop", "-t", "10", job.container, timeout=60, check=False)
-        for job in pending:
-            job.listener.on_finished(job.spec.job_id, TrainingOutcome("failed",
-                                                                     failure_reason=reason))
-        for w in self._workers:
-            w.join(timeout=30.0)
+        self._jobs.close(reason)
         with self._lock:
             servers, self._servers = list(self._servers.values()), {}
         names = [s.container for s in servers]
@@ -642,3 +498,9 @@ class DockerBackend(Backend):
                             check=False).stdout.split()
         if left:
             self._docker("rm", "-f", *left, timeout=120, check=False)
+
+
+def _describe_exit(code: int, tail: str) -> str:
+    if code == 125:  # docker run itself failed (no such image, bad mount, ...)
+        return f"the training container could not start: {tail}"
+    return f"training container exited with code {code}: {tail}"
