@@ -234,9 +234,19 @@ class DockerBackend(Backend):
     def _stop_training(self, job: QueuedJob, grace_s: float) -> None:
         """`docker stop -t <grace_s>` in the background (SIGTERM, then SIGKILL)."""
         container = self._training_container(job)
-        threading.Thread(target=self._docker, name=f"stop-{container[:20]}", daemon=True,
-                         args=("stop", "-t", str(int(grace_s)), container),
-                         kwargs={"timeout": grace_s + 60, "check": False}).start()
+
+        def stop() -> None:
+            # `docker run` may not have created the container yet: retry while it starts.
+            deadline = time.monotonic() + 60
+            while True:
+                done = self._docker("stop", "-t", str(int(grace_s)), container,
+                                    timeout=grace_s + 60, check=False)
+                alive = job.process is not None and job.process.poll() is None
+                if done.returncode == 0 or not alive or time.monotonic() > deadline:
+                    return
+                time.sleep(0.2)
+
+        threading.Thread(target=stop, name=f"stop-{container[:20]}", daemon=True).start()
 
     def _remove_training(self, job: QueuedJob) -> None:
         self._docker("rm", "-f", self._training_container(job), check=False)
