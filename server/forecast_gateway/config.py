@@ -44,6 +44,9 @@ class GatewayConfig:
     """Most rows in one PredictStream chunk."""
     predict_threads: int = 4
     """Threads that run predictions (CPU-bound work stays off the event loop)."""
+    stream_window: int = 2
+    """Chunks of one PredictStream forecast at the same time; answers keep their order and
+    no more chunks than this are read ahead, so flow control still holds a fast client back."""
     control_threads: int = 4
     """Threads for registry and file work (uploads, validation, registry reads)."""
     training_slots: int = 1
@@ -65,7 +68,7 @@ class GatewayConfig:
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
-                     "max_predict_rows", "max_stream_chunk_rows", "predict_threads",
+                     "max_predict_rows", "max_stream_chunk_rows", "predict_threads", "stream_window",
                      "control_threads", "training_slots", "model_cache_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -120,7 +123,8 @@ _DOCS = {
     "max_message_bytes": "largest gRPC message", "max_upload_bytes": "largest uploaded dataset",
     "max_upload_chunk_bytes": "largest upload chunk", "max_predict_rows": "most rows per Predict",
     "max_stream_chunk_rows": "most rows per PredictStream chunk",
-    "predict_threads": "prediction worker threads", "control_threads": "registry/file threads",
+    "predict_threads": "prediction worker threads",
+    "stream_window": "chunks of one PredictStream forecast at once", "control_threads": "registry/file threads",
     "training_slots": "concurrent training jobs", "training_nice": "niceness of training processes",
     "cancel_grace_s": "SIGTERM->SIGKILL delay for cancelled training",
     "shutdown_grace_s": "drain time on SIGTERM", "model_cache_size": "models kept loaded",

@@ -8,6 +8,7 @@ codes to `interceptor.to_status`. Blocking work runs in the thread pools given a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable
@@ -216,18 +217,30 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
     async def PredictStream(self, request_iterator: AsyncIterator[pb.PredictStreamRequest],
                             context: Any) -> AsyncIterator[pb.PredictStreamResponse]:
         ref = None
-        # One chunk at a time: the next one is read only after this one is answered, so gRPC's
-        # flow control holds back a client that sends faster than we forecast.
-        async for request in request_iterator:
-            if not request.chunk_id:
-                raise InvalidArgument("chunk_id", "is required on every chunk")
-            if ref is None:
-                ref = await self._control(self._service.resolve_model, request.retailer,
-                                          request.model_version)
-            elif request.retailer and request.retailer != ref.retailer:
-                raise InvalidArgument("retailer", f"chunk {request.chunk_id!r} names another "
-                                      "retailer than the first chunk")
-            yield await self._run(self._predict_pool, self._predict_chunk, ref, request)
+        # At most `stream_window` chunks are forecast at once (the cores work in parallel);
+        # the next chunk is read only when one is answered, so gRPC's flow control holds back a
+        # client that sends faster than we forecast. Answers leave in the order chunks came.
+        window = self._service.config.stream_window
+        in_flight: collections.deque[asyncio.Future] = collections.deque()
+        try:
+            async for request in request_iterator:
+                if not request.chunk_id:
+                    raise InvalidArgument("chunk_id", "is required on every chunk")
+                if ref is None:
+                    ref = await self._control(self._service.resolve_model, request.retailer,
+                                              request.model_version)
+                elif request.retailer and request.retailer != ref.retailer:
+                    raise InvalidArgument("retailer", f"chunk {request.chunk_id!r} names "
+                                          "another retailer than the first chunk")
+                in_flight.append(asyncio.ensure_future(
+                    self._run(self._predict_pool, self._predict_chunk, ref, request)))
+                if len(in_flight) >= window:
+                    yield await in_flight.popleft()
+            while in_flight:
+                yield await in_flight.popleft()
+        finally:  # a cancelled or failed stream starts no more work
+            for future in in_flight:
+                future.cancel()
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:
         report = await self._control(self._service.get_metrics, request.retailer, request.model_version)
