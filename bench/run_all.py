@@ -31,7 +31,9 @@ def grpc_markdown(r: dict) -> str:
     return "\n".join([
         (f"{r['rows']:,} rows over {r['series']:,} series, {r['chunks']} chunks of up to "
         f"{r['chunk_rows']:,} rows, {r['max_in_flight']} chunks in flight; "
-        f"largest difference from in-process forecasts: {r['max_abs_diff']:.2e}."), "",
+        f"largest difference from in-process forecasts: {r['max_abs_diff']:.2e}. In process, "
+        "the chunks are forecast one after another on one thread; the gateway forecasts up to "
+        "`--stream-window` (2) chunks of a stream at once."), "",
         "| measure | through the gateway | in process | ratio |", "| --- | ---: | ---: | ---: |",
         (f"| bulk PredictStream (rows/s) | {r['grpc_stream_rows_per_s']:,} | "
         f"{r['in_process_rows_per_s']:,} | {r['stream_to_in_process_ratio']:.2f} |"),
