@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.gateway import ROOT, start_gateway, stop_gateway
+
 RETAILER = "bench"
 CHUNK_ROWS = 50_000
 MAX_IN_FLIGHT = 4
@@ -70,33 +69,8 @@ def _columns(frame: pd.DataFrame) -> dict:
 
 
 def _start_gateway(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    port_file = data_dir.parent / "bench.port"
-    env = {**os.environ, "FORECAST_GATEWAY_LOG_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), str(ROOT / "server"), str(ROOT / "client"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1", "--port", "0",
-         "--data-dir", str(data_dir), "--port-file", str(port_file)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "gateway.log", "wb"),  # noqa: SIM115
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if port_file.exists() and port_file.read_text().strip():
-            return proc, f"127.0.0.1:{int(port_file.read_text())}"
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("gateway did not start within 60 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return start_gateway(data_dir, data_dir.parent / "gateway.log",
+                         env={"FORECAST_GATEWAY_LOG_LEVEL": "WARNING"})
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -168,7 +142,7 @@ def run(rows: int, model_dir: str) -> dict:
                                    onpromotion=one["onpromotion"].tolist())
                     grpc_lat.append(time.perf_counter() - t0)
         finally:
-            _stop(proc)
+            stop_gateway(proc)
 
     in_rate = rows / statistics.median(in_process)
     grpc_rate = rows / statistics.median(streamed)
@@ -210,7 +184,7 @@ def _train_sample_model(workdir: Path) -> str:
                 raise RuntimeError(f"training failed: {final.failure_reason}")
             return str(data_dir / "retailers" / RETAILER / "models" / final.model_version)
     finally:
-        _stop(proc)
+        stop_gateway(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

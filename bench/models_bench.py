@@ -1,11 +1,10 @@
 """Benchmark of the model kinds: test-split RMSLE of the seasonal-naive baseline, XGBoost, the
 LSTM and the hybrid, with the training time and peak memory of each kind.
 
-Each kind trains in its own ``multiprocessing`` spawn child (a fresh interpreter, as a training
-job is), so its peak resident memory is its own: the child reads the data, runs the whole
-``training.train`` pipeline and reports ``getrusage(RUSAGE_SELF).ru_maxrss``; the parent also
-records ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (the largest child so far) as a cross-check.
-The baseline needs no training: its score comes from the XGBoost run's evaluation.
+Each kind trains in its own spawn child (``bench.child.run_in_child``: a fresh interpreter, as a
+training job is), so its peak resident memory is its own: the child reads the data and runs the
+whole ``training.train`` pipeline. The baseline needs no training: its score comes from the
+XGBoost run's evaluation.
 
     python -m bench.models_bench                 # full scale: 3,000,888 synthetic rows
     python -m bench.models_bench --small         # 4 stores x 5 families, for a quick look
@@ -16,15 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+
+from bench.child import run_in_child
 
 KINDS = ("xgboost", "lstm", "hybrid")
 
@@ -40,32 +39,23 @@ def run(frame: pd.DataFrame, hyperparameters: dict | None = None,
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         data_path = Path(tmp) / "train.parquet"
         frame.to_parquet(data_path, index=False)
-        ctx = multiprocessing.get_context("spawn")
         runs: dict = {}
         for kind in kinds:
-            receive, send = ctx.Pipe(duplex=False)
-            child = ctx.Process(target=_train_child,
-                                args=(str(data_path), {**hp, "model_kind": kind},
-                                      str(Path(tmp) / f"{kind}.log"), send),
-                                name=f"bench-{kind}")
-            child.start()
-            send.close()
+            log_file = Path(tmp) / f"{kind}.log"
             try:
-                result = receive.recv()
-            except EOFError:
-                result = {"error": f"child exited with code {child.exitcode} before reporting"}
-            child.join()
-            result["children_max_rss_mb"] = round(
-                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+                result = run_in_child(_train_child, str(data_path), {**hp, "model_kind": kind},
+                                      str(log_file))
+            except (EOFError, RuntimeError, TimeoutError) as exc:  # the child died or hung
+                result = {"error": str(exc) or "child exited before reporting"}
             if "error" in result:
-                log_file = Path(tmp) / f"{kind}.log"
                 result["log_tail"] = log_file.read_text()[-2000:] if log_file.exists() else ""
             runs[kind] = result
     return _summarise(frame, hp, runs)
 
 
-def _train_child(data_path: str, hp: dict, log_path: str, conn) -> None:
-    """In the child: read the data, train, report scores, seconds and peak RSS."""
+def _train_child(data_path: str, hp: dict, log_path: str) -> dict:
+    """In the child: read the data, train; scores and seconds (``run_in_child`` adds the peak
+    RSS). A failure is returned as ``{"error": ...}``, recorded per kind."""
     try:
         from forecasting import training
 
@@ -77,19 +67,16 @@ def _train_child(data_path: str, hp: dict, log_path: str, conn) -> None:
             model = training.train(frame, hp, log=lambda line: print(line, file=log_file,
                                                                      flush=True))
             seconds = time.perf_counter() - started
-        conn.send({
-            "train_seconds": round(seconds, 1),
-            "read_seconds": round(read_seconds, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "evaluation": {name: block["overall"]
-                           for name, block in model.evaluation["models"].items()},
-            "baseline": model.evaluation["baseline"]["overall"],
-            "members": model.metadata["members"],
-        })
     except Exception as exc:  # noqa: BLE001 - reported to the parent, recorded per kind
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-    finally:
-        conn.close()
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "train_seconds": round(seconds, 1),
+        "read_seconds": round(read_seconds, 1),
+        "evaluation": {name: block["overall"]
+                       for name, block in model.evaluation["models"].items()},
+        "baseline": model.evaluation["baseline"]["overall"],
+        "members": model.metadata["members"],
+    }
 
 
 def _summarise(frame: pd.DataFrame, hp: dict, runs: dict) -> dict:
@@ -104,7 +91,7 @@ def _summarise(frame: pd.DataFrame, hp: dict, runs: dict) -> dict:
             models[kind] = {"error": r["error"], "log_tail": r.get("log_tail", "")}
             continue
         entry = {"rmsle": r["evaluation"][kind]["rmsle"], "train_seconds": r["train_seconds"],
-                 "peak_rss_mb": r["peak_rss_mb"], "read_seconds": r["read_seconds"],
+                 "peak_rss_mb": round(r["peak_rss_mb"], 1), "read_seconds": r["read_seconds"],
                  "member": r["members"][kind]}
         if kind == "hybrid":
             entry["weights"] = r["members"]["hybrid"]["weights"]

@@ -33,11 +33,6 @@ class ForecastInput:
     def horizon(self) -> int:
         return len(self.dates)
 
-    def take(self, rows: np.ndarray) -> ForecastInput:
-        """The same input for a subset of series."""
-        return ForecastInput(self.sales[rows], self.promo_history[rows], self.store_code[rows],
-                             self.family_code[rows], self.dates, self.promo[rows])
-
 
 def panel_window(panel: Panel, end_day: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     """(sales, promotions) of every series over days ``end_day-length+1 .. end_day``.

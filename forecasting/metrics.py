@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from forecasting.joblog import metric_line
+
 METRICS = ("rmse", "rmsle", "mae", "wape", "bias")
 BASELINE_NAME = "seasonal_naive_7"
 
@@ -73,5 +75,5 @@ def metric_lines(evaluation: dict) -> list[str]:
         for metric in METRICS:
             value = block["overall"][metric]
             if value is not None:
-                lines.append(f"{name}.test.{metric}={value:.6f}")
+                lines.append(metric_line(f"{name}.test.{metric}", value))
     return lines

@@ -70,10 +70,6 @@ class Predictor:
         """The last day of the training history; forecasts start the day after."""
         return self.history.last_date
 
-    @property
-    def feature_names(self) -> list[str]:
-        return list(features.FEATURES)
-
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Forecasts for future rows (date, store_nbr, family[, onpromotion]), in row order."""
         rows, _ = validate_future(frame)

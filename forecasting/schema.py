@@ -127,7 +127,7 @@ def _validate(raw: pd.DataFrame, required: tuple[str, ...], with_sales: bool):
     else:
         report["onpromotion_column_missing"] = True
         out["onpromotion"] = np.zeros(len(raw), dtype=np.int32)
-    _check_unique_keys(out)
+    check_unique_keys(out)
     return out, report
 
 
@@ -188,6 +188,7 @@ def _families(col: pd.Series) -> pd.Series:
     return pd.Series(cat.cat.rename_categories(stripped), index=col.index)
 
 
-def _check_unique_keys(frame: pd.DataFrame) -> None:
+def check_unique_keys(frame: pd.DataFrame) -> None:
+    """Each (date, store_nbr, family) once; the message names the duplicated rows."""
     dup = frame.duplicated(subset=list(KEY_COLUMNS), keep=False).to_numpy()
     _bad("date, store_nbr, family", "each (date, store_nbr, family) may appear only once", dup)

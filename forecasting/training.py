@@ -22,9 +22,10 @@ from forecasting import __version__, artifact, metrics
 from forecasting.cleaning import Panel, clean, downsample_zeros
 from forecasting.history import panel_forecast_input, panel_window
 from forecasting.hyperparameters import Hyperparameters, parse
+from forecasting.joblog import progress_line
 from forecasting.models import member_class
 from forecasting.models.base import TrainingData
-from forecasting.schema import Source, read_table, validate_history
+from forecasting.schema import Source, check_unique_keys, read_table, validate_history
 from forecasting.splits import split_by_date
 
 # Which members each model_kind trains, in order; the last one is the final model.
@@ -36,9 +37,19 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-def progress_line(stage: str, fraction: float) -> str:
-    """The progress line the gateway parses: ``progress stage=<name> fraction=<0..1>``."""
-    return f"progress stage={stage} fraction={fraction:.3f}"
+class _Progress:
+    """Progress lines that only move forward. A member reports its own 0..1; while several
+    members share the run, ``span`` maps that onto the member's slice of it."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.span = (0.0, 1.0)
+        self.reached = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        lo, hi = self.span
+        self.reached = max(self.reached, lo + min(max(fraction, 0.0), 1.0) * (hi - lo))
+        self.log(progress_line(stage, self.reached))
 
 
 @dataclass
@@ -92,19 +103,13 @@ def train(
     hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else parse(
         hyperparameters)
 
-    span = [0.0, 1.0]          # the share of the run the current member's progress maps to
-    reached = [0.0]            # progress never goes back, whatever the members report
-
-    def progress(stage: str, fraction: float) -> None:
-        lo, hi = span
-        reached[0] = max(reached[0], lo + min(max(fraction, 0.0), 1.0) * (hi - lo))
-        log(progress_line(stage, reached[0]))
-
+    progress = _Progress(log)
     progress("validate", 0.0)
     frame, schema_report = validate_history(read_table(source))
-    for extra in extra_sources:   # e.g. a SageMaker `validation` channel: more history rows
-        more, _ = validate_history(read_table(extra))
-        frame, _ = validate_history(pd.concat([frame, more], ignore_index=True))
+    if extra_sources:   # e.g. a SageMaker `validation` channel: more history rows
+        frames = [frame, *(validate_history(read_table(extra))[0] for extra in extra_sources)]
+        frame = pd.concat(frames, ignore_index=True)
+        check_unique_keys(frame)   # each file is valid; only keys can clash across files
     progress("clean", 0.05)
     panel, cleaning_report = clean(frame)
     cleaning_report = {"schema": schema_report, **cleaning_report}
@@ -128,7 +133,7 @@ def train(
     summaries: dict = {}
     for i, kind in enumerate(kinds):
         if len(kinds) > 1:     # several members share the run: each gets its own slice
-            span[:] = [i / len(kinds), (i + 1) / len(kinds)]
+            progress.span = (i / len(kinds), (i + 1) / len(kinds))
         cls = member_class(kind)
         if kind == "hybrid":
             member = cls.blend(members, data)
@@ -137,7 +142,7 @@ def train(
         summaries[kind] = member.fit(data)
         members[kind] = member
 
-    span[:] = [0.0, 1.0]
+    progress.span = (0.0, 1.0)
     progress("evaluate", 0.9)
     evaluation = _evaluate(panel, split, members, store_code, family_code, hp.horizon)
     evaluation["final_model"] = kinds[-1]

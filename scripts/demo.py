@@ -11,10 +11,7 @@ cleanly.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,30 +23,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "client")]  # works 
 
 from forecast_client import ForecastClient, ForecastClientError, pb
 
+from bench.gateway import start_gateway, stop_gateway
+
 SAMPLE = ROOT / "data" / "sample" / "train.csv"
 RETAILER = "demo-retail"
-
-
-def start_gateway(data_dir: Path) -> tuple[subprocess.Popen, int, Path]:
-    port_file = data_dir.parent / "demo.port"
-    log_file = data_dir.parent / "demo-gateway.log"
-    port_file.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), str(ROOT / "server"), str(ROOT / "client"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1", "--port", "0",
-         "--data-dir", str(data_dir), "--port-file", str(port_file), "--log-format", "json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(log_file, "wb"),  # noqa: SIM115
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if port_file.exists() and port_file.read_text().strip():
-            return proc, int(port_file.read_text()), log_file
-        if proc.poll() is not None:
-            raise SystemExit(f"demo: the gateway exited ({proc.returncode}); see {log_file}")
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"demo: the gateway did not start in 60 s; see {log_file}")
 
 
 def future_rows(history: pd.DataFrame, horizon: int = 16) -> pd.DataFrame:
@@ -90,8 +67,11 @@ def main() -> int:
     data_dir.mkdir(parents=True)
 
     print(f"1. starting forecast-gateway (local backend, data dir {data_dir})")
-    proc, port, log_file = start_gateway(data_dir)
-    target = f"127.0.0.1:{port}"
+    log_file = data_dir.parent / "demo-gateway.log"
+    try:
+        proc, target = start_gateway(data_dir, log_file, "--log-format", "json")
+    except RuntimeError as exc:
+        raise SystemExit(f"demo: {exc}") from None
     print(f"   serving on {target}; logs in {log_file}")
     try:
         with ForecastClient(target=target) as client:
@@ -136,13 +116,7 @@ def main() -> int:
     finally:
         print("6. stopping the gateway (SIGTERM: drain, then exit)")
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-            print(f"   gateway exited with code {code}")
+            print(f"   gateway exited with code {stop_gateway(proc, 60)}")
     return 0
 
 

@@ -31,6 +31,8 @@ from forecast_client.config import DEFAULT_TARGET, ClientConfig, Timeouts
 from forecast_client.errors import ForecastClientError
 
 PROG = "forecast"
+#: Uploads larger than this show a progress bar.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 EXIT_OK, EXIT_SERVER, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -74,12 +76,11 @@ class _Progress:
             self.stream.flush()
         else:
             now = time.monotonic()
-            # Plain output (logs, CI): at most one line per second unless the text says something new.
+            # Plain output (logs, CI): at most one line per 5 s unless the text says something new.
             key = text.split("%")[-1]
             if force or key != self._last or now - self._last_time >= 5:
                 self.stream.write(text + "\n")
                 self._last, self._last_time = key, now
-        self._last_text = text
 
     def done(self) -> None:
         if self.enabled and self.tty:
@@ -101,11 +102,11 @@ def _upload(client: ForecastClient, retailer: str, path: str, progress: _Progres
     size = file.stat().st_size
 
     def report(sent: int, total: int | None) -> None:
-        if total and total > 8 * 1024 * 1024:
+        if total and total > PROGRESS_MIN_BYTES:
             progress.show(f"uploading {file.name}", sent / total)
 
     ds = client.upload_dataset(retailer, file, on_progress=report)
-    if size > 8 * 1024 * 1024:
+    if size > PROGRESS_MIN_BYTES:
         progress.done()
     return ds
 
@@ -387,7 +388,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("predict",) and args.chunk_rows <= 0:
+    if args.command == "predict" and args.chunk_rows <= 0:
         parser.error("--chunk-rows must be positive")
     try:
         config = ClientConfig(target=args.target, timeouts=Timeouts(unary_s=args.timeout))

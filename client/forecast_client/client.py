@@ -252,11 +252,9 @@ class ForecastClient:
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         backoff = self.config.retry.initial_backoff_s
-        last: pb.TrainingJob | None = None
         while True:
             try:
                 for job in self.watch_job(retailer, job_id):
-                    last = job
                     if on_update is not None:
                         on_update(job)
                     if job.state in TERMINAL_STATES:
@@ -266,8 +264,6 @@ class ForecastClient:
             except ForecastClientError as err:
                 if err.code != grpc.StatusCode.UNAVAILABLE:
                     raise
-            if last is not None and last.state in TERMINAL_STATES:
-                return last
             if deadline is not None and time.monotonic() > deadline:
                 raise ForecastClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                           f"job {job_id} did not finish within {timeout_s:g} s")
@@ -372,7 +368,8 @@ class ForecastClient:
         Returns a copy of the frame with the forecasts in `output_column`, rows in the same
         order. Chunks never split a series: a series' forecast for a day depends on its
         promotions of the days before, which the gateway reads from the same chunk, so the
-        answers equal one unary call over the whole frame. `on_progress(rows_done, rows_total)` is called after each chunk. Needs pandas.
+        answers equal one unary call over the whole frame. `on_progress(rows_done, rows_total)`
+        is called after each chunk. Needs pandas.
         """
         import numpy as np
 
@@ -383,12 +380,14 @@ class ForecastClient:
             return out
         # Chunks hold whole series (a forecast depends on the series' earlier days), so the
         # rows travel grouped by series and the answers are put back in the caller's order.
-        order = _rows.series_order(frame)
+        codes = _rows.series_codes(frame)
+        order = _rows.series_order(codes)
+        columns = [c for c in (*_rows.REQUIRED_COLUMNS, "onpromotion") if c in frame.columns]
+        batches = _rows.frame_batches(frame[columns].iloc[order], chunk_rows, codes[order])
         parts: list[Any] = []
         done = 0
         for _, values, _version in self.predict_batches(
-            retailer, _rows.frame_batches(frame.iloc[order], chunk_rows),
-            model_version=model_version, max_in_flight=max_in_flight,
+            retailer, batches, model_version=model_version, max_in_flight=max_in_flight,
         ):
             parts.append(values)
             done += len(values)

@@ -103,35 +103,37 @@ def make_batch(
     return batch
 
 
-def batch_len(batch: pb.RowBatch) -> int:
-    """Number of rows in a batch."""
-    return len(batch.day)
+def series_codes(frame: Any) -> Any:
+    """One integer per row of a pandas DataFrame naming its series (store_nbr, family).
+
+    Raises ValueError when a required column is missing.
+    """
+    import pandas as pd
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"input is missing column(s): {', '.join(missing)}")
+    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
+                                      frame["family"].astype(str).to_numpy()])
+    codes, _ = pd.factorize(keys)
+    return codes
 
 
-def series_order(frame: Any) -> Any:
-    """A stable permutation that puts each series' rows (store_nbr, family) next to each other.
+def series_order(codes: Any) -> Any:
+    """A stable permutation that puts each series' rows next to each other (`codes` from
+    `series_codes`).
 
     A series' forecast for day d depends on its promotions of the earlier days, which the
     gateway takes from the same chunk; so a bulk stream must never split a series.
     """
-    import pandas as pd
-
-    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
-                                      frame["family"].astype(str).to_numpy()])
-    codes, _ = pd.factorize(keys)
     return _np.argsort(codes, kind="stable")
 
 
-def series_cuts(frame: Any, chunk_rows: int) -> list[tuple[int, int]]:
+def series_cuts(codes: Any, chunk_rows: int) -> list[tuple[int, int]]:
     """(start, stop) row ranges of at most `chunk_rows` rows that never split a series.
 
-    `frame` must be in `series_order`. A series longer than `chunk_rows` gets a chunk of its own.
+    `codes` must be in `series_order`. A series longer than `chunk_rows` gets a chunk of its own.
     """
-    import pandas as pd
-
-    keys = pd.MultiIndex.from_arrays([frame["store_nbr"].to_numpy(),
-                                      frame["family"].astype(str).to_numpy()])
-    codes, _ = pd.factorize(keys)
     starts = _np.flatnonzero(_np.r_[True, codes[1:] != codes[:-1]]).tolist() + [len(codes)]
     cuts: list[tuple[int, int]] = []
     begin = 0
@@ -144,23 +146,28 @@ def series_cuts(frame: Any, chunk_rows: int) -> list[tuple[int, int]]:
     return cuts
 
 
-def frame_batches(frame: Any, chunk_rows: int) -> Iterator[pb.RowBatch]:
-    """Split a pandas DataFrame of future rows, already in `series_order`, into RowBatches of at
-    most `chunk_rows` rows that never split a series.
+def frame_batches(frame: Any, chunk_rows: int, codes: Any) -> Iterator[pb.RowBatch]:
+    """Split a pandas DataFrame of future rows, already in `series_order` (`codes` its series
+    codes, in the same order), into RowBatches of at most `chunk_rows` rows that never split a
+    series.
 
     The frame needs `date`, `store_nbr` and `family`; `onpromotion` is sent when present.
-    Columns are converted once for the whole frame, then sliced.
+    Columns are converted once for the whole frame, here (so a bad value raises ValueError at
+    this call, not inside the stream), then sliced lazily.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"input is missing column(s): {', '.join(missing)}")
     if chunk_rows <= 0:
         raise ValueError("chunk_rows must be positive")
     days = _days(frame["date"])
     stores = _ints(frame["store_nbr"].to_numpy(), "store_nbr")
     families = frame["family"].astype(str).tolist()
     promo = _ints(frame["onpromotion"].to_numpy(), "onpromotion") if "onpromotion" in frame.columns else None
-    for start, stop in series_cuts(frame, chunk_rows):
+    return _sliced_batches(days, stores, families, promo, series_cuts(codes, chunk_rows))
+
+
+def _sliced_batches(days: list[int], stores: list[int], families: list[str],
+                    promo: list[int] | None,
+                    cuts: list[tuple[int, int]]) -> Iterator[pb.RowBatch]:
+    for start, stop in cuts:
         batch = pb.RowBatch()
         batch.day.extend(days[start:stop])
         batch.store_nbr.extend(stores[start:stop])

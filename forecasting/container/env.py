@@ -62,11 +62,10 @@ class TrainingEnv:
     def channel_dir(self, channel: str) -> Path:
         return self.root / "input" / "data" / channel
 
-    def _json(self, name: str, required: bool) -> dict:
+    def _json(self, name: str) -> dict:
+        """A config file as a dict ({} when the platform wrote none)."""
         path = self.config_dir / name
         if not path.exists():
-            if required:
-                raise PlatformError(f"{path} is missing")
             return {}
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
@@ -78,13 +77,10 @@ class TrainingEnv:
 
     def hyperparameters(self) -> dict:
         """hyperparameters.json: every value a string (SageMaker's convention)."""
-        return self._json("hyperparameters.json", required=False)
+        return self._json("hyperparameters.json")
 
     def input_data_config(self) -> dict:
-        return self._json("inputdataconfig.json", required=False)
-
-    def resource_config(self) -> dict:
-        return self._json("resourceconfig.json", required=False)
+        return self._json("inputdataconfig.json")
 
     def channel_files(self, channel: str) -> list[Path]:
         """Data files of a channel (every regular, non-hidden file, sorted, recursively)."""

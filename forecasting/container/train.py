@@ -21,9 +21,9 @@ from forecasting.container.env import (
     TrainingEnv,
 )
 from forecasting.errors import ForecastingError, UserError
+from forecasting.joblog import FAILURE_REASON_CHARS
 
 EXIT_CODES = {"user": 2, "algorithm": 1, "platform": 3}
-FAILURE_LIMIT = 1024
 
 
 class Stopped(BaseException):
@@ -37,7 +37,7 @@ def _on_sigterm(signum, frame):
 def write_failure(env: TrainingEnv, message: str) -> None:
     try:
         env.output_dir.mkdir(parents=True, exist_ok=True)
-        env.failure_file.write_text(message[:FAILURE_LIMIT * 4], encoding="utf-8")
+        env.failure_file.write_text(message[:FAILURE_REASON_CHARS * 4], encoding="utf-8")
     except OSError as exc:
         print(f"could not write {env.failure_file}: {exc}", file=sys.stderr, flush=True)
 

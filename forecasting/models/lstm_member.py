@@ -167,24 +167,13 @@ class LSTMMember:
         ptail = inp.promo_history[:, -window:]
         promo[:, window - ptail.shape[1]:window] = ptail
         promo[:, window:] = inp.promo
-        promo = np.log1p(np.maximum(promo, 0)).astype(np.float32)
-        scale = self._scale_table[inp.store_code, inp.family_code].astype(np.float32)
-        dow, month, year = calendar_columns(np.asarray(inp.dates))
-        base = float(self.scalers["year_base"])
-        store = inp.store_code.astype(np.int32)[:, None]
-        family = inp.family_code.astype(np.int32)[:, None]
+        scale = self._scale_table[inp.store_code, inp.family_code]
         step = self._step_function()
         for d in range(horizon):
-            hist = buf[:, d:d + window]
-            observed = np.isfinite(hist)
-            seq = np.stack([np.where(observed, hist, 0.0) / scale[:, None], observed,
-                            promo[:, d:d + window]], axis=-1).astype(np.float32)
-            numeric = np.stack([np.full(n, year[d] - base), promo[:, window + d], scale],
-                               axis=-1).astype(np.float32)
-            inputs = {"sequence": seq, "store": store, "family": family,
-                      "day_of_week": np.full((n, 1), int(dow[d]), np.int32),
-                      "month": np.full((n, 1), int(month[d]) - 1, np.int32),
-                      "numeric": numeric, "scale": scale[:, None]}
+            inputs = model_inputs(buf[:, d:d + window], promo[:, d:d + window],
+                                  promo[:, window + d], np.repeat(inp.dates[d], n), scale,
+                                  inp.store_code, inp.family_code,
+                                  int(self.scalers["year_base"]))
             buf[:, window + d] = step(inputs).numpy()[:, 0]
         return from_target(buf[:, window:], log_target)
 
@@ -323,23 +312,38 @@ def _even_sample(rows: np.ndarray, cap: int, rng: np.random.Generator) -> np.nda
 def _windows(rows, window, target, pos, series, panel, scale, store_code, family_code,
              year_base) -> dict:
     """Model inputs for target rows ``rows`` of the panel: one fancy index, no loop."""
-    n = len(rows)
     offs = np.arange(-window, 0, dtype=np.int64)
     observed = (pos[rows][:, None] + offs[None, :]) >= 0
     idx = np.where(observed, rows[:, None] + offs[None, :], 0)
-    s = series[rows]
-    sc = scale[s].astype(np.float32)
-    seq = np.empty((n, window, len(SEQUENCE_CHANNELS)), dtype=np.float32)
-    seq[:, :, 0] = np.where(observed, target[idx], 0.0) / sc[:, None]
-    seq[:, :, 1] = observed
-    seq[:, :, 2] = np.where(observed, np.log1p(np.maximum(panel.onpromotion[idx], 0)), 0.0)
+    history = np.where(observed, target[idx], np.nan)
+    promo = np.where(observed, panel.onpromotion[idx], 0)
     del idx, observed
-    dow, month, year = calendar_columns(panel.dates(panel.day[rows].astype(np.int64)))
-    numeric = np.stack([year - year_base,
-                        np.log1p(np.maximum(panel.onpromotion[rows], 0)), sc], axis=-1)
+    s = series[rows]
+    return model_inputs(history, promo, panel.onpromotion[rows],
+                        panel.dates(panel.day[rows].astype(np.int64)), scale[s],
+                        store_code[s], family_code[s], year_base)
+
+
+def model_inputs(history, promo_window, promo_today, dates, scale, store_code, family_code,
+                 year_base: int) -> dict:
+    """The network's inputs for n samples, shared by training windows and forecast steps so
+    the two can never encode a sample differently.
+
+    ``history`` (n, W) is the target of the W days before each sample (NaN before the series
+    began), ``promo_window`` (n, W) and ``promo_today`` (n,) raw promotion counts, ``dates``
+    (n,) the target days, ``scale``/``store_code``/``family_code`` (n,) per sample.
+    """
+    observed = np.isfinite(history)
+    sc = np.asarray(scale, dtype=np.float32)
+    seq = np.empty((*history.shape, len(SEQUENCE_CHANNELS)), dtype=np.float32)
+    seq[:, :, 0] = np.where(observed, history, 0.0) / sc[:, None]
+    seq[:, :, 1] = observed
+    seq[:, :, 2] = np.log1p(np.maximum(promo_window, 0))
+    dow, month, year = calendar_columns(np.asarray(dates))
+    numeric = np.stack([year - year_base, np.log1p(np.maximum(promo_today, 0)), sc], axis=-1)
     return {"sequence": seq,
-            "store": store_code[s].astype(np.int32)[:, None],
-            "family": family_code[s].astype(np.int32)[:, None],
+            "store": np.asarray(store_code, dtype=np.int32)[:, None],
+            "family": np.asarray(family_code, dtype=np.int32)[:, None],
             "day_of_week": dow.astype(np.int32)[:, None],
             "month": (month.astype(np.int32) - 1)[:, None],
             "numeric": numeric.astype(np.float32),

@@ -39,7 +39,7 @@ class XGBoostMember:
         train, valid, _ = data.split.masks(panel.day)
         train &= data.keep
         common = {"feature_names": list(features.FEATURES),
-                      "feature_types": list(features.FEATURE_TYPES), "enable_categorical": True}
+                  "feature_types": list(features.FEATURE_TYPES), "enable_categorical": True}
         dtrain = xgb.QuantileDMatrix(X[train], label=target[train], weight=data.weight[train],
                                      max_bin=hp.max_bin, **common)
         dvalid = xgb.QuantileDMatrix(X[valid], label=target[valid], ref=dtrain, **common)

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from forecasting.container.env import MAX_BODY_BYTES
+
 ENV_PREFIX = "FORECAST_GATEWAY_"
 MIB = 1024 * 1024
 
@@ -61,6 +63,24 @@ class GatewayConfig:
     """Loaded models kept in memory (live models are loaded first when they go live)."""
     allow_file_uris: bool = False
     """Let Train read `file://` URIs on the gateway's disk (off: remote callers upload instead)."""
+    docker_training_image: str = "retail-forecast-training:latest"
+    """Docker backend: the image run as `IMAGE train`."""
+    docker_inference_image: str = "retail-forecast-inference:latest"
+    """Docker backend: the image run as `IMAGE serve`."""
+    docker_cli: str = "docker"
+    """Docker backend: the docker command."""
+    docker_ping_timeout_s: float = 180.0
+    """Docker backend: how long a new inference container may take to answer /ping."""
+    docker_request_timeout_s: float = 70.0
+    """Docker backend: one /invocations call (the contract's 60 s + slack)."""
+    docker_drain_s: float = 5.0
+    """Docker backend: a retired container is stopped this long after its last request
+    (requests already routed to it finish first)."""
+    docker_serve_workers: int = 1
+    """Docker backend: gunicorn workers per inference container."""
+    docker_max_body_bytes: int = MAX_BODY_BYTES
+    """Docker backend: largest /invocations body sent (the chunking limit; at most the
+    contract's 6 MB, lower it for serverless endpoints or tests)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -69,16 +89,13 @@ class GatewayConfig:
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
                      "max_predict_rows", "max_stream_chunk_rows", "predict_threads", "stream_window",
-                     "control_threads", "training_slots", "model_cache_size"):
+                     "control_threads", "training_slots", "model_cache_size",
+                     "docker_ping_timeout_s", "docker_request_timeout_s", "docker_drain_s",
+                     "docker_serve_workers", "docker_max_body_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.max_upload_chunk_bytes > self.max_message_bytes:
             raise ValueError("max_upload_chunk_bytes cannot exceed max_message_bytes")
-
-    @property
-    def registry_path(self) -> Path:
-        """The SQLite registry file."""
-        return self.data_dir / "registry.sqlite3"
 
 
 def _flag(name: str) -> str:
@@ -129,6 +146,14 @@ _DOCS = {
     "cancel_grace_s": "SIGTERM->SIGKILL delay for cancelled training",
     "shutdown_grace_s": "drain time on SIGTERM", "model_cache_size": "models kept loaded",
     "allow_file_uris": "let Train read file:// URIs",
+    "docker_training_image": "docker backend: training image",
+    "docker_inference_image": "docker backend: inference image",
+    "docker_cli": "docker backend: the docker command",
+    "docker_ping_timeout_s": "docker backend: wait for a new container's /ping",
+    "docker_request_timeout_s": "docker backend: timeout of one /invocations call",
+    "docker_drain_s": "docker backend: delay before stopping a retired container",
+    "docker_serve_workers": "docker backend: gunicorn workers per inference container",
+    "docker_max_body_bytes": "docker backend: largest /invocations body (at most 6 MiB)",
 }
 
 

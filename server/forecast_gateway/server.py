@@ -13,7 +13,6 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from grpc import aio
@@ -104,12 +103,3 @@ class GatewayServer:
         """Return once `stop` has finished."""
         await self._stopped.wait()
 
-
-def channel_ready(target: str, timeout_s: float = 10.0) -> bool:
-    """True once a channel to `target` connects (for scripts and tests)."""
-    with grpc.insecure_channel(target) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=timeout_s)
-            return True
-        except grpc.FutureTimeoutError:
-            return False

@@ -52,6 +52,7 @@ from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage, check_retailer
 from forecasting import hyperparameters as hp_schema
 from forecasting.errors import HyperparameterError
+from forecasting.joblog import FAILURE_REASON_CHARS
 
 log = logging.getLogger("forecast_gateway.service")
 
@@ -162,13 +163,12 @@ class UploadSession:
 class ForecastService:
     """The gateway's data plane. Thread-safe."""
 
-    def __init__(self, config: GatewayConfig, backend: Backend,
-                 registry: Registry | None = None, storage: Storage | None = None):
+    def __init__(self, config: GatewayConfig, backend: Backend):
         self.config = config
         self.backend = backend
-        self.storage = storage or Storage(config.data_dir)
+        self.storage = Storage(config.data_dir)
         self.storage.root.mkdir(parents=True, exist_ok=True)
-        self.registry = registry or Registry(self.storage.root / "registry.sqlite3", self.storage.root)
+        self.registry = Registry(self.storage.root / "registry.sqlite3", self.storage.root)
         self._hub = _JobHub()
         self._publish_lock = threading.Lock()
         self._live_lock = threading.Lock()
@@ -440,8 +440,8 @@ class ForecastService:
                 self._publish(job_id, outcome.model_dir)
             except Exception as exc:
                 log.exception("publishing the trained model failed", extra={"fields": {"job_id": job_id}})
-                self._finish(job_id, JobState.FAILED,
-                             f"the trained model could not be registered: {type(exc).__name__}: {exc}"[:1024])
+                reason = f"the trained model could not be registered: {type(exc).__name__}: {exc}"
+                self._finish(job_id, JobState.FAILED, reason[:FAILURE_REASON_CHARS])
 
     def _publish(self, job_id: str, artifact_dir: Path) -> None:
         job = self.registry.job_by_id(job_id)

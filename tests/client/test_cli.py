@@ -31,12 +31,37 @@ def test_help_and_usage_errors() -> None:
     assert r.returncode == 2 and "--retailer" in r.stderr
     r = forecast("bogus")
     assert r.returncode == 2
+    r = forecast("--target", "127.0.0.1:1", "train", "--retailer", "acme", "--dataset-id", "ds-1",
+                 "--hp", "num_round")  # caught before any call
+    assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
 
 
 def test_unreachable_gateway_is_one_line_exit_1() -> None:
     r = forecast("--target", "127.0.0.1:1", "models", "--retailer", "acme")
     assert r.returncode == 1
-    assert r.stderr.count("\n") == 1 and "UNAVAILABLE" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("forecast: error: UNAVAILABLE: cannot reach the gateway at 127.0.0.1:1")
+
+
+def test_predict_input_problems_are_usage_errors_exit_2(tmp_path: Path) -> None:
+    """Caught before any call: the target is unreachable, yet each ends with exit 2."""
+    def predict(src: Path, dst: str = "out.csv", *extra: str) -> subprocess.CompletedProcess:
+        return forecast("--target", "127.0.0.1:1", "predict", "--retailer", "acme",
+                        "--input", str(src), "--output", str(tmp_path / dst), *extra)
+
+    good = tmp_path / "future.csv"
+    good.write_text("date,store_nbr,family\n2017-08-16,1,A\n")
+    no_family = tmp_path / "no_family.csv"
+    no_family.write_text("date,store_nbr\n2017-08-16,1\n")
+    bad_store = tmp_path / "bad_store.csv"
+    bad_store.write_text("date,store_nbr,family\n2017-08-16,x,A\n")
+    for r, words in [(predict(good, "out.txt"), ".csv or .parquet"),
+                     (predict(tmp_path / "missing.csv"), "no such file"),
+                     (predict(no_family), "missing column(s): family"),
+                     (predict(bad_store), "store_nbr: values must be integers"),
+                     (predict(good, "out.csv", "--chunk-rows", "0"), "--chunk-rows")]:
+        assert r.returncode == 2 and words in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def test_full_cli_flow(gateway, tmp_path: Path, sample_csv: Path, future_rows: pd.DataFrame) -> None:
@@ -80,6 +105,8 @@ def test_server_errors_exit_1_with_one_line(gateway, tmp_path: Path) -> None:
     r = forecast("jobs", "--retailer", "acme", "--job-id", "job-doesnotexist", target=gateway.target)
     assert r.returncode == 1 and r.stderr.startswith("forecast: error: NOT_FOUND:")
     assert r.stderr.count("\n") == 1
+    r = forecast("cancel", "--retailer", "acme", "job-doesnotexist", target=gateway.target)
+    assert r.returncode == 1 and r.stderr.startswith("forecast: error: NOT_FOUND:")
     bad = tmp_path / "bad.csv"
     bad.write_text("date,store_nbr,family,sales\n2017-01-01,x,A,1\n")
     r = forecast("upload", "--retailer", "acme", str(bad), target=gateway.target)

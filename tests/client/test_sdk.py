@@ -102,6 +102,16 @@ def test_wait_until_ready_fails_fast_when_nothing_listens() -> None:
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
 
 
+def test_predict_frame_rejects_bad_input_before_any_call() -> None:
+    """A missing column or an unreadable value is a ValueError here, not a stream error."""
+    frame = pd.DataFrame({"date": ["2017-08-16"], "store_nbr": ["x"], "family": ["A"]})
+    with ForecastClient(target="127.0.0.1:1") as client:
+        with pytest.raises(ValueError, match="missing column"):
+            client.predict_frame("acme", frame.drop(columns="family"))
+        with pytest.raises(ValueError, match="store_nbr"):
+            client.predict_frame("acme", frame)
+
+
 def test_concurrent_clients(gateway, trained, future_rows: pd.DataFrame) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

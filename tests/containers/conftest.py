@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_helpers import (
-    IMAGES,
-    QUICK_HYPERPARAMETERS,
-    SAMPLE,
-    Containers,
-    docker,
-    make_opt_ml,
-    unavailable,
-)
+from docker_helpers import IMAGES, QUICK_HYPERPARAMETERS, Containers, docker, unavailable
+from sagemaker_job import make_opt_ml
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +55,6 @@ def gateway_image(docker_engine: str) -> str:
     return _image(docker_engine, "gateway")
 
 
-@pytest.fixture(scope="session")
-def sample_csv() -> Path:
-    assert SAMPLE.is_file(), f"the sample dataset {SAMPLE} is missing"
-    return SAMPLE
-
-
 def _removed_at_teardown() -> Iterator[Containers]:
     c = Containers([])
     try:
@@ -95,10 +81,9 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, training_image: str,
     """One real training run of the training image on the sample data (shared by the tests)."""
     root = make_opt_ml(tmp_path_factory.mktemp("train-ok") / "opt_ml", sample_csv,
                        QUICK_HYPERPARAMETERS)
-    start = time.monotonic()
     proc = session_containers.run(training_image, "train",
                                   options=("-v", f"{root}:/opt/ml", "--cpus", "2"))
-    return {"root": root, "proc": proc, "seconds": time.monotonic() - start}
+    return {"root": root, "proc": proc}
 
 
 # -- reporting -----------------------------------------------------------------------------------

@@ -1,24 +1,21 @@
-"""Helpers for the Docker-backed tests: the docker CLI, /opt/ml trees, containers that are
-always removed, and polling against deadlines (never bare excepts with fixed sleeps)."""
+"""Helpers for the Docker-backed tests: the docker CLI, containers that are always removed, and
+polling against deadlines (never bare excepts with fixed sleeps). The /opt/ml tree, free port,
+/ping poller and POST come from tests/sagemaker_job.py, shared with tests/forecasting/container."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+import pandas as pd
 import pytest
+from sagemaker_job import SAMPLE, wait_for_ping
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "data" / "sample" / "train.csv"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 TAG = os.environ.get("IMAGE_TAG", "latest")
 IMAGES = {name: f"retail-forecast-{name}:{TAG}" for name in ("training", "inference", "gateway")}
@@ -30,6 +27,18 @@ QUICK_HYPERPARAMETERS = {
     "max_depth": "6", "lstm_epochs": "1", "lstm_units": "8", "lstm_window": "14",
     "lstm_max_samples": "2000", "lstm_batch_size": "256", "nthread": "2",
 }
+
+
+def future_rows(days: int) -> pd.DataFrame:
+    """Rows to forecast: every sample series for the `days` days after its history ends."""
+    history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
+    series = history[["store_nbr", "family"]].drop_duplicates().sort_values(
+        ["store_nbr", "family"])
+    dates = pd.date_range(pd.Timestamp(history["date"].max()) + pd.Timedelta(days=1),
+                          periods=days)
+    rows = series.merge(pd.DataFrame({"date": dates.strftime("%Y-%m-%d")}), how="cross")
+    rows["onpromotion"] = 0
+    return rows[["date", "store_nbr", "family", "onpromotion"]].reset_index(drop=True)
 
 
 def unavailable(reason: str) -> None:
@@ -47,25 +56,6 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
         raise AssertionError(f"docker {' '.join(args[:3])} ... exited {proc.returncode}: "
                              f"{proc.stderr.strip()[-2000:]}")
     return proc
-
-
-def make_opt_ml(root: Path, data: Path, hyperparameters: dict[str, str],
-                content_type: str = "text/csv") -> Path:
-    """An /opt/ml tree as SageMaker lays it out for a training job."""
-    config = root / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {"train": {"ContentType": content_type, "TrainingInputMode": "File",
-                   "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
-    channel = root / "input" / "data" / "train"
-    channel.mkdir(parents=True)
-    shutil.copy(data, channel / data.name)
-    for sub in ("model", "output"):
-        (root / sub).mkdir()
-    return root
 
 
 @dataclass
@@ -113,31 +103,21 @@ def logs(cid: str) -> str:
     return (proc.stdout + proc.stderr)[-6000:]
 
 
-def wait_for_ping(cid: str, port: int, deadline_s: float = 180) -> float:
-    """Poll GET /ping until it answers 200; returns the seconds it took.
+def wait_for_container_ping(cid: str, port: int, deadline_s: float = 180) -> float:
+    """Poll the container's GET /ping on 127.0.0.1:`port` until it answers 200; returns the
+    seconds it took. Fails at once when the container exits, and at the deadline, with its log."""
 
-    Fails at once when the container exits, and at the deadline with the container's log.
-    """
-    start = time.monotonic()
-    last = "no answer yet"
-    while time.monotonic() - start < deadline_s:
+    def exited() -> str | None:
         state = container_state(cid)
-        if not state["Running"]:
-            pytest.fail(f"the inference container exited with {state['ExitCode']} before /ping "
-                        f"answered:\n{logs(cid)}", pytrace=False)
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
-                if resp.status == 200:
-                    return time.monotonic() - start
-                last = f"status {resp.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"status {exc.code}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.5)
-    pytest.fail(f"/ping did not answer 200 within {deadline_s:.0f} s ({last}):\n{logs(cid)}",
-                pytrace=False)
-    raise AssertionError("unreachable")
+        if state["Running"]:
+            return None
+        return f"the inference container exited with {state['ExitCode']}"
+
+    try:
+        return wait_for_ping(f"http://127.0.0.1:{port}", deadline_s=deadline_s, exited=exited)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}:\n{logs(cid)}", pytrace=False)
+        raise AssertionError("unreachable") from exc
 
 
 def wait_until(predicate: Callable[[], bool], deadline_s: float, what: str,

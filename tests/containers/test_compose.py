@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from docker_helpers import REPO, SAMPLE, docker
+from docker_helpers import docker, future_rows
+from sagemaker_job import REPO, SAMPLE, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -45,12 +45,6 @@ def base_image(gateway_image: str) -> str:
         if docker("image", "inspect", candidate, check=False).returncode == 0:
             return candidate
     return "python:3.11-slim"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +77,8 @@ def health(cid: str) -> str:
                   "{{.State.Health.Status}}{{end}}", cid).stdout.strip()
 
 
-def test_stack_comes_up_healthy(stack: dict) -> None:
+def wait_until_healthy(stack: dict) -> None:
+    """Poll the container's healthcheck status against a deadline; fail early if it exits."""
     deadline = time.monotonic() + 240
     status = ""
     while time.monotonic() < deadline:
@@ -94,6 +89,10 @@ def test_stack_comes_up_healthy(stack: dict) -> None:
             status, stack["run"]("logs", "--tail", "50").stdout)
         time.sleep(2)
     assert status == "running healthy", (status, stack["run"]("logs", "--tail", "50").stdout)
+
+
+def test_stack_comes_up_healthy(stack: dict) -> None:
+    wait_until_healthy(stack)
     ports = docker("port", stack["cid"], "50051/tcp").stdout.split()
     assert ports == [f"127.0.0.1:{stack['port']}"], ports
 
@@ -107,7 +106,7 @@ def test_stack_comes_up_healthy(stack: dict) -> None:
 
 
 def test_cli_flow_against_the_stack(stack: dict, tmp_path: Path) -> None:
-    test_stack_comes_up_healthy(stack)
+    wait_until_healthy(stack)
 
     def cli(*args: str, timeout: float = 120) -> str:
         proc = subprocess.run([sys.executable, "-m", "forecast_client.cli", "--target",
@@ -121,10 +120,7 @@ def test_cli_flow_against_the_stack(stack: dict, tmp_path: Path) -> None:
     cli("train", "--retailer", "composeco", "--data", str(SAMPLE), "--horizon", "7",
         "--hp", "num_round=40", "--hp", "early_stopping_rounds=10", "--wait", "-q",
         timeout=900)
-    history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
-    future = history[["store_nbr", "family"]].drop_duplicates().assign(
-        date=(pd.Timestamp(history["date"].max()) + pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
-        onpromotion=0)
+    future = future_rows(1)
     future.to_csv(tmp_path / "future.csv", index=False)
     cli("predict", "--retailer", "composeco", "--input", str(tmp_path / "future.csv"),
         "--output", str(tmp_path / "forecasts.csv"), "-q")

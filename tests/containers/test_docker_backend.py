@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-from docker_helpers import SAMPLE, docker, wait_until
+from docker_helpers import docker, future_rows, wait_until
+from sagemaker_job import SAMPLE
 
 pytestmark = pytest.mark.docker
 
@@ -83,16 +84,6 @@ def dataset(gateway: dict) -> pb.Dataset:
     return gateway["client"].upload_dataset(RETAILER, SAMPLE)
 
 
-def future_rows(days: int = 7) -> pd.DataFrame:
-    history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
-    series = history[["store_nbr", "family"]].drop_duplicates()
-    dates = pd.date_range(pd.Timestamp(history["date"].max()) + pd.Timedelta(days=1),
-                          periods=days).strftime("%Y-%m-%d")
-    rows = series.merge(pd.DataFrame({"date": dates}), how="cross")
-    rows["onpromotion"] = 0
-    return rows
-
-
 def train(gateway: dict, dataset: pb.Dataset, **extra: str) -> pb.TrainingJob:
     client = gateway["client"]
     job = client.train(RETAILER, dataset_id=dataset.dataset_id, model_kind="xgboost",
@@ -120,7 +111,7 @@ def test_train_deploy_predict(gateway: dict, dataset: pb.Dataset) -> None:
     assert len(backend_containers("inference")) == 1, "the live version has its container"
     assert backend_containers("training") == [], "the training container is removed"
 
-    rows = future_rows()
+    rows = future_rows(7)
     values = predict(gateway["client"], rows)
     assert values.shape == (len(rows),)
     # The same artifact, loaded in this process, gives the same forecasts: the chunked

@@ -5,37 +5,23 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from docker_helpers import (
-    SAMPLE,
     Containers,
     container_state,
     docker,
+    future_rows,
     host_port,
     logs,
-    wait_for_ping,
+    wait_for_container_ping,
 )
+from sagemaker_job import post
 
 pytestmark = pytest.mark.docker
-
-
-def post(port: int, body: bytes, content_type: str, accept: str | None = None,
-         timeout: float = 60) -> tuple[int, str, bytes]:
-    headers = {"Content-Type": content_type}
-    if accept:
-        headers["Accept"] = accept
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                     headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.headers.get_content_type(), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get_content_type(), exc.read()
 
 
 @pytest.fixture(scope="module")
@@ -49,38 +35,32 @@ def model_dir(trained_model: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def server(inference_image: str, model_dir: Path, session_containers: Containers) -> dict:
-    """One inference container for the module: the port and how long /ping took."""
+    """One inference container for the module, answering /ping: its id and base URL."""
     cid = session_containers.start(
         inference_image, "serve",
         options=("-v", f"{model_dir}:/opt/ml/model:ro", "-p", "127.0.0.1::8080",
                  "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2"))
     port = host_port(cid, 8080)
-    took = wait_for_ping(cid, port)
-    return {"cid": cid, "port": port, "ready_after": took}
+    wait_for_container_ping(cid, port)
+    return {"cid": cid, "url": f"http://127.0.0.1:{port}"}
 
 
 @pytest.fixture(scope="module")
 def future() -> pd.DataFrame:
     """Future rows: every sample series for the 7 days after the history ends."""
-    history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
-    series = history[["store_nbr", "family"]].drop_duplicates().sort_values(
-        ["store_nbr", "family"])
-    days = pd.date_range(pd.Timestamp(history["date"].max()) + pd.Timedelta(days=1), periods=7)
-    rows = series.merge(pd.DataFrame({"date": days.strftime("%Y-%m-%d")}), how="cross")
-    rows["onpromotion"] = 0
-    return rows[["date", "store_nbr", "family", "onpromotion"]].reset_index(drop=True)
+    return future_rows(7)
 
 
 def test_ping(server: dict) -> None:
     start = time.monotonic()
-    with urllib.request.urlopen(f"http://127.0.0.1:{server['port']}/ping", timeout=2) as resp:
+    with urllib.request.urlopen(f"{server['url']}/ping", timeout=2) as resp:
         assert resp.status == 200
     assert time.monotonic() - start < 2
 
 
 def test_invocations_json_columnar(server: dict, future: pd.DataFrame) -> None:
     payload = {col: future[col].tolist() for col in future.columns}
-    status, ctype, body = post(server["port"], json.dumps(payload).encode(), "application/json")
+    status, ctype, body = post(server["url"], json.dumps(payload).encode(), "application/json")
     assert status == 200, body[:500]
     assert ctype == "application/json"
     predictions = json.loads(body)["predictions"]
@@ -91,20 +71,20 @@ def test_invocations_json_columnar(server: dict, future: pd.DataFrame) -> None:
 def test_invocations_json_instances_match_columnar(server: dict, future: pd.DataFrame) -> None:
     rows = future.head(10)
     columnar = {col: rows[col].tolist() for col in rows.columns}
-    _, _, a = post(server["port"], json.dumps(columnar).encode(), "application/json")
-    _, _, b = post(server["port"], json.dumps({"instances": rows.to_dict("records")}).encode(),
+    _, _, a = post(server["url"], json.dumps(columnar).encode(), "application/json")
+    _, _, b = post(server["url"], json.dumps({"instances": rows.to_dict("records")}).encode(),
                    "application/json")
     assert json.loads(a)["predictions"] == pytest.approx(json.loads(b)["predictions"])
 
 
 def test_invocations_csv_with_header(server: dict, future: pd.DataFrame) -> None:
-    status, ctype, body = post(server["port"], future.to_csv(index=False).encode(), "text/csv")
+    status, ctype, body = post(server["url"], future.to_csv(index=False).encode(), "text/csv")
     assert status == 200, body[:500]
     assert ctype == "text/csv"
     values = [float(line) for line in body.decode().splitlines()]
     assert len(values) == len(future)
 
-    status, _, as_json = post(server["port"], future.to_csv(index=False).encode(), "text/csv",
+    status, _, as_json = post(server["url"], future.to_csv(index=False).encode(), "text/csv",
                               accept="application/json")
     assert status == 200
     assert json.loads(as_json)["predictions"] == pytest.approx(values)
@@ -115,33 +95,33 @@ def test_invocations_headerless_csv_feature_rows(server: dict, model_dir: Path) 
     features = json.loads((model_dir / "features.json").read_text())
     names = features["features"] if isinstance(features, dict) else features
     rows = "\n".join(",".join(str(float(i % 5)) for i in range(len(names))) for _ in range(3))
-    status, _, body = post(server["port"], rows.encode(), "text/csv")
+    status, _, body = post(server["url"], rows.encode(), "text/csv")
     assert status == 200, body[:500]
     assert len(body.decode().splitlines()) == 3
 
-    status, _, body = post(server["port"], b"1,2,3\n", "text/csv")
+    status, _, body = post(server["url"], b"1,2,3\n", "text/csv")
     assert status == 400, "a row of the wrong width is the caller's error"
     assert "values" in json.loads(body)["error"]
 
 
 def test_unsupported_content_type_is_415(server: dict) -> None:
-    status, ctype, body = post(server["port"], b"<rows/>", "application/xml")
+    status, ctype, body = post(server["url"], b"<rows/>", "application/xml")
     assert status == 415
     assert ctype == "application/json"
     assert "application/json" in json.loads(body)["error"]
 
 
 def test_bad_input_is_400(server: dict) -> None:
-    status, _, body = post(server["port"], b"{not json", "application/json")
+    status, _, body = post(server["url"], b"{not json", "application/json")
     assert status == 400, body
-    status, _, body = post(server["port"], json.dumps(
+    status, _, body = post(server["url"], json.dumps(
         {"date": ["2017-08-16"], "store_nbr": [999], "family": ["NOPE"]}).encode(),
         "application/json")
     assert status == 400, body
 
 
 def test_body_over_6_mb_is_413(server: dict) -> None:
-    status, _, _ = post(server["port"], b"0" * (6 * 1024 * 1024 + 1), "text/csv")
+    status, _, _ = post(server["url"], b"0" * (6 * 1024 * 1024 + 1), "text/csv")
     assert status == 413
 
 
@@ -160,7 +140,7 @@ def test_bind_to_port_and_sigterm(inference_image: str, model_dir: Path,
         inference_image, "serve",
         options=("-v", f"{model_dir}:/opt/ml/model:ro", "-p", "127.0.0.1::9099",
                  "-e", "SAGEMAKER_BIND_TO_PORT=9099", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1"))
-    wait_for_ping(cid, host_port(cid, 9099))
+    wait_for_container_ping(cid, host_port(cid, 9099))
     start = time.monotonic()
     docker("stop", "-t", "60", cid, timeout=90)
     took = time.monotonic() - start

@@ -16,9 +16,9 @@ from docker_helpers import (
     container_state,
     docker,
     logs,
-    make_opt_ml,
     wait_until,
 )
+from sagemaker_job import make_opt_ml
 
 pytestmark = pytest.mark.docker
 

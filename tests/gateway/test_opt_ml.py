@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from forecast_gateway.backends import opt_ml
-from forecast_gateway.backends.base import FAILURE_CHARS, TrainingOutcome, TrainingSpec
+from forecast_gateway.backends.base import TrainingOutcome, TrainingSpec
 from forecast_gateway.backends.training_queue import QueuedJob
+
+from forecasting.joblog import FAILURE_REASON_CHARS
 
 
 class Events:
@@ -83,7 +85,7 @@ def test_read_outcome(tmp_path: Path) -> None:
     assert opt_ml.read_outcome(tmp_path, 3, "Traceback", describe).failure_reason \
         == "exit 3: Traceback"
     (tmp_path / "output" / "failure").write_text("x" * 5000)
-    assert opt_ml.read_outcome(tmp_path, 1, "", describe).failure_reason == "x" * FAILURE_CHARS
+    assert opt_ml.read_outcome(tmp_path, 1, "", describe).failure_reason == "x" * FAILURE_REASON_CHARS
     (tmp_path / "model" / "artifact.json").write_text("{}")
     assert opt_ml.read_outcome(tmp_path, 0, "", describe) == TrainingOutcome(
         "succeeded", model_dir=tmp_path / "model")

@@ -157,3 +157,13 @@ def test_graceful_stop_lets_in_flight_calls_finish(scripted) -> None:
     asyncio.run_coroutine_threadsafe(scripted.server.stop(5.0), scripted.loop).result(30)
     t.join(10)
     assert result.get("values") is not None and result["values"].tolist() == [2000.0], result
+
+
+def test_a_stream_chunk_over_the_row_limit_is_resource_exhausted(scripted) -> None:
+    limit = scripted.server.service.config.max_stream_chunk_rows
+    n = limit + 1
+    big = pb.RowBatch(day=[17394] * n, store_nbr=[1] * n, family=["A"] * n)
+    with _client(scripted) as client, pytest.raises(ForecastClientError) as info:
+        list(client.predict_batches("shop", [_batch(), big]))
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "chunk '1'" in info.value.details and f"{limit:,}" in info.value.details

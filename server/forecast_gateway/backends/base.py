@@ -43,9 +43,6 @@ from forecast_gateway.domain import ModelRef, RowColumns
 
 #: MIME types of the `train` channel, as in inputdataconfig.json.
 CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/x-parquet"}
-#: The longest `TrainingOutcome.failure_reason` a backend reports (SageMaker's FailureReason
-#: keeps the first 1024 characters of /opt/ml/output/failure).
-FAILURE_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -78,8 +75,8 @@ class TrainingOutcome:
     """On success: the artifact directory the container wrote (`/opt/ml/model`), on the
     gateway's disk. The gateway moves it into its storage layout."""
     failure_reason: str = ""
-    """On failure or cancellation: why (the first 1024 characters of /opt/ml/output/failure,
-    or what the backend knows)."""
+    """On failure or cancellation: why (the first `joblog.FAILURE_REASON_CHARS` characters of
+    /opt/ml/output/failure, or what the backend knows)."""
 
 
 class TrainingListener(Protocol):

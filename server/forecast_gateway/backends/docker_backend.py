@@ -23,7 +23,8 @@
 The gateway reaches the containers on 127.0.0.1 and mounts paths of its own disk, so it runs on
 the Docker host itself (not inside a container with the socket mounted).
 
-Settings beyond `GatewayConfig` come from the environment (read once, in `DockerSettings`).
+Its settings are `GatewayConfig`'s `docker_*` fields (FORECAST_GATEWAY_DOCKER_*), gathered in
+`DockerSettings`.
 """
 
 from __future__ import annotations
@@ -48,66 +49,48 @@ from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
+from forecasting.container.env import MAX_BODY_BYTES
 from forecasting.errors import ArtifactError, ForecastRequestError, UserError
 
 log = logging.getLogger("forecast_gateway.backends.docker")
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit (DESIGN.md contract 3)
 LABEL = "com.retail-forecast.backend"  # on every container this backend starts
-
-
-def _env_float(environ: dict[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
 class DockerSettings:
-    """The docker backend's own settings (FORECAST_GATEWAY_DOCKER_* variables)."""
+    """The docker backend's own settings: the `docker_*` fields of `GatewayConfig` (flags
+    `--docker-*`, variables FORECAST_GATEWAY_DOCKER_*), read and validated there."""
 
-    training_image: str = "retail-forecast-training:latest"
-    """FORECAST_GATEWAY_DOCKER_TRAINING_IMAGE: the image run as `IMAGE train`."""
-    inference_image: str = "retail-forecast-inference:latest"
-    """FORECAST_GATEWAY_DOCKER_INFERENCE_IMAGE: the image run as `IMAGE serve`."""
-    docker: str = "docker"
-    """FORECAST_GATEWAY_DOCKER_CLI: the docker command."""
-    ping_timeout_s: float = 180.0
-    """FORECAST_GATEWAY_DOCKER_PING_TIMEOUT_S: how long a new container may take to answer /ping."""
-    request_timeout_s: float = 70.0
-    """FORECAST_GATEWAY_DOCKER_REQUEST_TIMEOUT_S: one /invocations call (the contract's 60 s + slack)."""
-    drain_s: float = 5.0
-    """FORECAST_GATEWAY_DOCKER_DRAIN_S: a retired container is stopped this long after its last
-    request (requests already routed to it finish first)."""
-    serve_workers: int = 1
-    """FORECAST_GATEWAY_DOCKER_SERVE_WORKERS: gunicorn workers per inference container."""
-    max_body_bytes: int = MAX_BODY_BYTES
-    """FORECAST_GATEWAY_DOCKER_MAX_BODY_BYTES: largest /invocations body sent (the chunking
-    limit; at most the contract's 6 MB, lower it for serverless endpoints or tests)."""
+    training_image: str
+    """The image run as `IMAGE train`."""
+    inference_image: str
+    """The image run as `IMAGE serve`."""
+    docker: str
+    """The docker command."""
+    ping_timeout_s: float
+    """How long a new container may take to answer /ping."""
+    request_timeout_s: float
+    """One /invocations call (the contract's 60 s + slack)."""
+    drain_s: float
+    """A retired container is stopped this long after its last request (requests already
+    routed to it finish first)."""
+    serve_workers: int
+    """Gunicorn workers per inference container."""
+    max_body_bytes: int
+    """Largest /invocations body sent (the chunking limit; at most the contract's 6 MB)."""
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> DockerSettings:
-        env = dict(os.environ if environ is None else environ)
-        p = "FORECAST_GATEWAY_DOCKER_"
-        d = cls()
-        workers = env.get(p + "SERVE_WORKERS", "").strip()
-        body = int(_env_float(env, p + "MAX_BODY_BYTES", d.max_body_bytes))
+    def from_config(cls, config: GatewayConfig) -> DockerSettings:
         return cls(
-            training_image=env.get(p + "TRAINING_IMAGE") or d.training_image,
-            inference_image=env.get(p + "INFERENCE_IMAGE") or d.inference_image,
-            docker=env.get(p + "CLI") or d.docker,
-            ping_timeout_s=_env_float(env, p + "PING_TIMEOUT_S", d.ping_timeout_s),
-            request_timeout_s=_env_float(env, p + "REQUEST_TIMEOUT_S", d.request_timeout_s),
-            drain_s=_env_float(env, p + "DRAIN_S", d.drain_s),
-            serve_workers=int(workers) if workers else d.serve_workers,
-            max_body_bytes=min(body, MAX_BODY_BYTES),
+            training_image=config.docker_training_image,
+            inference_image=config.docker_inference_image,
+            docker=config.docker_cli,
+            ping_timeout_s=config.docker_ping_timeout_s,
+            request_timeout_s=config.docker_request_timeout_s,
+            drain_s=config.docker_drain_s,
+            serve_workers=config.docker_serve_workers,
+            max_body_bytes=min(config.docker_max_body_bytes, MAX_BODY_BYTES),
         )
 
 
@@ -132,9 +115,9 @@ class DockerBackend(Backend):
 
     name = "docker"
 
-    def __init__(self, settings: DockerSettings | None = None, *, training_slots: int = 1,
+    def __init__(self, settings: DockerSettings, *, training_slots: int = 1,
                  cancel_grace_s: float = 120.0, model_cache_size: int = 8):
-        self.settings = settings or DockerSettings()
+        self.settings = settings
         self._max_servers = model_cache_size
         self._instance = uuid.uuid4().hex[:8]
         self._jobs: TrainingQueue[QueuedJob] = TrainingQueue(
@@ -147,8 +130,8 @@ class DockerBackend(Backend):
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> DockerBackend:
-        """Build from the gateway configuration plus `DockerSettings.from_environ()`."""
-        return cls(DockerSettings.from_environ(), training_slots=config.training_slots,
+        """Build from the gateway configuration."""
+        return cls(DockerSettings.from_config(config), training_slots=config.training_slots,
                    cancel_grace_s=config.cancel_grace_s,
                    model_cache_size=config.model_cache_size)
 

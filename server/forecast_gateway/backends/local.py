@@ -32,6 +32,7 @@ from forecast_gateway.backends.base import Backend, TrainingListener, TrainingOu
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
+from forecasting.container.env import OPT_ML_VAR
 
 log = logging.getLogger("forecast_gateway.backends.local")
 
@@ -137,7 +138,7 @@ class LocalBackend(Backend):
     @staticmethod
     def _child_env(opt_ml_dir: Path) -> dict[str, str]:
         env = dict(os.environ)
-        env["OPT_ML"] = str(opt_ml_dir)
+        env[OPT_ML_VAR] = str(opt_ml_dir)
         env["PYTHONUNBUFFERED"] = "1"
         # The child imports `forecasting` from wherever the gateway does.
         import forecast_gateway

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
@@ -19,15 +18,13 @@ from pathlib import Path
 
 from forecast_gateway.backends.base import (
     CONTENT_TYPES,
-    FAILURE_CHARS,
     TrainingListener,
     TrainingOutcome,
     TrainingSpec,
 )
 from forecast_gateway.backends.training_queue import QueuedJob
-
-PROGRESS_RE = re.compile(r"^progress stage=(?P<stage>\S+) fraction=(?P<fraction>[-+0-9.eE]+)\s*$")
-METRIC_RE = re.compile(r"^(?P<name>[A-Za-z][\w-]*(?:\.[\w-]+)+)=(?P<value>[-+0-9.eE]+|nan|inf|-inf)\s*$")
+from forecasting import joblog
+from forecasting.container.env import TRAIN_CHANNEL, TrainingEnv
 
 #: How a backend words an exit without a model and without a failure file:
 #: (exit code, last output line or "no output") -> reason.
@@ -55,17 +52,17 @@ def run(job: QueuedJob, launch: Callable[[Path], subprocess.Popen], *, network_i
 def prepare(spec: TrainingSpec, *, network_interface: str) -> Path:
     """`<job_dir>/opt_ml`, made afresh as SageMaker lays it out: hyperparameters.json (all
     strings), inputdataconfig.json, resourceconfig.json and the data in the `train` channel."""
-    opt_ml = spec.job_dir / "opt_ml"
-    if opt_ml.exists():
-        shutil.rmtree(opt_ml)
-    config_dir = opt_ml / "input" / "config"
-    train_dir = opt_ml / "input" / "data" / "train"
-    for d in (config_dir, train_dir, opt_ml / "model", opt_ml / "output"):
+    tree = TrainingEnv(spec.job_dir / "opt_ml")
+    if tree.root.exists():
+        shutil.rmtree(tree.root)
+    config_dir = tree.config_dir
+    train_dir = tree.channel_dir(TRAIN_CHANNEL)
+    for d in (config_dir, train_dir, tree.model_dir, tree.output_dir):
         d.mkdir(parents=True, exist_ok=True)
     (config_dir / "hyperparameters.json").write_text(
         json.dumps({k: str(v) for k, v in spec.hyperparameters.items()}, indent=2, sort_keys=True))
     (config_dir / "inputdataconfig.json").write_text(json.dumps({
-        "train": {"ContentType": CONTENT_TYPES[spec.data_format], "TrainingInputMode": "File",
+        TRAIN_CHANNEL: {"ContentType": CONTENT_TYPES[spec.data_format], "TrainingInputMode": "File",
                   "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
     }, indent=2))
     (config_dir / "resourceconfig.json").write_text(json.dumps(
@@ -76,7 +73,7 @@ def prepare(spec: TrainingSpec, *, network_interface: str) -> Path:
         os.link(spec.data_path, target)
     except OSError:
         shutil.copyfile(spec.data_path, target)
-    return opt_ml
+    return tree.root
 
 
 def follow(lines: Iterable[str], log_path: Path, job_id: str, listener: TrainingListener) -> str:
@@ -90,32 +87,27 @@ def follow(lines: Iterable[str], log_path: Path, job_id: str, listener: Training
             if not line:
                 continue
             last = line
-            if m := PROGRESS_RE.match(line):
-                try:
-                    fraction = min(1.0, max(0.0, float(m["fraction"])))
-                except ValueError:
-                    continue
-                listener.on_progress(job_id, m["stage"], fraction)
-            elif m := METRIC_RE.match(line):
-                try:
-                    value = float(m["value"])
-                except ValueError:
-                    continue
-                listener.on_metric(job_id, m["name"], value)
+            event = joblog.parse(line)
+            if isinstance(event, joblog.Progress):
+                listener.on_progress(job_id, event.stage, event.fraction)
+            elif isinstance(event, joblog.Metric):
+                listener.on_metric(job_id, event.name, event.value)
     return last
 
 
 def read_outcome(opt_ml: Path, exit_code: int, last_line: str,
                  describe_exit: DescribeExit) -> TrainingOutcome:
     """Succeeded when the process exited 0 and left a model; otherwise failed, with the failure
-    file's first `FAILURE_CHARS` characters or, without one, `describe_exit`'s words."""
-    model_dir = opt_ml / "model"
+    file's first `joblog.FAILURE_REASON_CHARS` characters or, without one, `describe_exit`'s
+    words."""
+    tree = TrainingEnv(opt_ml)
+    model_dir = tree.model_dir
     if exit_code == 0 and model_dir.is_dir() and any(model_dir.iterdir()):
         return TrainingOutcome("succeeded", model_dir=model_dir)
-    failure = opt_ml / "output" / "failure"
+    limit = joblog.FAILURE_REASON_CHARS
     reason = ""
-    if failure.exists():
-        reason = failure.read_text(errors="replace")[:FAILURE_CHARS].strip()
+    if tree.failure_file.exists():
+        reason = tree.failure_file.read_text(errors="replace")[:limit].strip()
     if not reason:
         reason = describe_exit(exit_code, last_line or "no output")
-    return TrainingOutcome("failed", failure_reason=reason[:FAILURE_CHARS])
+    return TrainingOutcome("failed", failure_reason=reason[:limit])

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from forecast_gateway.backends.base import (
-    FAILURE_CHARS,
     TrainingListener,
     TrainingOutcome,
     TrainingSpec,
 )
 from forecast_gateway.errors import BackendUnavailable
+from forecasting.joblog import FAILURE_REASON_CHARS
 
 #: Grace period of the jobs still running at `close` (SIGTERM, then SIGKILL).
 CLOSE_GRACE_S = 10.0
@@ -174,7 +174,7 @@ class TrainingQueue(Generic[J]):
                 self.log.exception("training job crashed in the backend",
                                     extra={"fields": {"job_id": job.spec.job_id}})
                 outcome = TrainingOutcome("failed", failure_reason=(
-                    f"backend error: {type(exc).__name__}: {exc}")[:FAILURE_CHARS])
+                    f"backend error: {type(exc).__name__}: {exc}")[:FAILURE_REASON_CHARS])
             finally:
                 with self._cond:
                     self._running.pop(job.spec.job_id, None)

@@ -1,9 +1,12 @@
 """`train` as a real process in an /opt/ml-shaped tree (OPT_ML moves the root)."""
 
+import json
 import re
+from pathlib import Path
 
 from conftest import make_opt_ml, run_train
 
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "train.csv"
 METRIC_REGEX = r"xgboost\.test\.rmsle=([0-9.]+)"   # what a MetricDefinitions entry would use
 
 
@@ -77,3 +80,32 @@ def test_sigterm_stops_training_with_a_failure_file(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     assert "SIGTERM" in (root / "output" / "failure").read_text()
+
+
+def test_a_validation_channel_adds_history_rows(tmp_path):
+    import pandas as pd
+
+    sample = pd.read_csv(SAMPLE)
+    cut = sample["date"] >= "2017-06-01"
+    root = make_opt_ml(tmp_path / "opt_ml", data=sample[~cut].to_csv(index=False).encode(),
+                       hyperparameters={"num_round": "10"})
+    validation = root / "input" / "data" / "validation"
+    validation.mkdir(parents=True)
+    sample[cut].to_csv(validation / "later.csv", index=False)
+    result = run_train(root)
+    assert result.returncode == 0, result.stderr
+    assert "1 file(s) in channel 'train' and 1 in 'validation'" in result.stdout
+    meta = json.loads((root / "model" / "artifact.json").read_text())
+    assert meta["data"]["rows"] == len(sample) and meta["data"]["end"] == sample["date"].max()
+
+
+def test_rows_repeated_across_channels_are_rejected(tmp_path):
+    import pandas as pd
+
+    sample = pd.read_csv(SAMPLE)
+    root = make_opt_ml(tmp_path / "opt_ml")
+    validation = root / "input" / "data" / "validation"
+    validation.mkdir(parents=True)
+    sample.head(3).to_csv(validation / "again.csv", index=False)
+    assert run_train(root).returncode == 2
+    assert "may appear only once" in (root / "output" / "failure").read_text()

@@ -1,0 +1,34 @@
+"""Configuration is read once from flags and FORECAST_GATEWAY_* variables, docker settings too."""
+
+from __future__ import annotations
+
+import pytest
+from forecast_gateway.backends.docker_backend import DockerSettings
+from forecast_gateway.config import load_config
+
+
+def test_docker_settings_come_from_gateway_variables() -> None:
+    config = load_config([], {"FORECAST_GATEWAY_DOCKER_TRAINING_IMAGE": "train:1",
+                              "FORECAST_GATEWAY_DOCKER_INFERENCE_IMAGE": "serve:1",
+                              "FORECAST_GATEWAY_DOCKER_DRAIN_S": "1",
+                              "FORECAST_GATEWAY_DOCKER_MAX_BODY_BYTES": "4096"})
+    settings = DockerSettings.from_config(config)
+    assert (settings.training_image, settings.inference_image) == ("train:1", "serve:1")
+    assert (settings.drain_s, settings.max_body_bytes) == (1.0, 4096)
+
+
+def test_docker_body_limit_stays_under_the_contract() -> None:
+    config = load_config(["--docker-max-body-bytes", str(64 * 1024 * 1024)], {})
+    assert DockerSettings.from_config(config).max_body_bytes == 6 * 1024 * 1024
+
+
+def test_a_flag_wins_over_its_variable() -> None:
+    config = load_config(["--docker-drain-s", "2"], {"FORECAST_GATEWAY_DOCKER_DRAIN_S": "9"})
+    assert config.docker_drain_s == 2.0
+
+
+@pytest.mark.parametrize("name", ["FORECAST_GATEWAY_DOCKER_DRAIN_S",
+                                  "FORECAST_GATEWAY_DOCKER_PING_TIMEOUT_S"])
+def test_non_positive_docker_timeouts_are_rejected_at_start(name: str) -> None:
+    with pytest.raises(SystemExit):
+        load_config([], {name: "0"})
