@@ -460,7 +460,9 @@ class ForecastService:
                 self.registry.add_model(model, number, make_live=True, job_update={
                     "state": JobState.SUCCEEDED, "ended_at": time.time(), "progress": 1.0,
                     "model_version": version, "failure_reason": ""})
+                previous = self._live.get(job.retailer)
                 self._live[job.retailer] = model.ref
+        self._unload_previous(previous, model.ref)
         done = self.registry.job_by_id(job_id)
         if done is not None:
             self.storage.write_job_record(done)
@@ -501,9 +503,16 @@ class ForecastService:
             self.backend.load_model(model.ref)
             with self._live_lock:
                 self.registry.add_model(model, number, make_live=make_live)
+                previous = self._live.get(retailer) if make_live else None
                 if make_live:
                     self._live[retailer] = model.ref
+        self._unload_previous(previous, model.ref)
         return self.registry.get_model(retailer, version)  # type: ignore[return-value]
+
+    def _unload_previous(self, previous: ModelRef | None, live: ModelRef) -> None:
+        """Let the backend free the version that just stopped being live."""
+        if previous is not None and previous.path != live.path:
+            self.backend.unload_model(previous)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -539,7 +548,9 @@ class ForecastService:
         self.backend.load_model(model.ref)
         with self._live_lock:
             self.registry.set_live(retailer, version)
+            previous = self._live.get(retailer)
             self._live[retailer] = model.ref
+        self._unload_previous(previous, model.ref)
         log.info("model version live", extra={"fields": {"retailer": retailer, "model_version": version}})
         return self.registry.get_model(retailer, version)  # type: ignore[return-value]
 

@@ -31,6 +31,7 @@ class ScriptedBackend(Backend):
         self.calls = 0
         self.active = 0
         self.max_active = 0
+        self.model_events: list[tuple[str, str]] = []  # ("load" | "unload", version)
         self._lock = threading.Lock()
 
     def submit_training(self, spec: TrainingSpec, listener: TrainingListener) -> None:
@@ -44,7 +45,10 @@ class ScriptedBackend(Backend):
             raise BackendUnavailable("scripted backend is down")
 
     def load_model(self, model: ModelRef) -> None:
-        pass
+        self.model_events.append(("load", model.version))
+
+    def unload_model(self, model: ModelRef) -> None:
+        self.model_events.append(("unload", model.version))
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         with self._lock:
@@ -105,6 +109,12 @@ def fake_artifact(root: Path) -> Path:
         "baseline": {"name": "seasonal_naive_7", "overall": {"rmse": 2.0, "rmsle": 0.9, "mae": 1.5,
                                                              "wape": 0.4, "bias": None}}}))
     return root
+
+
+@pytest.fixture()
+def make_artifact(tmp_path: Path):
+    """`make_artifact(name)`: a fake artifact directory under the test's tmp_path."""
+    return lambda name: fake_artifact(tmp_path / "artifacts" / name)
 
 
 @pytest.fixture()

@@ -167,3 +167,18 @@ def test_a_stream_chunk_over_the_row_limit_is_resource_exhausted(scripted) -> No
         list(client.predict_batches("shop", [_batch(), big]))
     assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "chunk '1'" in info.value.details and f"{limit:,}" in info.value.details
+
+
+def test_live_switch_loads_first_and_unloads_the_previous_version_after(
+        scripted, make_artifact) -> None:
+    backend, service = scripted.backend, scripted.server.service
+    service.import_model("shop", make_artifact("v2"))
+    service.import_model("shop", make_artifact("v3"), make_live=False)
+    assert backend.model_events == [("load", "v1"), ("load", "v2"), ("unload", "v1"),
+                                    ("load", "v3")], "a version that does not go live unloads none"
+    backend.model_events.clear()
+    with _client(scripted) as client:
+        client.set_live_model("shop", "v1")
+        client.set_live_model("shop", "v1")  # already live: nothing to unload
+        assert [m.version for m in client.list_models("shop") if m.live] == ["v1"]
+    assert backend.model_events == [("load", "v1"), ("unload", "v2"), ("load", "v1")]

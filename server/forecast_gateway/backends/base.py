@@ -134,7 +134,12 @@ class Backend(abc.ABC):
         """
 
     def unload_model(self, model: ModelRef) -> None:
-        """Free what `load_model` took. Optional; the default does nothing."""
+        """Free what `load_model` took. Optional; the default does nothing.
+
+        The gateway calls it on a retailer's previous live version right after the switch, so
+        requests that resolved that version a moment earlier may still arrive: they must be
+        answered (a backend may load the version again, or drain before it frees it).
+        """
 
     # -- lifecycle ---------------------------------------------------------------------------
 

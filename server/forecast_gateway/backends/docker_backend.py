@@ -14,11 +14,12 @@
   127.0.0.1). `load_model` returns only once `GET /ping` answers, so a version never goes live
   before its container is ready. `predict` POSTs columnar JSON to `/invocations` in chunks
   under the 6 MB body limit.
-- Replacing a version: the new container starts and answers /ping first; then the retailer's
-  other containers are retired: they stop taking new requests, and are stopped (SIGTERM,
-  gunicorn drains) once their in-flight requests have finished. Containers beyond
-  `model_cache_size` are retired least recently used first; every container is removed on
-  `close`.
+- Replacing a version: the new container starts and answers /ping first (`load_model`); the
+  gateway switches the live version, then calls `unload_model` on the old one, which retires
+  its container. A retired container keeps answering the requests that resolved the old
+  version just before the switch, and is stopped (SIGTERM, gunicorn drains) `drain_s` after
+  its last request finished. Containers beyond `model_cache_size` are retired least recently
+  used first; every container is removed on `close`.
 
 The gateway reaches the containers on 127.0.0.1 and mounts paths of its own disk, so it runs on
 the Docker host itself (not inside a container with the socket mounted).
@@ -107,6 +108,7 @@ class _Server:
     error: BaseException | None = None
     inflight: int = 0
     retired: bool = False
+    stopping: bool = False
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -126,6 +128,7 @@ class DockerBackend(Backend):
             join_timeout_s=30.0)
         self._lock = threading.Lock()  # guards _servers and each _Server's counters
         self._servers: dict[Path, _Server] = {}
+        self._draining: dict[Path, _Server] = {}  # retired, still answering until stopped
         self._available_until = 0.0
 
     @classmethod
@@ -247,20 +250,12 @@ class DockerBackend(Backend):
     # -- serving -----------------------------------------------------------------------------
 
     def load_model(self, model: ModelRef) -> None:
-        """Start (or reuse) the version's container and wait for /ping; then retire the
-        retailer's other containers (they drain first). Called before the version goes live."""
-        server = self._acquire(model)
-        try:
-            with self._lock:
-                others = [s for s in self._servers.values()
-                          if s.model.retailer == model.retailer and s is not server]
-        finally:
-            self._release(server)
-        for other in others:
-            self._retire(other)
+        """Start (or reuse) the version's container and wait for /ping. Called before the
+        version goes live."""
+        self._release(self._acquire(model))
 
     def unload_model(self, model: ModelRef) -> None:
-        """Retire the version's container (after its in-flight requests)."""
+        """Retire the version's container: it drains, then stops (see the module docstring)."""
         with self._lock:
             server = self._servers.get(model.path)
         if server is not None:
@@ -335,15 +330,18 @@ class DockerBackend(Backend):
         raise RuntimeError(f"the inference container answered {resp.status}: {message}")
 
     def _acquire(self, model: ModelRef) -> _Server:
-        """The version's ready container with one more request counted on it."""
+        """The version's ready container with one more request counted on it.
+
+        A retired container that has not begun to stop still answers: a request that resolved
+        the old live version just before a switch must not start that version again.
+        """
         with self._lock:
-            server = self._servers.get(model.path)
+            server = self._servers.get(model.path) or self._draining.get(model.path)
             starting = server is None
-            if starting:
+            if server is None:
                 server = _Server(model, f"rf-serve-{model.retailer}-{model.version}-"
                                         f"{uuid.uuid4().hex[:6]}"[:120])
                 self._servers[model.path] = server
-            server.retired = False  # asked for again: keep it
             server.inflight += 1
             server.last_used = time.monotonic()
         if starting:
@@ -433,6 +431,7 @@ class DockerBackend(Backend):
         with self._lock:
             if self._servers.get(server.model.path) is server:
                 del self._servers[server.model.path]
+                self._draining[server.model.path] = server
             server.retired = True
             idle = server.inflight == 0
         if idle:
@@ -441,8 +440,11 @@ class DockerBackend(Backend):
     def _schedule_stop(self, server: _Server) -> None:
         def stop() -> None:
             with self._lock:
-                if server.inflight:
+                if server.inflight or server.stopping:
                     return  # the last request's release schedules it again
+                server.stopping = True
+                if self._draining.get(server.model.path) is server:
+                    del self._draining[server.model.path]
             log.info("inference container retired", extra={"fields": {
                 "retailer": server.model.retailer, "model_version": server.model.version,
                 "container": server.container}})
@@ -465,8 +467,9 @@ class DockerBackend(Backend):
         proc = self._docker("inspect", "-f", "{{.State.Running}}", server.container, check=False)
         if proc.stdout.strip() != "true":
             with self._lock:
-                if self._servers.get(server.model.path) is server:
-                    del self._servers[server.model.path]
+                for table in (self._servers, self._draining):
+                    if table.get(server.model.path) is server:
+                        del table[server.model.path]
             self._docker("rm", "-f", server.container, check=False)
 
     def containers(self) -> dict[str, str]:
@@ -481,11 +484,12 @@ class DockerBackend(Backend):
         """Fail queued jobs, stop running training containers, remove every container."""
         self._jobs.close(reason)
         with self._lock:
-            servers, self._servers = list(self._servers.values()), {}
+            servers = [*self._servers.values(), *self._draining.values()]
+            self._servers, self._draining = {}, {}
         names = [s.container for s in servers]
         if names:
             self._docker("rm", "-f", *names, timeout=120, check=False)
-        # Anything this gateway started and lost track of (a retired one mid-drain).
+        # Anything this gateway started and lost track of (one being stopped right now).
         left = self._docker("ps", "-aq", "--filter",
                             f"label=com.retail-forecast.gateway={self._instance}",
                             check=False).stdout.split()

@@ -177,17 +177,24 @@ class LocalBackend(Backend):
                 with self._cache_lock:
                     self._cache[key] = predictor
                     while len(self._cache) > self._cache_size:
-                        self._cache.popitem(last=False)
+                        self._forget(next(iter(self._cache)))
         return predictor
+
+    def _forget(self, key: Path) -> None:
+        """Drop a cached model and its load lock (unless a load holds it). Under _cache_lock."""
+        self._cache.pop(key, None)
+        lock = self._load_locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._load_locks[key]
 
     def load_model(self, model: ModelRef) -> None:
         """Load the artifact into the cache (ArtifactError when it cannot be loaded)."""
         self._predictor(model)
 
     def unload_model(self, model: ModelRef) -> None:
-        """Drop the model from the cache."""
+        """Drop the model from the cache (a later request loads it again)."""
         with self._cache_lock:
-            self._cache.pop(model.path, None)
+            self._forget(model.path)
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         """Forecast with the cached Predictor (the inference container's code)."""

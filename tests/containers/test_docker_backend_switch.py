@@ -1,0 +1,81 @@
+"""The docker backend's live-version switch, driven in process so the race is deterministic: a
+request that resolved the old version just before the switch is answered by the old, draining
+container, and does not start that version again."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from docker_helpers import docker, future_rows, wait_until
+from forecast_gateway.backends.docker_backend import DockerBackend
+from forecast_gateway.config import GatewayConfig
+from forecast_gateway.domain import ModelRef, RowColumns
+
+pytestmark = pytest.mark.docker
+
+INFERENCE = "com.retail-forecast.backend=inference"
+
+
+def _inference_containers() -> list[str]:
+    return sorted(docker("ps", "-a", "--filter", f"label={INFERENCE}", "--format",
+                         "{{.Names}}").stdout.split())
+
+
+def _rows(days: int) -> RowColumns:
+    frame = future_rows(days)
+    return RowColumns(day=frame["date"].to_numpy("datetime64[D]").astype(np.int64),
+                      store_nbr=frame["store_nbr"].to_numpy(),
+                      family=frame["family"].to_numpy(object),
+                      onpromotion=frame["onpromotion"].to_numpy())
+
+
+@pytest.fixture
+def backend(inference_image: str) -> Iterator[DockerBackend]:
+    config = GatewayConfig(docker_inference_image=inference_image, docker_drain_s=3.0)
+    backend = DockerBackend.from_config(config)
+    try:
+        yield backend
+    finally:
+        backend.close("test over")
+    assert _inference_containers() == [], "close() removes every inference container"
+
+
+def test_old_version_drains_instead_of_starting_again(backend: DockerBackend,
+                                                      trained_model: dict,
+                                                      tmp_path: Path) -> None:
+    assert trained_model["proc"].returncode == 0
+    refs = []
+    for version in ("v1", "v2"):
+        path = tmp_path / version
+        shutil.copytree(trained_model["root"] / "model", path)
+        refs.append(ModelRef("switchco", version, path))
+    old, new = refs
+    rows = _rows(3)
+
+    backend.load_model(old)
+    first = backend.predict(old, rows)
+    backend.load_model(new)  # the new one starts; the old one keeps serving until unloaded
+    assert len(_inference_containers()) == 2
+    old_container = backend.containers()["switchco/v1"]
+
+    backend.unload_model(old)  # what the gateway does right after the live switch
+    # A request that resolved v1 a moment before the switch: the draining container answers.
+    np.testing.assert_allclose(backend.predict(old, rows), first)
+    assert old_container in _inference_containers()
+    assert len(_inference_containers()) == 2, "v1 was not started a second time"
+    assert list(backend.containers()) == ["switchco/v2"]
+
+    started = time.monotonic()
+    wait_until(lambda: old_container not in _inference_containers(), 60,
+               "the retired container to be removed")
+    assert time.monotonic() - started >= 2.0, "it was stopped only after the drain delay"
+    assert _inference_containers() == [backend.containers()["switchco/v2"]]
+
+    # Asked for again once it has stopped, v1 gets a fresh container.
+    np.testing.assert_allclose(backend.predict(old, rows), first)
+    assert len(_inference_containers()) == 2

@@ -1,0 +1,41 @@
+"""The local backend's model cache: bounded by `model_cache_size`, with nothing left behind for
+the models it dropped (their load locks included)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from forecast_gateway.backends.local import LocalBackend
+from forecast_gateway.domain import ModelRef, RowColumns
+
+GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures"
+
+
+def test_cache_is_bounded_and_forgets_dropped_models(tmp_path: Path) -> None:
+    request = json.loads((GOLDEN / "artifact_v1_expected.json").read_text())["request"]
+    rows = RowColumns(day=np.asarray(request["date"], dtype="datetime64[D]").astype(np.int64),
+                      store_nbr=np.asarray(request["store_nbr"]),
+                      family=np.asarray(request["family"], dtype=object),
+                      onpromotion=np.asarray(request["onpromotion"]))
+    refs = []
+    for version in ("v1", "v2", "v3"):
+        shutil.copytree(GOLDEN / "artifact_v1", tmp_path / version)
+        refs.append(ModelRef("shop", version, tmp_path / version))
+
+    backend = LocalBackend(model_cache_size=2)
+    try:
+        forecasts = [backend.predict(ref, rows) for ref in refs]
+        for got in forecasts[1:]:
+            np.testing.assert_array_equal(got, forecasts[0])
+        assert list(backend._cache) == [refs[1].path, refs[2].path], "least recently used out"
+        assert set(backend._load_locks) <= set(backend._cache)
+
+        backend.unload_model(refs[2])
+        assert list(backend._cache) == [refs[1].path]
+        assert set(backend._load_locks) <= {refs[1].path}
+        np.testing.assert_array_equal(backend.predict(refs[2], rows), forecasts[0])  # reloads
+    finally:
+        backend.close("test over")
