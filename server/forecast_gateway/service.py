@@ -526,11 +526,15 @@ class ForecastService:
                 return ref
             self._existing_retailer(retailer)
             raise NoLiveModel(retailer)
+        return self._named_model(retailer, version).ref
+
+    def _named_model(self, retailer: str, version: str) -> ModelVersion:
+        """The registered version (NOT_FOUND names the retailer or the version missing)."""
         self._existing_retailer(retailer)
         model = self.registry.get_model(retailer, version)
         if model is None:
             raise NotFound("model version", version)
-        return model.ref
+        return model
 
     def list_models(self, retailer: str) -> list[ModelVersion]:
         """The retailer's versions, newest first, the live one marked."""
@@ -539,12 +543,10 @@ class ForecastService:
 
     def set_live(self, retailer: str, version: str) -> ModelVersion:
         """Load `version`, then make it the retailer's live model."""
-        self._existing_retailer(retailer)
+        check_retailer(retailer)
         if not version:
             raise InvalidArgument("model_version", "is required")
-        model = self.registry.get_model(retailer, version)
-        if model is None:
-            raise NotFound("model version", version)
+        model = self._named_model(retailer, version)
         self.backend.load_model(model.ref)
         with self._live_lock:
             self.registry.set_live(retailer, version)
@@ -556,10 +558,7 @@ class ForecastService:
 
     def get_metrics(self, retailer: str, version: str) -> MetricsReport:
         """The evaluation of the live (or named) model against the baseline."""
-        ref = self.resolve_model(retailer, version)
-        model = self.registry.get_model(ref.retailer, ref.version)
-        if model is None:
-            raise NotFound("model version", ref.version)
+        model = self._named_model(retailer, version or self.resolve_model(retailer, "").version)
         path = model.path / "evaluation.json"
         if not path.exists():
             raise FailedPrecondition(f"model version {model.version!r} has no evaluation.json")

@@ -73,10 +73,11 @@ class ScriptedBackend(Backend):
 class InProcessGateway:
     """A GatewayServer on its own event loop thread."""
 
-    def __init__(self, data_dir: Path, backend: Backend):
+    def __init__(self, data_dir: Path, backend: Backend, **config):
         self.backend = backend
-        self.server = GatewayServer(GatewayConfig(port=0, data_dir=data_dir, predict_threads=2,
-                                                  max_predict_rows=1000), backend=backend)
+        settings = {"predict_threads": 2, "max_predict_rows": 1000, **config}
+        self.server = GatewayServer(GatewayConfig(port=0, data_dir=data_dir, **settings),
+                                    backend=backend)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

@@ -1,0 +1,97 @@
+"""UploadDataset's size limits, over a real channel: an oversized chunk, a stream that grows past
+the file limit without declaring its size, and a declared size over the limit each get
+RESOURCE_EXHAUSTED naming the limit, and leave nothing behind (the stored datasets intact)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import InProcessGateway, ScriptedBackend
+from forecast_client import ForecastClient, ForecastClientError
+from forecast_client.config import ClientConfig, RetryPolicy
+from forecast_gateway.config import GatewayConfig
+
+KIB = 1024
+CHUNK_LIMIT = 64 * KIB
+FILE_LIMIT = 256 * KIB
+
+
+def _csv(min_bytes: int) -> bytes:
+    """A valid store-sales CSV of at least `min_bytes` (one series, consecutive days)."""
+    lines = ["date,store_nbr,family,sales,onpromotion"]
+    size, day = len(lines[0]), 0
+    while size < min_bytes:
+        lines.append(f"{_date(day)},1,BREAD/BAKERY,{day % 17}.5,0")
+        size += len(lines[-1]) + 1
+        day += 1
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _date(offset: int) -> str:
+    import datetime as dt
+
+    return (dt.date(2000, 1, 1) + dt.timedelta(days=offset)).isoformat()
+
+
+@pytest.fixture()
+def limited(tmp_path: Path) -> Iterator[tuple[InProcessGateway, ForecastClient]]:
+    gw = InProcessGateway(tmp_path / "data", ScriptedBackend(),
+                          max_upload_chunk_bytes=CHUNK_LIMIT, max_upload_bytes=FILE_LIMIT).start()
+    config = ClientConfig(target=gw.target, retry=RetryPolicy(max_attempts=1))
+    try:
+        with ForecastClient(config) as client:
+            yield gw, client
+    finally:
+        gw.stop()
+
+
+def _refused(call) -> str:
+    with pytest.raises(ForecastClientError) as info:
+        call()
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value
+    return info.value.details
+
+
+def _stored_files(gw: InProcessGateway) -> list[str]:
+    raw = gw.server.service.storage.raw_dir("shop")
+    return sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
+
+
+def test_each_upload_limit_is_enforced_and_leaves_nothing_behind(limited) -> None:
+    gw, client = limited
+    kept = client.upload_dataset("shop", _csv(100 * KIB), filename="ok.csv",
+                                 chunk_bytes=CHUNK_LIMIT)
+    assert kept.rows > 0
+    before = _stored_files(gw)
+    assert before and not any(".incoming" in name for name in before)
+
+    # One chunk bigger than the per-message limit.
+    details = _refused(lambda: client.upload_dataset("shop", _csv(80 * KIB), filename="a.csv",
+                                                     chunk_bytes=80 * KIB))
+    assert "an upload chunk" in details and f"{CHUNK_LIMIT:,}" in details
+
+    # A stream of unknown size that grows past the file limit (no size declared up front).
+    big = _csv(FILE_LIMIT + 10 * KIB)
+    details = _refused(lambda: client.upload_dataset("shop", io.BytesIO(big), filename="b.csv",
+                                                     chunk_bytes=CHUNK_LIMIT))
+    assert "the uploaded file" in details and f"{FILE_LIMIT:,}" in details
+
+    # A declared size over the limit is refused before any bytes are taken.
+    details = _refused(lambda: client.upload_dataset("shop", big, filename="c.csv",
+                                                     chunk_bytes=CHUNK_LIMIT))
+    assert f"got {len(big):,} bytes" in details
+
+    assert _stored_files(gw) == before, "refused uploads leave no partial files"
+    raw = gw.server.service.storage.raw_dir("shop")
+    assert [hashlib.sha256((raw / name).read_bytes()).hexdigest() for name in before
+            if kept.dataset_id in name] == [kept.sha256], "the stored dataset is unchanged"
+
+
+def test_whole_upload_limit_defaults_to_one_gib() -> None:
+    # The documented default (docs/grpc_api.md); the upload path itself is tested above.
+    assert GatewayConfig().max_upload_bytes == 1024 ** 3
