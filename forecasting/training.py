@@ -25,6 +25,7 @@ from forecasting.hyperparameters import Hyperparameters, parse
 from forecasting.joblog import progress_line
 from forecasting.models import member_class
 from forecasting.models.base import TrainingData
+from forecasting.models.hybrid import HybridMember
 from forecasting.schema import Source, check_unique_keys, read_table, validate_history
 from forecasting.splits import split_by_date
 
@@ -186,7 +187,10 @@ def _evaluate(panel: Panel, split, members: dict, store_code, family_code, horiz
     lookback = max(m.lookback for m in members.values())
     inp = panel_forecast_input(panel, split.valid_end, horizon, lookback, store_code,
                                family_code)
-    forecasts = {name: m.forecast(inp) for name, m in members.items()}
+    forecasts: dict = {}
+    for name, member in members.items():   # members come before the hybrid that blends them
+        forecasts[name] = (member.combine(forecasts) if isinstance(member, HybridMember)
+                           else member.forecast(inp))
     actual = np.nan_to_num(panel_window(panel, split.test_end, horizon)[0], nan=0.0)
     baseline = metrics.seasonal_naive(inp.sales, horizon)
     evaluation = metrics.evaluate(forecasts, baseline, actual, panel.family)

@@ -74,6 +74,8 @@ def test_hybrid_serves_and_round_trips(hybrid_model, hybrid_dir, lstm_frame, fut
     expected = np.expm1(w["xgboost"] * np.log1p(predictor.members["xgboost"].forecast(inp))
                         + w["lstm"] * np.log1p(predictor.members["lstm"].forecast(inp)))
     np.testing.assert_allclose(predictor.members["hybrid"].forecast(inp), expected, rtol=1e-9)
+    made = {name: predictor.members[name].forecast(inp) for name in ("xgboost", "lstm")}
+    np.testing.assert_allclose(predictor.members["hybrid"].combine(made), expected, rtol=1e-9)
     np.testing.assert_allclose(hybrid_model.members["hybrid"].forecast(inp),
                                predictor.members["hybrid"].forecast(inp), rtol=1e-6)
 
