@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,30 +25,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.gateway import ROOT, start_gateway, stop_gateway
-
+ROOT = Path(__file__).resolve().parent.parent
 RETAILER = "bench"
 CHUNK_ROWS = 50_000
 MAX_IN_FLIGHT = 4
 REPEATS = 3
 UNARY_CALLS = 200
+UNARY_DAYS = 16
 
 
 def _chunks(predictor, rows: int) -> list[pd.DataFrame]:
     """Future rows for every series of the model x its horizon, split into chunks of at most
     CHUNK_ROWS rows and cycled until there are `rows` rows. A request may name each (series,
     date) only once, so a chunk never repeats one; chunks repeat each other."""
-    hist = predictor.history
-    stores = np.asarray(hist.store_nbr)
-    families = np.asarray(hist.family).astype(str)
     horizon = int((predictor.metadata.get("hyperparameters") or {}).get("horizon") or 16)
-    days = predictor.last_date + np.arange(1, horizon + 1).astype("timedelta64[D]")
-    grid = pd.DataFrame({
-        "date": np.repeat(days, len(stores)).astype("datetime64[D]").astype(str),
-        "store_nbr": np.tile(stores, horizon).astype(np.int64),
-        "family": np.tile(families, horizon),
-        "onpromotion": 0,
-    })
+    grid = predictor.future_rows(horizon)
     pieces = [grid.iloc[i:i + CHUNK_ROWS].reset_index(drop=True) for i in range(0, len(grid), CHUNK_ROWS)]
     out: list[pd.DataFrame] = []
     total = 0
@@ -68,9 +58,12 @@ def _columns(frame: pd.DataFrame) -> dict:
             "onpromotion": frame["onpromotion"].to_numpy()}
 
 
-def _start_gateway(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    return start_gateway(data_dir, data_dir.parent / "gateway.log",
-                         env={"FORECAST_GATEWAY_LOG_LEVEL": "WARNING"})
+def _gateway(data_dir: Path):
+    """A quiet gateway on `data_dir` (a context manager: started on entry, stopped on exit)."""
+    from forecast_gateway.process import GatewayProcess
+
+    return GatewayProcess(data_dir, env={"FORECAST_GATEWAY_LOG_LEVEL": "WARNING"},
+                          log_path=data_dir.parent / "gateway.log")
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -90,6 +83,7 @@ def run(rows: int, model_dir: str) -> dict:
     from forecast_gateway.config import GatewayConfig
     from forecast_gateway.service import ForecastService
 
+    from forecasting.forecast import future_rows
     from forecasting.predictor import Predictor
 
     predictor = Predictor.load(model_dir)
@@ -103,9 +97,10 @@ def run(rows: int, model_dir: str) -> dict:
         expected = np.concatenate([predictor.predict_columns(**c) for c in cols])
         in_process.append(time.perf_counter() - t0)
 
-    first = chunks[0]
-    one = first[(first["store_nbr"] == first["store_nbr"].iloc[0])
-                & (first["family"] == first["family"].iloc[0])].head(16)
+    # One series with history (a never-sold one would skip the model), its next UNARY_DAYS.
+    one = future_rows(pd.DataFrame({"store_nbr": predictor.history.store_nbr[:1],
+                                    "family": predictor.history.family[:1].astype(str)}),
+                      UNARY_DAYS, predictor.last_date)
     one_cols = _columns(one)
     local_lat = []
     for _ in range(UNARY_CALLS):
@@ -119,30 +114,26 @@ def run(rows: int, model_dir: str) -> dict:
         service = ForecastService(config, LocalBackend(training_slots=1))
         service.import_model(RETAILER, Path(model_dir))
         service.close()
-        proc, target = _start_gateway(data_dir)
-        try:
-            with ForecastClient(target=target) as client:
-                client.wait_until_ready(10)
-                client.predict_frame(RETAILER, chunks[0])  # loads the model, warms up
-                streamed = []
-                for _ in range(REPEATS):
-                    t0 = time.perf_counter()
-                    # The client's whole path: DataFrame columns -> RowBatch -> stream -> arrays.
-                    batches = (make_batch(c["date"], c["store_nbr"].to_numpy(), c["family"],
-                                          c["onpromotion"].to_numpy()) for c in chunks)
-                    got = [v for _, v, _ in client.predict_batches(
-                        RETAILER, batches, max_in_flight=MAX_IN_FLIGHT)]
-                    streamed.append(time.perf_counter() - t0)
-                max_abs_diff = float(np.max(np.abs(np.concatenate(got) - expected)))
-                grpc_lat = []
-                for _ in range(UNARY_CALLS):
-                    t0 = time.perf_counter()
-                    client.predict(RETAILER, date=one["date"].tolist(),
-                                   store_nbr=one["store_nbr"].tolist(), family=one["family"].tolist(),
-                                   onpromotion=one["onpromotion"].tolist())
-                    grpc_lat.append(time.perf_counter() - t0)
-        finally:
-            stop_gateway(proc)
+        with _gateway(data_dir) as gateway, ForecastClient(target=gateway.target) as client:
+            client.wait_until_ready(10)
+            client.predict_frame(RETAILER, chunks[0])  # loads the model, warms up
+            streamed = []
+            for _ in range(REPEATS):
+                t0 = time.perf_counter()
+                # The client's whole path: DataFrame columns -> RowBatch -> stream -> arrays.
+                batches = (make_batch(c["date"], c["store_nbr"].to_numpy(), c["family"],
+                                      c["onpromotion"].to_numpy()) for c in chunks)
+                got = [v for _, v, _ in client.predict_batches(
+                    RETAILER, batches, max_in_flight=MAX_IN_FLIGHT)]
+                streamed.append(time.perf_counter() - t0)
+            max_abs_diff = float(np.max(np.abs(np.concatenate(got) - expected)))
+            grpc_lat = []
+            for _ in range(UNARY_CALLS):
+                t0 = time.perf_counter()
+                client.predict(RETAILER, date=one["date"].tolist(),
+                               store_nbr=one["store_nbr"].tolist(), family=one["family"].tolist(),
+                               onpromotion=one["onpromotion"].tolist())
+                grpc_lat.append(time.perf_counter() - t0)
 
     in_rate = rows / statistics.median(in_process)
     grpc_rate = rows / statistics.median(streamed)
@@ -150,7 +141,7 @@ def run(rows: int, model_dir: str) -> dict:
     l50, l99 = _percentiles(local_lat)
     return {
         "rows": rows,
-        "series": len(predictor.history.store_nbr),
+        "series": len(predictor.series),
         "chunks": len(chunks),
         "chunk_rows": int(max(len(c) for c in chunks)),
         "max_in_flight": MAX_IN_FLIGHT,
@@ -172,19 +163,15 @@ def _train_sample_model(workdir: Path) -> str:
     from forecast_client import ForecastClient
 
     data_dir = workdir / "train-data"
-    proc, target = _start_gateway(data_dir)
-    try:
-        with ForecastClient(target=target) as client:
-            client.wait_until_ready(10)
-            ds = client.upload_dataset(RETAILER, ROOT / "data" / "sample" / "train.csv")
-            job = client.train(RETAILER, dataset_id=ds.dataset_id,
-                               hyperparameters={"num_round": "100", "early_stopping_rounds": "10"})
-            final = client.wait_for_job(RETAILER, job.job_id)
-            if final.model_version == "":
-                raise RuntimeError(f"training failed: {final.failure_reason}")
-            return str(data_dir / "retailers" / RETAILER / "models" / final.model_version)
-    finally:
-        stop_gateway(proc)
+    with _gateway(data_dir) as gateway, ForecastClient(target=gateway.target) as client:
+        client.wait_until_ready(10)
+        ds = client.upload_dataset(RETAILER, ROOT / "data" / "sample" / "train.csv")
+        job = client.train(RETAILER, dataset_id=ds.dataset_id,
+                           hyperparameters={"num_round": "100", "early_stopping_rounds": "10"})
+        final = client.wait_for_job(RETAILER, job.job_id)
+        if final.model_version == "":
+            raise RuntimeError(f"training failed: {final.failure_reason}")
+        return str(data_dir / "retailers" / RETAILER / "models" / final.model_version)
 
 
 def main(argv: list[str] | None = None) -> int:

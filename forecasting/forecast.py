@@ -6,6 +6,8 @@ Rules for future rows (docs/data.md):
 - Forecasts run day by day from the day after the history; the forecast for day d feeds the
   lags of day d+1. Promotions of days a request does not list count as 0.
 - Series that never sold are forecast as 0.
+
+``future_rows`` builds the usual request: every series on each of the days after the history.
 """
 
 from __future__ import annotations
@@ -40,6 +42,42 @@ def parse_dates(values) -> np.ndarray:
         mask = (codes < 0) | bad[np.maximum(codes, 0)]
         raise ForecastRequestError("date", f"must be a date YYYY-MM-DD {_rows(mask)}")
     return np.asarray(parsed.values, dtype="datetime64[D]")[codes]
+
+
+def future_rows(series: pd.DataFrame, days: int, last_date=None,
+                onpromotion: int = 0) -> pd.DataFrame:
+    """Every (store_nbr, family) pair in ``series`` on each of the ``days`` days after
+    ``last_date``, with ``onpromotion`` on every row: the request a "forecast everything"
+    caller sends.
+
+    ``series`` may be a whole history frame (duplicates are dropped); ``last_date`` defaults to
+    its latest ``date``. Columns: date (YYYY-MM-DD), store_nbr, family, onpromotion; ordered by
+    store_nbr, family, then date, so each series' days sit together.
+    """
+    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days < 0:
+        raise ValueError(f"days must be a whole number >= 0, got {days!r}")
+    if onpromotion < 0:
+        raise ValueError(f"onpromotion must be >= 0, got {onpromotion!r}")
+    missing = [c for c in ("store_nbr", "family") if c not in series.columns]
+    if missing:
+        raise ValueError(f"series needs the column(s) {', '.join(missing)}")
+    if last_date is None and "date" not in series.columns:
+        raise ValueError("series has no date column: pass last_date")
+    if last_date is None:
+        if len(series) == 0:
+            raise ValueError("series is empty: pass last_date")
+        last_date = pd.to_datetime(pd.Index(series["date"].unique()).astype(str)).max()
+    keys = pd.DataFrame({"store_nbr": series["store_nbr"].to_numpy(),
+                         "family": series["family"].astype(str).to_numpy()})
+    keys = keys.drop_duplicates().sort_values(["store_nbr", "family"], kind="stable")
+    first = pd.Timestamp(last_date).normalize() + pd.Timedelta(days=1)
+    dates = pd.date_range(first, periods=int(days), freq="D").strftime("%Y-%m-%d").to_numpy()
+    return pd.DataFrame({
+        "date": np.tile(dates, len(keys)),
+        "store_nbr": np.repeat(keys["store_nbr"].to_numpy(), days),
+        "family": np.repeat(keys["family"].to_numpy(), days),
+        "onpromotion": np.full(len(keys) * int(days), onpromotion, dtype=np.int64),
+    })
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pandas as pd
 
 from forecasting import artifact, features
 from forecasting.errors import ArtifactError, ForecastRequestError
-from forecasting.forecast import SeriesLookup, build_grid, gather
+from forecasting.forecast import SeriesLookup, build_grid, future_rows, gather
 from forecasting.history import ForecastInput
 from forecasting.models import member_class
 from forecasting.schema import validate_future
@@ -40,6 +40,10 @@ class Predictor:
         zero_family = np.array([f for _, f in zero_series], dtype=str)
         self.lookup = SeriesLookup.build(history.store_nbr, history.family.astype(str),
                                          zero_store, zero_family)
+        # Every series the model answers for: with history, and never sold (forecast 0).
+        self.series = pd.DataFrame({
+            "store_nbr": np.concatenate([history.store_nbr.astype(np.int64), zero_store]),
+            "family": np.concatenate([history.family.astype(str), zero_family]).astype(object)})
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike) -> Predictor:
@@ -69,6 +73,11 @@ class Predictor:
     def last_date(self) -> np.datetime64:
         """The last day of the training history; forecasts start the day after."""
         return self.history.last_date
+
+    def future_rows(self, days: int, onpromotion: int = 0) -> pd.DataFrame:
+        """Every series the model answers for on each of the ``days`` days after its history,
+        as rows ``predict`` accepts (see ``forecasting.forecast.future_rows``)."""
+        return future_rows(self.series, days, self.last_date, onpromotion)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Forecasts for future rows (date, store_nbr, family[, onpromotion]), in row order."""

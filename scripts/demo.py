@@ -22,21 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "client")]  # works before `pip install -e`
 
 from forecast_client import ForecastClient, ForecastClientError, pb
+from forecast_gateway.process import GatewayProcess
 
-from bench.gateway import start_gateway, stop_gateway
+from forecasting.forecast import future_rows
 
 SAMPLE = ROOT / "data" / "sample" / "train.csv"
 RETAILER = "demo-retail"
-
-
-def future_rows(history: pd.DataFrame, horizon: int = 16) -> pd.DataFrame:
-    series = history[["store_nbr", "family"]].drop_duplicates()
-    last = pd.Timestamp(history["date"].max())
-    days = pd.date_range(last + pd.Timedelta(days=1), periods=horizon, freq="D").strftime("%Y-%m-%d")
-    grid = series.merge(pd.DataFrame({"date": days}), how="cross")
-    grid["onpromotion"] = 0
-    return grid[["date", "store_nbr", "family", "onpromotion"]].sort_values(
-        ["store_nbr", "family", "date"]).reset_index(drop=True)
 
 
 _last_line = [""]
@@ -68,13 +59,15 @@ def main() -> int:
 
     print(f"1. starting forecast-gateway (local backend, data dir {data_dir})")
     log_file = data_dir.parent / "demo-gateway.log"
+    log_file.unlink(missing_ok=True)  # this run's log only
+    gateway = GatewayProcess(data_dir, args=("--log-format", "json"), log_path=log_file)
     try:
-        proc, target = start_gateway(data_dir, log_file, "--log-format", "json")
+        gateway.start()
     except RuntimeError as exc:
         raise SystemExit(f"demo: {exc}") from None
-    print(f"   serving on {target}; logs in {log_file}")
+    print(f"   serving on {gateway.target}; logs in {log_file}")
     try:
-        with ForecastClient(target=target) as client:
+        with ForecastClient(target=gateway.target) as client:
             client.wait_until_ready(10)
             print(f"2. uploading {SAMPLE.relative_to(ROOT)}")
             ds = client.upload_dataset(RETAILER, SAMPLE)
@@ -96,7 +89,7 @@ def main() -> int:
                   f"model {final.model_version} is live")
 
             history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
-            rows = future_rows(history)
+            rows = future_rows(history, 16)
             print(f"4. streaming forecasts for {len(rows):,} rows (16 days x {ds.series} series)")
             t0 = time.monotonic()
             out = client.predict_frame(RETAILER, rows, chunk_rows=128, max_in_flight=4)
@@ -115,8 +108,8 @@ def main() -> int:
         return 1
     finally:
         print("6. stopping the gateway (SIGTERM: drain, then exit)")
-        if proc.poll() is None:
-            print(f"   gateway exited with code {stop_gateway(proc, 60)}")
+        if gateway.proc.poll() is None:
+            print(f"   gateway exited with code {gateway.stop(60)}")
     return 0
 
 

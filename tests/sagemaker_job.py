@@ -1,14 +1,19 @@
 """Test helpers shared by the in-process container tests (tests/forecasting/container) and the
-Docker-backed ones (tests/containers): an /opt/ml tree for a training job, a free port, a /ping
-poller with a deadline, and a POST to /invocations."""
+Docker-backed ones (tests/containers): an /opt/ml tree for a training job, the `train` console
+script run on it, a free port, a /ping poller with a deadline, and a POST to /invocations.
+
+Test modules import these from here, never from a conftest: several conftest.py files share
+that module name, and which one `import conftest` finds depends on the collection order."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +24,7 @@ from forecasting.container.env import TRAIN_CHANNEL, TrainingEnv
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "train.csv"
+BIN = Path(sys.executable).parent
 
 
 def make_opt_ml(root: Path, data: Path | bytes | None = SAMPLE, hyperparameters=None,
@@ -87,3 +93,10 @@ def post(url: str, body: bytes, content_type: str, accept: str | None = None,
             return resp.status, resp.headers.get_content_type(), resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.headers.get_content_type(), err.read()
+
+
+def run_train(root: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `train` console script as a real process on the /opt/ml tree at `root`."""
+    env = {**os.environ, "OPT_ML": str(root)}
+    return subprocess.run([str(BIN / "train")], env=env, capture_output=True, text=True,
+                          check=False, timeout=timeout)

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from sagemaker_job import SAMPLE, wait_for_ping
 
+from forecasting import forecast
+
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 TAG = os.environ.get("IMAGE_TAG", "latest")
 IMAGES = {name: f"retail-forecast-{name}:{TAG}" for name in ("training", "inference", "gateway")}
@@ -31,14 +33,8 @@ QUICK_HYPERPARAMETERS = {
 
 def future_rows(days: int) -> pd.DataFrame:
     """Rows to forecast: every sample series for the `days` days after its history ends."""
-    history = pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"])
-    series = history[["store_nbr", "family"]].drop_duplicates().sort_values(
-        ["store_nbr", "family"])
-    dates = pd.date_range(pd.Timestamp(history["date"].max()) + pd.Timedelta(days=1),
-                          periods=days)
-    rows = series.merge(pd.DataFrame({"date": dates.strftime("%Y-%m-%d")}), how="cross")
-    rows["onpromotion"] = 0
-    return rows[["date", "store_nbr", "family", "onpromotion"]].reset_index(drop=True)
+    return forecast.future_rows(pd.read_csv(SAMPLE, usecols=["date", "store_nbr", "family"]),
+                                days)
 
 
 def unavailable(reason: str) -> None:

@@ -4,10 +4,6 @@ containers."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -24,6 +20,7 @@ pytestmark = pytest.mark.docker
 grpc = pytest.importorskip("grpc")
 from forecast_client import ForecastClient
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_gateway.process import GatewayProcess
 
 RETAILER = "dockerco"
 QUICK = {"num_round": "40", "early_stopping_rounds": "10", "max_depth": "6", "nthread": "2"}
@@ -39,40 +36,21 @@ def backend_containers(kind: str) -> list[str]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, training_image: str,
             inference_image: str) -> Iterator[dict]:
-    data_dir = tmp_path_factory.mktemp("gateway-docker")
-    port_file = data_dir / "port"
-    log_path = data_dir / "gateway.log"
-    env = dict(os.environ,
-               FORECAST_GATEWAY_DOCKER_TRAINING_IMAGE=training_image,
-               FORECAST_GATEWAY_DOCKER_INFERENCE_IMAGE=inference_image,
-               FORECAST_GATEWAY_DOCKER_DRAIN_S="1",
-               # Small bodies: every Predict below is split into many /invocations calls.
-               FORECAST_GATEWAY_DOCKER_MAX_BODY_BYTES="4096")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1", "--port", "0",
-             "--port-file", str(port_file), "--data-dir", str(data_dir / "var"),
-             "--backend", "docker", "--log-format", "text", "--cancel-grace-s", "20"],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+    data_dir = tmp_path_factory.mktemp("gateway-docker") / "var"
+    gw = GatewayProcess(data_dir, env={
+        "FORECAST_GATEWAY_DOCKER_TRAINING_IMAGE": training_image,
+        "FORECAST_GATEWAY_DOCKER_INFERENCE_IMAGE": inference_image,
+        "FORECAST_GATEWAY_DOCKER_DRAIN_S": "1",
+        # Small bodies: every Predict below is split into many /invocations calls.
+        "FORECAST_GATEWAY_DOCKER_MAX_BODY_BYTES": "4096",
+    }, args=("--backend", "docker", "--log-format", "text", "--cancel-grace-s", "20"))
     try:
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the gateway did not start:\n{log_path.read_text()[-3000:]}",
-                            pytrace=False)
-            time.sleep(0.2)
-        target = f"127.0.0.1:{port_file.read_text().strip()}"
-        with ForecastClient(target=target) as client:
+        gw.start()  # RuntimeError with the exit code or timeout and the log tail
+        with ForecastClient(target=gw.target) as client:
             client.wait_until_ready(30)
-            yield {"client": client, "data_dir": data_dir / "var", "log": log_path,
-                   "proc": proc}
+            yield {"client": client, "data_dir": data_dir, "log": gw.log_path}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        gw.stop(timeout_s=90)
         left = backend_containers("inference") + backend_containers("training")
         if left:
             docker("rm", "-f", *left, check=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pandas as pd
 import pytest
 
@@ -22,24 +20,6 @@ def small_frame() -> pd.DataFrame:
 def lstm_frame() -> pd.DataFrame:
     """3 stores x 4 families from 2016-01-01: the history the LSTM and hybrid tests train on."""
     return synthetic.generate(3, 4, "2016-01-01", "2017-08-15", seed=1)
-
-
-@pytest.fixture(scope="session")
-def future_rows_after() -> Callable[..., pd.DataFrame]:
-    """`future_rows_after(history, days, onpromotion=None)`: every series of `history` on each of
-    the `days` days after its last date, as rows to forecast (`onpromotion` set when given)."""
-
-    def make(history: pd.DataFrame, days: int, onpromotion: int | None = None) -> pd.DataFrame:
-        last = pd.Timestamp(history["date"].max())
-        series = history[["store_nbr", "family"]].drop_duplicates()
-        dates = pd.date_range(last + pd.Timedelta(days=1), periods=days, freq="D")
-        out = series.merge(pd.DataFrame({"date": dates.strftime("%Y-%m-%d")}), how="cross")
-        out = out[["date", "store_nbr", "family"]]
-        if onpromotion is not None:
-            out = out.assign(onpromotion=onpromotion)
-        return out
-
-    return make
 
 
 @pytest.fixture(scope="session")

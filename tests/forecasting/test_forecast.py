@@ -8,6 +8,7 @@ import pytest
 from forecasting import features
 from forecasting.cleaning import clean
 from forecasting.errors import ForecastRequestError
+from forecasting.forecast import future_rows
 from forecasting.history import panel_window
 from forecasting.models.base import to_target
 from forecasting.predictor import Predictor
@@ -35,16 +36,51 @@ def test_step_by_step_with_true_values_equals_one_step_prediction(trained, small
         tail = np.concatenate([tail[:, 1:], y[rows][:, None]], axis=1)   # feed the truth
 
 
-def future(predictor, days=16, promo=0):
-    dates = pd.date_range(str(predictor.last_date + np.timedelta64(1, "D")), periods=days)
-    series = list(zip(predictor.history.store_nbr, predictor.history.family))
-    return pd.DataFrame([(d.strftime("%Y-%m-%d"), s, f, promo) for d in dates for s, f in series],
-                        columns=["date", "store_nbr", "family", "onpromotion"])
+def test_future_rows_cross_every_series_with_the_days_after_the_history():
+    # Shuffled, repeated series over a year end, family as a category (as read_table reads it).
+    history = pd.DataFrame({
+        "date": ["2016-12-30", "2016-12-31", "2016-12-29", "2016-12-31", "2016-12-31"],
+        "store_nbr": [10, 2, 2, 2, 10],
+        "family": pd.Categorical(["BEAUTY", "DAIRY", "BEAUTY", "BEAUTY", "BEAUTY"]),
+        "sales": [1.0, 2.0, 3.0, 4.0, 5.0],
+    }).sample(frac=1.0, random_state=0)
+    rows = future_rows(history, 3, onpromotion=2)
+    assert list(rows.columns) == ["date", "store_nbr", "family", "onpromotion"]
+    assert list(rows.index) == list(range(9))
+    days = ["2017-01-01", "2017-01-02", "2017-01-03"]
+    expected = [(d, s, f, 2) for s, f in [(2, "BEAUTY"), (2, "DAIRY"), (10, "BEAUTY")]
+                for d in days]
+    assert list(rows.itertuples(index=False, name=None)) == expected
+    assert rows["family"].map(type).eq(str).all()
+
+
+def test_future_rows_take_an_explicit_last_date_and_check_their_input():
+    keys = pd.DataFrame({"store_nbr": [1], "family": ["BREAD/BAKERY"]})
+    leap = future_rows(keys, 2, np.datetime64("2016-02-28"))
+    assert list(leap["date"]) == ["2016-02-29", "2016-03-01"]
+    assert list(leap["onpromotion"]) == [0, 0]
+    empty = future_rows(keys, 0, "2017-08-15")
+    assert len(empty) == 0 and list(empty.columns) == list(leap.columns)
+    with pytest.raises(ValueError, match="days must be a whole number >= 0"):
+        future_rows(keys, -1, "2017-08-15")
+    with pytest.raises(ValueError, match="date"):
+        future_rows(keys, 3)                         # no date column and no last_date
+    with pytest.raises(ValueError, match="family"):
+        future_rows(keys[["store_nbr"]], 3, "2017-08-15")
+
+
+def test_predictor_future_rows_are_the_model_series_after_its_history(model_dir):
+    p = Predictor.load(model_dir)
+    rows = p.future_rows(4)
+    first = str(p.last_date + np.timedelta64(1, "D"))
+    assert rows["date"].iloc[0] == first and rows["date"].nunique() == 4
+    assert len(rows) == 4 * len(set(zip(p.history.store_nbr, p.history.family.astype(str))))
+    assert p.predict(rows).shape == (len(rows),)
 
 
 def test_forecast_answers_every_row_in_order(model_dir):
     p = Predictor.load(model_dir)
-    rows = future(p)
+    rows = p.future_rows(16)
     values = p.predict(rows)
     assert values.shape == (len(rows),) and np.isfinite(values).all() and (values >= 0).all()
     shuffled = rows.sample(frac=1.0, random_state=0)
@@ -53,7 +89,7 @@ def test_forecast_answers_every_row_in_order(model_dir):
 
 def test_a_subset_of_days_gets_the_same_answer_as_the_full_horizon(model_dir):
     p = Predictor.load(model_dir)
-    rows = future(p, days=16)
+    rows = p.future_rows(16)
     full = p.predict(rows)
     last_day = rows[rows["date"] == rows["date"].max()]
     np.testing.assert_allclose(p.predict(last_day), full[last_day.index.to_numpy()])
@@ -61,8 +97,8 @@ def test_a_subset_of_days_gets_the_same_answer_as_the_full_horizon(model_dir):
 
 def test_promotions_lift_the_forecast_and_later_days(model_dir):
     p = Predictor.load(model_dir)
-    base = p.predict(future(p, days=3, promo=0))
-    promo = p.predict(future(p, days=3, promo=40))
+    base = p.predict(p.future_rows(3, onpromotion=0))
+    promo = p.predict(p.future_rows(3, onpromotion=40))
     assert promo.sum() > base.sum()
 
 
@@ -89,3 +125,6 @@ def test_never_selling_series_are_forecast_as_zero(small_frame, tmp_path):
     p = Predictor.load(model.save(tmp_path / "m"))
     out = p.predict_columns(["2017-08-16", "2017-08-16"], [2, 1], ["BEAUTY", "BEAUTY"], [5, 0])
     assert out[0] == 0.0 and out[1] > 0
+    rows = p.future_rows(2)                          # never-sold series are asked for too
+    never = (rows["store_nbr"] == 2) & (rows["family"] == "BEAUTY")
+    assert never.sum() == 2 and (p.predict(rows)[never.to_numpy()] == 0.0).all()

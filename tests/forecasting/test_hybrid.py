@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from forecasting import training
+from forecasting.forecast import future_rows
 from forecasting.history import ForecastInput
 from forecasting.models.hybrid import HybridMember, _convex_weight, _stack
 from forecasting.predictor import Predictor
@@ -57,9 +58,9 @@ def test_hybrid_weights_are_recorded(hybrid_model, hybrid_dir):
     assert artifact_json["members"]["hybrid"]["weights"] == weights
 
 
-def test_hybrid_serves_and_round_trips(hybrid_model, hybrid_dir, lstm_frame, future_rows_after):
-    rows = future_rows_after(lstm_frame, days=4)
+def test_hybrid_serves_and_round_trips(hybrid_model, hybrid_dir):
     predictor = Predictor.load(hybrid_dir)
+    rows = predictor.future_rows(4)
     assert predictor.members["hybrid"].members["lstm"] is predictor.members["lstm"]
     first = predictor.predict(rows)
     assert first.shape == (len(rows),) and np.isfinite(first).all() and (first >= 0).all()
@@ -151,7 +152,7 @@ def _run_train_job(root):
 
 
 @pytest.mark.slow
-def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path, future_rows_after):
+def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path):
     root = _opt_ml(tmp_path / "opt_ml", TINY_HYBRID)
     done = _run_train_job(root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -160,7 +161,7 @@ def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path, 
     predictor = Predictor.load(root / "model")
     assert predictor.metadata["final_model"] == "hybrid"
     sample = pd.read_csv(root / "input" / "data" / "train" / "train.csv")
-    forecasts = predictor.predict(future_rows_after(sample, days=3))
+    forecasts = predictor.predict(future_rows(sample, 3))
     assert np.isfinite(forecasts).all() and (forecasts >= 0).all()
 
 

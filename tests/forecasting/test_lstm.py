@@ -53,9 +53,9 @@ def test_lstm_artifact_layout(lstm_dir):
     assert min(min(row) for row in scalers["scale"]) >= 1.0
 
 
-def test_lstm_serves_and_round_trips(lstm_model, lstm_dir, lstm_frame, future_rows_after):
-    rows = future_rows_after(lstm_frame, days=5, onpromotion=1)
+def test_lstm_serves_and_round_trips(lstm_model, lstm_dir):
     predictor = Predictor.load(lstm_dir)
+    rows = predictor.future_rows(5, onpromotion=1)
     first = predictor.predict(rows)
     assert first.shape == (len(rows),)
     assert np.isfinite(first).all() and (first >= 0).all()

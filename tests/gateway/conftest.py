@@ -113,6 +113,24 @@ def fake_artifact(root: Path) -> Path:
 
 
 @pytest.fixture()
+def scripted_gateway(tmp_path: Path) -> Iterator:
+    """`scripted_gateway(**config)`: a started in-process gateway over a fresh ScriptedBackend,
+    with GatewayConfig fields overridden; all are stopped at teardown."""
+    started: list[InProcessGateway] = []
+
+    def start(**config) -> InProcessGateway:
+        gw = InProcessGateway(tmp_path / f"data-{len(started)}", ScriptedBackend(), **config)
+        started.append(gw.start())
+        return gw
+
+    try:
+        yield start
+    finally:
+        for gw in started:
+            gw.stop()
+
+
+@pytest.fixture()
 def make_artifact(tmp_path: Path):
     """`make_artifact(name)`: a fake artifact directory under the test's tmp_path."""
     return lambda name: fake_artifact(tmp_path / "artifacts" / name)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
-from conftest import InProcessGateway, ScriptedBackend
 from forecast_client import ForecastClient, ForecastClientError
 from forecast_client.config import ClientConfig, RetryPolicy
 from forecast_gateway.config import GatewayConfig
@@ -39,15 +37,11 @@ def _date(offset: int) -> str:
 
 
 @pytest.fixture()
-def limited(tmp_path: Path) -> Iterator[tuple[InProcessGateway, ForecastClient]]:
-    gw = InProcessGateway(tmp_path / "data", ScriptedBackend(),
-                          max_upload_chunk_bytes=CHUNK_LIMIT, max_upload_bytes=FILE_LIMIT).start()
+def limited(scripted_gateway) -> Iterator[tuple]:
+    gw = scripted_gateway(max_upload_chunk_bytes=CHUNK_LIMIT, max_upload_bytes=FILE_LIMIT)
     config = ClientConfig(target=gw.target, retry=RetryPolicy(max_attempts=1))
-    try:
-        with ForecastClient(config) as client:
-            yield gw, client
-    finally:
-        gw.stop()
+    with ForecastClient(config) as client:
+        yield gw, client
 
 
 def _refused(call) -> str:
@@ -57,7 +51,7 @@ def _refused(call) -> str:
     return info.value.details
 
 
-def _stored_files(gw: InProcessGateway) -> list[str]:
+def _stored_files(gw) -> list[str]:
     raw = gw.server.service.storage.raw_dir("shop")
     return sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
 

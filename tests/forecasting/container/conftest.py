@@ -1,25 +1,12 @@
-"""Helpers to run the ``train`` and ``serve`` console scripts as real processes (the /opt/ml
-tree, port and HTTP helpers live in tests/sagemaker_job.py, shared with tests/containers)."""
+"""The shared `train` run of the in-process container tests (the /opt/ml tree, `run_train`,
+port and HTTP helpers live in tests/sagemaker_job.py, shared with tests/containers)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from sagemaker_job import SAMPLE, free_port, make_opt_ml, post, wait_for_ping
-
-__all__ = ["SAMPLE", "free_port", "make_opt_ml", "post", "run_train", "wait_for_ping"]
-
-BIN = Path(sys.executable).parent
-
-
-def run_train(root: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OPT_ML": str(root)}
-    return subprocess.run([str(BIN / "train")], env=env, capture_output=True, text=True, check=False,
-                          timeout=timeout)
+from sagemaker_job import make_opt_ml, run_train
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port, post, wait_for_ping
+from sagemaker_job import free_port, post, wait_for_ping
 
 ROWS_JSON = {"date": ["2017-08-16", "2017-08-17", "2017-08-16"], "store_nbr": [1, 1, 2],
              "family": ["AUTOMOTIVE", "AUTOMOTIVE", "BEAUTY"], "onpromotion": [0, 2, 0]}

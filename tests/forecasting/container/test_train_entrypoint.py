@@ -4,9 +4,8 @@ import json
 import re
 from pathlib import Path
 
-from conftest import make_opt_ml, run_train
+from sagemaker_job import SAMPLE, make_opt_ml, run_train
 
-SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "train.csv"
 METRIC_REGEX = r"xgboost\.test\.rmsle=([0-9.]+)"   # what a MetricDefinitions entry would use
 
 
@@ -66,7 +65,6 @@ def test_sigterm_stops_training_with_a_failure_file(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     root = make_opt_ml(tmp_path / "opt_ml", hyperparameters={
         "num_round": "100000", "early_stopping_rounds": "10000", "eta": "0.0001"})

@@ -1,0 +1,132 @@
+"""A `forecast-gateway` child process on 127.0.0.1, port 0: the one launcher the tests, the
+benchmarks and `make demo` share.
+
+The gateway writes its bound port to `--port-file` once it serves; `start` polls that file
+against a deadline and fails at once when the process exits first. `stop` is the graceful path
+(SIGTERM: drain, then exit), with SIGKILL when the drain overruns.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Self
+
+LOG_TAIL_CHARS = 4000
+POLL_S = 0.05
+# The packages the child imports; their directories go on its PYTHONPATH.
+PACKAGES = ("forecast_gateway", "forecasting", "forecast_client")
+
+
+def _import_roots() -> list[str]:
+    """The directories this process imports the gateway's packages from, so the child finds the
+    same code even when they are not installed (scripts that extend sys.path themselves)."""
+    roots: list[str] = []
+    for name in PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            root = str(Path(location).resolve().parent)
+            if root not in roots:
+                roots.append(root)
+    return roots
+
+
+class GatewayProcess:
+    """One `python -m forecast_gateway.main` child serving `data_dir` on 127.0.0.1.
+
+    `env` overrides the inherited environment (e.g. FORECAST_GATEWAY_* settings), `args` are
+    added to the command line (e.g. `--backend docker`). The port file and, by default, the log
+    (stdout and stderr, appended so a restart keeps the earlier run) sit beside `data_dir`.
+    Usable as a context manager: entering starts it if needed, leaving stops it.
+    """
+
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, *,
+                 args: Sequence[str] = (), log_path: Path | None = None):
+        self.data_dir = Path(data_dir)
+        self.env = dict(env or {})
+        self.args = list(args)
+        self.log_path = (Path(log_path) if log_path is not None
+                         else self.data_dir.parent / f"{self.data_dir.name}.gateway.log")
+        self.port_file = self.data_dir.parent / f"{self.data_dir.name}.port"
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def target(self) -> str:
+        """The address clients dial, "127.0.0.1:PORT" (valid once started)."""
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        """The child's command line."""
+        return [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1",
+                "--port", "0", "--data-dir", str(self.data_dir),
+                "--port-file", str(self.port_file), *self.args]
+
+    def start(self, timeout_s: float = 60.0) -> Self:
+        """Start the child and wait until it serves; returns self.
+
+        Raises RuntimeError naming the exit code when the child exits first, or the timeout
+        when it does not serve within `timeout_s` (the child is killed); both carry the log tail.
+        """
+        for folder in {self.port_file.parent, self.log_path.parent}:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.port_file.unlink(missing_ok=True)
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [*_import_roots(), *filter(None, [env.get("PYTHONPATH")])])
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.port_file.read_text().strip() if self.port_file.exists() else ""
+            if text:
+                self.port = int(text)
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited with code {self.proc.returncode} before "
+                                   f"serving; log {self.log_path}:\n{self.log()}")
+            time.sleep(POLL_S)
+        self.kill()
+        raise RuntimeError(f"the gateway did not serve within {timeout_s:g} s (killed); "
+                           f"log {self.log_path}:\n{self.log()}")
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM and wait for the drain; SIGKILL when it overruns `timeout_s`.
+
+        Returns the exit code (0 after a clean stop, negative for a signal), or None when the
+        gateway was never started.
+        """
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, no drain (a crash, as the restart tests need), and reap the child."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self, chars: int = LOG_TAIL_CHARS) -> str:
+        """The last `chars` characters of the child's log, for error messages."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def __enter__(self) -> Self:
+        return self if self.proc is not None else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
