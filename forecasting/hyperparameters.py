@@ -77,6 +77,9 @@ SPECS: dict[str, Spec] = {
                                            "weighting them 1/rate", 0.01, 1.0),
     "seed": Spec("int", 42, "seed for every random choice", 0, 2**31 - 1),
     "nthread": Spec("int", 0, "threads for XGBoost (0 = all cores)", 0, 1024),
+    "refit": Spec("bool", True, "after the evaluation, fit the served members again on all the "
+                                "history (validation and test days too) for the rounds and "
+                                "epochs the validation chose"),
     # XGBoost member.
     "num_round": Spec("int", 1000, "maximum boosting rounds", 1, 100_000),
     "early_stopping_rounds": Spec("int", 50, "stop when validation RMSE has not improved "

@@ -27,6 +27,11 @@ class DateSplit:
     def origin(self) -> int:
         return self.valid_end
 
+    def everything(self) -> DateSplit:
+        """Every day a training day, none held out: the split of the refit on all history."""
+        return DateSplit(train_end=self.test_end, valid_end=self.test_end,
+                         test_end=self.test_end, horizon=self.horizon)
+
     def masks(self, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boolean row masks (train, validation, test) for an array of days."""
         train = day <= self.train_end

@@ -54,6 +54,12 @@ class Member(Protocol):
         """Train; return a summary saved in artifact.json (best iteration, epochs, ...)."""
         ...
 
+    def refit(self, data: TrainingData) -> tuple[Member, dict]:
+        """A new member of the capacity this fit chose (rounds, epochs), fit on every training
+        day of ``data`` with nothing held out; and its summary. (The hybrid has
+        ``with_members`` instead: it is re-formed from the refit members.)"""
+        ...
+
     def forecast(self, inp: ForecastInput) -> np.ndarray:
         """(n_series, horizon) sales forecasts, fed back day by day."""
         ...

@@ -91,6 +91,11 @@ class HybridMember:
                  + ",".join(f"{k}:{v:.6f}" for k, v in self.validation["rmsle"].items()))
         return self._description()
 
+    def with_members(self, members: dict) -> HybridMember:
+        """The same blend over other fits of the members (the refit on all history keeps the
+        weights fit on validation: no days are left to fit them on)."""
+        return HybridMember(members, self.method, self.weights, self.intercept, self.validation)
+
     def forecast(self, inp: ForecastInput) -> np.ndarray:
         if inp.n_series == 0:
             return np.zeros((0, inp.horizon))

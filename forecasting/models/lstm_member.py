@@ -75,8 +75,11 @@ class LSTMMember:
 
     # ---- training -------------------------------------------------------------------------
 
-    def fit(self, data: TrainingData) -> dict:
+    def fit(self, data: TrainingData, epochs: int | None = None) -> dict:
+        """Train up to ``epochs`` (default ``lstm_epochs``), early-stopped on the validation
+        days when ``data`` has any, keeping the best epoch's weights."""
         hp, panel, split = data.hp, data.panel, data.split
+        epochs = int(hp.lstm_epochs if epochs is None else epochs)
         started = time.perf_counter()
         configure_runtime(hp.nthread, hp.seed)
         window = int(hp.lstm_window)
@@ -131,27 +134,40 @@ class LSTMMember:
                     .shuffle(n_batches, seed=hp.seed, reshuffle_each_iteration=True).prefetch(2))
         valid_ds = (tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(batch)
                     if len(valid_rows) else None)
-        callbacks = [_Progress(data, hp.lstm_epochs)] + ([stopper] if len(valid_rows) else [])
-        history = self.model.fit(train_ds, epochs=hp.lstm_epochs, validation_data=valid_ds,
+        callbacks = [_Progress(data, epochs)] + ([stopper] if len(valid_rows) else [])
+        history = self.model.fit(train_ds, epochs=epochs, validation_data=valid_ds,
                                  shuffle=False, verbose=0, callbacks=callbacks)
         del train_ds, valid_ds, x_train, x_valid
         losses = history.history
-        val = losses.get("val_loss", losses["loss"])
-        best = int(np.argmin(val))
         self.summary = {
-            "epochs_run": len(val), "best_epoch": best + 1,
-            "best_validation_loss": float(val[best]),
-            "validation_rmse": float(math.sqrt(max(val[best], 0.0))),
-            "train_loss": float(losses["loss"][best]),
+            "epochs_run": len(losses["loss"]),
             "train_samples": len(train_rows), "validation_samples": len(valid_rows),
             "candidate_samples": int(candidates.sum()), "window": window,
             "units": int(hp.lstm_units), "parameters": int(self.model.count_params()),
-            "fit_seconds": round(time.perf_counter() - started, 3),
         }
-        data.log(f"lstm: best_epoch={best + 1} validation.rmse={self.summary['validation_rmse']:.6f}"
-                 f" epochs_run={len(val)}")
+        val = losses.get("val_loss")
+        if val:
+            best = int(np.argmin(val))
+            self.summary.update({
+                "best_epoch": best + 1, "best_validation_loss": float(val[best]),
+                "validation_rmse": float(math.sqrt(max(val[best], 0.0))),
+                "train_loss": float(losses["loss"][best])})
+            data.log(f"lstm: best_epoch={best + 1} "
+                     f"validation.rmse={self.summary['validation_rmse']:.6f} epochs_run={len(val)}")
+        else:  # nothing held out (the refit): every epoch counts, the last weights stay
+            self.summary["train_loss"] = float(losses["loss"][-1])
+            data.log(f"lstm: refit epochs={len(losses['loss'])} "
+                     f"train_loss={self.summary['train_loss']:.6f}")
+        self.summary["fit_seconds"] = round(time.perf_counter() - started, 3)
         self._step = None
         return dict(self.summary)
+
+    def refit(self, data: TrainingData) -> tuple[LSTMMember, dict]:
+        """A new member fit on every training day of ``data`` for the epochs this one's
+        validation chose (no early stopping: nothing is held out)."""
+        member = LSTMMember()
+        epochs = int(self.summary.get("best_epoch") or self.summary["epochs_run"])
+        return member, member.fit(data, epochs=epochs)
 
     # ---- forecasting ----------------------------------------------------------------------
 

@@ -30,6 +30,16 @@ class XGBoostMember:
         self.best_iteration = best_iteration
 
     def fit(self, data: TrainingData) -> dict:
+        """Boost up to ``num_round`` rounds, early-stopped on the validation days."""
+        return self._fit(data, data.hp.num_round, early_stopping=True)
+
+    def refit(self, data: TrainingData) -> tuple[XGBoostMember, dict]:
+        """A new member fit on every training day of ``data`` for the rounds this one's
+        validation chose (no early stopping: nothing is held out)."""
+        member = XGBoostMember()
+        return member, member._fit(data, self.best_iteration + 1, early_stopping=False)
+
+    def _fit(self, data: TrainingData, rounds: int, early_stopping: bool) -> dict:
         hp, panel = data.hp, data.panel
         self.log_target = hp.log_target
         target = to_target(panel.sales, hp.log_target)
@@ -42,7 +52,10 @@ class XGBoostMember:
                   "feature_types": list(features.FEATURE_TYPES), "enable_categorical": True}
         dtrain = xgb.QuantileDMatrix(X[train], label=target[train], weight=data.weight[train],
                                      max_bin=hp.max_bin, **common)
-        dvalid = xgb.QuantileDMatrix(X[valid], label=target[valid], ref=dtrain, **common)
+        evals = []
+        if early_stopping:
+            evals = [(xgb.QuantileDMatrix(X[valid], label=target[valid], ref=dtrain, **common),
+                      "validation")]
         del X
         params = {
             "objective": "reg:squarederror", "tree_method": "hist", "eval_metric": "rmse",
@@ -56,10 +69,14 @@ class XGBoostMember:
         data.progress("fit", 0.25)
         history: dict = {}
         self.booster = xgb.train(
-            params, dtrain, num_boost_round=hp.num_round, evals=[(dvalid, "validation")],
-            early_stopping_rounds=hp.early_stopping_rounds, evals_result=history,
-            verbose_eval=False, callbacks=[_Progress(data, hp.num_round)],
+            params, dtrain, num_boost_round=rounds, evals=evals,
+            early_stopping_rounds=hp.early_stopping_rounds if early_stopping else None,
+            evals_result=history, verbose_eval=False, callbacks=[_Progress(data, rounds)],
         )
+        if not early_stopping:
+            self.best_iteration = rounds - 1
+            data.log(f"xgboost: refit rounds={rounds} train_rows={int(train.sum())}")
+            return {"rounds": rounds, "train_rows": int(train.sum())}
         self.best_iteration = int(self.booster.best_iteration)
         curve = history["validation"]["rmse"]
         data.log(f"xgboost: best_iteration={self.best_iteration} "
