@@ -5,6 +5,10 @@
    `ForecastClient.predict_frame` (PredictStream, chunks, bounded in-flight window), including the
    client's DataFrame -> RowBatch conversion. Reported as rows/s and the ratio (b)/(a).
 2. Unary latency: one series x 16 days via `Predict`, against the same call in process; p50/p99.
+3. The transport choice (sync grpcio or grpc.aio), measured: both are run over the same data
+   directory, model, thread pool and stream window, the aio gateway and `bench.sync_server` (the
+   gateway's own Predict/PredictStream code on grpcio's sync server), their bulk runs
+   interleaved so drift on a shared machine hits both alike.
 
     python -m bench.grpc_bench [--rows 200000] [--model-dir DIR]
 
@@ -58,12 +62,37 @@ def _columns(frame: pd.DataFrame) -> dict:
             "onpromotion": frame["onpromotion"].to_numpy()}
 
 
-def _gateway(data_dir: Path):
-    """A quiet gateway on `data_dir` (a context manager: started on entry, stopped on exit)."""
+def _gateway(data_dir: Path, module: str = "forecast_gateway.main"):
+    """A quiet gateway (or `module`, a stand-in with its flags) on `data_dir`; a context
+    manager: started on entry, stopped on exit."""
     from forecast_gateway.process import GatewayProcess
 
     return GatewayProcess(data_dir, env={"FORECAST_GATEWAY_LOG_LEVEL": "WARNING"},
-                          log_path=data_dir.parent / "gateway.log")
+                          log_path=data_dir.parent / f"{module}.log", module=module)
+
+
+def _stream(client, chunks: list[pd.DataFrame]) -> tuple[float, np.ndarray]:
+    """Seconds for the client's whole bulk path (DataFrame columns -> RowBatch -> stream ->
+    arrays), and the forecasts."""
+    from forecast_client.rows import make_batch
+
+    t0 = time.perf_counter()
+    batches = (make_batch(c["date"], c["store_nbr"].to_numpy(), c["family"],
+                          c["onpromotion"].to_numpy()) for c in chunks)
+    got = [v for _, v, _ in client.predict_batches(RETAILER, batches,
+                                                   max_in_flight=MAX_IN_FLIGHT)]
+    return time.perf_counter() - t0, np.concatenate(got)
+
+
+def _unary(client, one: pd.DataFrame) -> list[float]:
+    """Seconds of each of UNARY_CALLS Predict calls for `one` series."""
+    lat = []
+    for _ in range(UNARY_CALLS):
+        t0 = time.perf_counter()
+        client.predict(RETAILER, date=one["date"].tolist(), store_nbr=one["store_nbr"].tolist(),
+                       family=one["family"].tolist(), onpromotion=one["onpromotion"].tolist())
+        lat.append(time.perf_counter() - t0)
+    return lat
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -78,7 +107,6 @@ def run(rows: int, model_dir: str) -> dict:
     directory. Returns a flat dict of numbers (rates in rows/s, latencies in ms).
     """
     from forecast_client import ForecastClient
-    from forecast_client.rows import make_batch
     from forecast_gateway.backends.local import LocalBackend
     from forecast_gateway.config import GatewayConfig
     from forecast_gateway.service import ForecastService
@@ -114,30 +142,28 @@ def run(rows: int, model_dir: str) -> dict:
         service = ForecastService(config, LocalBackend(training_slots=1))
         service.import_model(RETAILER, Path(model_dir))
         service.close()
-        with _gateway(data_dir) as gateway, ForecastClient(target=gateway.target) as client:
-            client.wait_until_ready(10)
-            client.predict_frame(RETAILER, chunks[0])  # loads the model, warms up
-            streamed = []
+        with (_gateway(data_dir) as aio_server,
+              _gateway(data_dir, "bench.sync_server") as sync_server,
+              ForecastClient(target=aio_server.target) as aio,
+              ForecastClient(target=sync_server.target) as sync):
+            clients = {"aio": aio, "sync": sync}
+            for client in clients.values():
+                client.wait_until_ready(10)
+                client.predict_frame(RETAILER, chunks[0])  # loads the model, warms up
+            streamed: dict[str, list[float]] = {name: [] for name in clients}
+            max_abs_diff = 0.0
             for _ in range(REPEATS):
-                t0 = time.perf_counter()
-                # The client's whole path: DataFrame columns -> RowBatch -> stream -> arrays.
-                batches = (make_batch(c["date"], c["store_nbr"].to_numpy(), c["family"],
-                                      c["onpromotion"].to_numpy()) for c in chunks)
-                got = [v for _, v, _ in client.predict_batches(
-                    RETAILER, batches, max_in_flight=MAX_IN_FLIGHT)]
-                streamed.append(time.perf_counter() - t0)
-            max_abs_diff = float(np.max(np.abs(np.concatenate(got) - expected)))
-            grpc_lat = []
-            for _ in range(UNARY_CALLS):
-                t0 = time.perf_counter()
-                client.predict(RETAILER, date=one["date"].tolist(),
-                               store_nbr=one["store_nbr"].tolist(), family=one["family"].tolist(),
-                               onpromotion=one["onpromotion"].tolist())
-                grpc_lat.append(time.perf_counter() - t0)
+                for name, client in clients.items():
+                    seconds, got = _stream(client, chunks)
+                    streamed[name].append(seconds)
+                    max_abs_diff = max(max_abs_diff, float(np.max(np.abs(got - expected))))
+            latency = {name: _unary(client, one) for name, client in clients.items()}
 
     in_rate = rows / statistics.median(in_process)
-    grpc_rate = rows / statistics.median(streamed)
-    g50, g99 = _percentiles(grpc_lat)
+    grpc_rate = rows / statistics.median(streamed["aio"])
+    sync_rate = rows / statistics.median(streamed["sync"])
+    g50, g99 = _percentiles(latency["aio"])
+    s50, s99 = _percentiles(latency["sync"])
     l50, l99 = _percentiles(local_lat)
     return {
         "rows": rows,
@@ -155,6 +181,10 @@ def run(rows: int, model_dir: str) -> dict:
         "unary_in_process_p50_ms": round(l50, 3),
         "unary_in_process_p99_ms": round(l99, 3),
         "unary_calls": UNARY_CALLS,
+        "sync_stream_rows_per_s": round(sync_rate),
+        "aio_to_sync_stream_ratio": round(grpc_rate / sync_rate, 3),
+        "unary_sync_p50_ms": round(s50, 3),
+        "unary_sync_p99_ms": round(s99, 3),
     }
 
 

@@ -111,7 +111,9 @@ def _summarise(frame: pd.DataFrame, hp: dict, runs: dict) -> dict:
 
 def markdown(result: dict) -> str:
     """The result as a Markdown table (for docs/benchmarks.md)."""
-    lines = [f"{result['rows']:,} rows, {result['series']:,} series, {result['cpus']} CPUs.",
+    lines = [(f"{result['rows']:,} rows, {result['series']:,} series, {result['cpus']} CPUs. "
+             "Test RMSLE is `evaluation.json`'s (the fit that had not seen the test days); "
+             "training time is the whole default job: fit, evaluate and the refit on all history."),
              "", "| model | test RMSLE | training s | peak RSS MB |", "| --- | --- | --- | --- |"]
     for name, m in result["models"].items():
         if "error" in m:

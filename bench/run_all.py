@@ -43,6 +43,17 @@ def grpc_markdown(r: dict) -> str:
         (f"| unary Predict p99 (ms) | {r['unary_grpc_p99_ms']:.2f} | "
         f"{r['unary_in_process_p99_ms']:.2f} | "
         f"{r['unary_grpc_p99_ms'] / r['unary_in_process_p99_ms']:.2f} |"),
+        "", ("The transport, measured: the same Predict/PredictStream code, model, thread pool and "
+             "stream window on grpcio's sync server (`bench/sync_server.py`), bulk runs "
+             "interleaved with the aio gateway's."), "",
+        "| measure | grpc.aio (the gateway) | sync grpcio | aio / sync |",
+        "| --- | ---: | ---: | ---: |",
+        (f"| bulk PredictStream (rows/s) | {r['grpc_stream_rows_per_s']:,} | "
+         f"{r['sync_stream_rows_per_s']:,} | {r['aio_to_sync_stream_ratio']:.2f} |"),
+        (f"| unary Predict p50 (ms) | {r['unary_grpc_p50_ms']:.2f} | "
+         f"{r['unary_sync_p50_ms']:.2f} | {r['unary_grpc_p50_ms'] / r['unary_sync_p50_ms']:.2f} |"),
+        (f"| unary Predict p99 (ms) | {r['unary_grpc_p99_ms']:.2f} | "
+         f"{r['unary_sync_p99_ms']:.2f} | {r['unary_grpc_p99_ms'] / r['unary_sync_p99_ms']:.2f} |"),
     ])
 
 

@@ -41,14 +41,18 @@ class GatewayProcess:
     """One `python -m forecast_gateway.main` child serving `data_dir` on 127.0.0.1.
 
     `env` overrides the inherited environment (e.g. FORECAST_GATEWAY_* settings), `args` are
-    added to the command line (e.g. `--backend docker`). The port file and, by default, the log
+    added to the command line (e.g. `--backend docker`). `module` is the server run with
+    `python -m`: the gateway, or a stand-in with the same start-up flags (the benchmark's sync
+    server). The port file and, by default, the log
     (stdout and stderr, appended so a restart keeps the earlier run) sit beside `data_dir`.
     Usable as a context manager: entering starts it if needed, leaving stops it.
     """
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, *,
-                 args: Sequence[str] = (), log_path: Path | None = None):
+                 args: Sequence[str] = (), log_path: Path | None = None,
+                 module: str = "forecast_gateway.main"):
         self.data_dir = Path(data_dir)
+        self.module = module
         self.env = dict(env or {})
         self.args = list(args)
         self.log_path = (Path(log_path) if log_path is not None
@@ -64,7 +68,7 @@ class GatewayProcess:
 
     def command(self) -> list[str]:
         """The child's command line."""
-        return [sys.executable, "-m", "forecast_gateway.main", "--host", "127.0.0.1",
+        return [sys.executable, "-m", self.module, "--host", "127.0.0.1",
                 "--port", "0", "--data-dir", str(self.data_dir),
                 "--port-file", str(self.port_file), *self.args]
 
