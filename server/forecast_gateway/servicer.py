@@ -216,14 +216,33 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     async def PredictStream(self, request_iterator: AsyncIterator[pb.PredictStreamRequest],
                             context: Any) -> AsyncIterator[pb.PredictStreamResponse]:
+        # At most `stream_window` chunks are forecast at once (the cores work in parallel); the
+        # next chunk is read only while the window has room, so gRPC's flow control holds back
+        # a client that sends faster than we forecast. Answers leave in the order chunks came,
+        # each as soon as it and those before it are done: a client that waits for an answer
+        # before sending its next chunk is answered.
         ref = None
-        # At most `stream_window` chunks are forecast at once (the cores work in parallel);
-        # the next chunk is read only when one is answered, so gRPC's flow control holds back a
-        # client that sends faster than we forecast. Answers leave in the order chunks came.
         window = self._service.config.stream_window
+        requests = aiter(request_iterator)
+        reading: asyncio.Future | None = asyncio.ensure_future(anext(requests))
         in_flight: collections.deque[asyncio.Future] = collections.deque()
         try:
-            async for request in request_iterator:
+            while reading is not None or in_flight:
+                waiting = {in_flight[0]} if in_flight else set()
+                if reading is not None and len(in_flight) < window:
+                    waiting.add(reading)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if in_flight and in_flight[0].done():
+                    yield in_flight.popleft().result()
+                    continue
+                if reading is None or not reading.done():
+                    continue
+                try:
+                    request = reading.result()
+                except StopAsyncIteration:
+                    reading = None
+                    continue
+                reading = None
                 if not request.chunk_id:
                     raise InvalidArgument("chunk_id", "is required on every chunk")
                 if ref is None:
@@ -234,12 +253,9 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                                           "another retailer than the first chunk")
                 in_flight.append(asyncio.ensure_future(
                     self._run(self._predict_pool, self._predict_chunk, ref, request)))
-                if len(in_flight) >= window:
-                    yield await in_flight.popleft()
-            while in_flight:
-                yield await in_flight.popleft()
+                reading = asyncio.ensure_future(anext(requests))
         finally:  # a cancelled or failed stream starts no more work
-            for future in in_flight:
+            for future in (*in_flight, *([reading] if reading is not None else [])):
                 future.cancel()
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 
@@ -182,3 +183,21 @@ def test_live_switch_loads_first_and_unloads_the_previous_version_after(
         client.set_live_model("shop", "v1")  # already live: nothing to unload
         assert [m.version for m in client.list_models("shop") if m.live] == ["v1"]
     assert backend.model_events == [("load", "v1"), ("unload", "v2"), ("load", "v1")]
+
+
+def test_stream_answers_a_chunk_before_the_next_one_arrives(scripted) -> None:
+    # A ping-pong client: it sends the next chunk only once the previous one is answered.
+    answers: queue.Queue = queue.Queue()
+
+    def ping_pong():
+        for i in range(3):
+            yield pb.PredictStreamRequest(retailer="shop", chunk_id=f"c{i}", rows=_batch(2))
+            answers.get(timeout=10)  # the answer must come while the stream stays open
+
+    with _client(scripted) as client:
+        responses = client._stub.PredictStream(ping_pong(), timeout=15)
+        got = []
+        for response in responses:
+            got.append(response.chunk_id)
+            answers.put(response)
+    assert got == ["c0", "c1", "c2"]
