@@ -8,7 +8,9 @@
 3. The transport choice (sync grpcio or grpc.aio), measured: both are run over the same data
    directory, model, thread pool and stream window, the aio gateway and `bench.sync_server` (the
    gateway's own Predict/PredictStream code on grpcio's sync server), their bulk runs
-   interleaved so drift on a shared machine hits both alike.
+   interleaved so drift on a shared machine hits both alike. Then the same unary calls while
+   HELD_STREAMS PredictStream calls stay open (each has sent one chunk and waits): long-lived
+   calls, as WatchTrainingJob watchers or slow bulk clients are.
 
     python -m bench.grpc_bench [--rows 200000] [--model-dir DIR]
 
@@ -23,6 +25,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +39,9 @@ MAX_IN_FLIGHT = 4
 REPEATS = 3
 UNARY_CALLS = 200
 UNARY_DAYS = 16
+HELD_STREAMS = 24      # more open calls than the sync server's 16 RPC threads
+HELD_UNARY_CALLS = 20
+HELD_TIMEOUT_S = 2.0   # a unary call that waits longer counts as not answered
 
 
 def _chunks(predictor, rows: int) -> list[pd.DataFrame]:
@@ -100,6 +106,52 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
+def _unary_with_streams_held(target: str, one: pd.DataFrame) -> dict:
+    """Unary Predict latency while HELD_STREAMS PredictStream calls stay open: the p50 of the
+    answered calls (ms, None if none) and how many ran past HELD_TIMEOUT_S."""
+    import grpc
+    from forecast_client import ClientConfig, ForecastClient, ForecastClientError, pb, pb_grpc
+    from forecast_client.config import RetryPolicy, Timeouts
+    from forecast_client.rows import make_batch
+
+    release = threading.Event()
+    batch = make_batch(one["date"], one["store_nbr"].to_numpy(), one["family"],
+                       one["onpromotion"].to_numpy())
+
+    def held(i: int):
+        yield pb.PredictStreamRequest(retailer=RETAILER, chunk_id=f"held-{i}", rows=batch)
+        release.wait()
+
+    channel = grpc.insecure_channel(target)
+    stub = pb_grpc.ForecastServiceStub(channel)
+    calls = [stub.PredictStream(held(i)) for i in range(HELD_STREAMS)]
+    config = ClientConfig(target=target, retry=RetryPolicy(max_attempts=1),
+                          timeouts=Timeouts(predict_s=HELD_TIMEOUT_S))
+    answered, timed_out = [], 0
+    try:
+        time.sleep(1.0)  # the held calls reach the server
+        with ForecastClient(config) as client:
+            for _ in range(HELD_UNARY_CALLS):
+                t0 = time.perf_counter()
+                try:
+                    client.predict(RETAILER, date=one["date"].tolist(),
+                                   store_nbr=one["store_nbr"].tolist(),
+                                   family=one["family"].tolist(),
+                                   onpromotion=one["onpromotion"].tolist())
+                    answered.append(time.perf_counter() - t0)
+                except ForecastClientError as err:
+                    if err.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                        raise
+                    timed_out += 1
+    finally:
+        release.set()
+        for call in calls:
+            call.cancel()
+        channel.close()
+    return {"p50_ms": round(_percentiles(answered)[0], 3) if answered else None,
+            "timed_out": timed_out}
+
+
 def run(rows: int, model_dir: str) -> dict:
     """Measure bulk PredictStream throughput and unary Predict latency against in-process calls.
 
@@ -158,6 +210,8 @@ def run(rows: int, model_dir: str) -> dict:
                     streamed[name].append(seconds)
                     max_abs_diff = max(max_abs_diff, float(np.max(np.abs(got - expected))))
             latency = {name: _unary(client, one) for name, client in clients.items()}
+            held = {name: _unary_with_streams_held(server.target, one)
+                    for name, server in (("aio", aio_server), ("sync", sync_server))}
 
     in_rate = rows / statistics.median(in_process)
     grpc_rate = rows / statistics.median(streamed["aio"])
@@ -185,6 +239,13 @@ def run(rows: int, model_dir: str) -> dict:
         "aio_to_sync_stream_ratio": round(grpc_rate / sync_rate, 3),
         "unary_sync_p50_ms": round(s50, 3),
         "unary_sync_p99_ms": round(s99, 3),
+        "held_streams": HELD_STREAMS,
+        "held_unary_calls": HELD_UNARY_CALLS,
+        "held_timeout_s": HELD_TIMEOUT_S,
+        "held_aio_p50_ms": held["aio"]["p50_ms"],
+        "held_aio_timed_out": held["aio"]["timed_out"],
+        "held_sync_p50_ms": held["sync"]["p50_ms"],
+        "held_sync_timed_out": held["sync"]["timed_out"],
     }
 
 

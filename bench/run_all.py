@@ -54,7 +54,19 @@ def grpc_markdown(r: dict) -> str:
          f"{r['unary_sync_p50_ms']:.2f} | {r['unary_grpc_p50_ms'] / r['unary_sync_p50_ms']:.2f} |"),
         (f"| unary Predict p99 (ms) | {r['unary_grpc_p99_ms']:.2f} | "
          f"{r['unary_sync_p99_ms']:.2f} | {r['unary_grpc_p99_ms'] / r['unary_sync_p99_ms']:.2f} |"),
+        (f"| unary Predict p50 with {r['held_streams']} streams held open (ms) | "
+         f"{_held(r, 'aio')} | {_held(r, 'sync')} | |"),
     ])
+
+
+def _held(r: dict, side: str) -> str:
+    """The held-streams cell: the p50 of the answered calls, and the calls that timed out."""
+    p50, late = r[f"held_{side}_p50_ms"], r[f"held_{side}_timed_out"]
+    text = "-" if p50 is None else f"{p50:.2f}"
+    if late:
+        text += (f" ({late} of {r['held_unary_calls']} calls not answered within "
+                 f"{r['held_timeout_s']:g} s)")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

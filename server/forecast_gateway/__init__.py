@@ -11,5 +11,8 @@ Layout:
 - `storage.py`     the per-retailer directory layout under --data-dir
 - `domain.py`      the data plane's value types
 - `errors.py`      the gateway's own domain errors (next to forecasting.errors)
-- `backends/`      where training and prediction run (`base.py` is the interface; `local.py`)
+- `backends/`      where training and prediction run (`base.py` is the interface; `local.py`,
+                   `docker_backend.py`)
+- `process.py`     `GatewayProcess`: the gateway as a child process on 127.0.0.1 (tests, bench,
+                   demo)
 """
