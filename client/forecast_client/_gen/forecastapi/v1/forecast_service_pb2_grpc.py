@@ -160,9 +160,11 @@ class ForecastServiceServicer:
     def PredictStream(self, request_iterator, context):
         """Bulk forecasting in chunks. Each request chunk carries a chunk id; the gateway answers each
         chunk with one response carrying the same chunk id and one forecast per row in the chunk's
-        row order. Responses come back in the order the chunks were sent. The gateway works on one
-        chunk at a time per stream and reads the next chunk only after answering the previous one,
-        so gRPC flow control stops a client that sends faster than the gateway forecasts. The model
+        row order. Responses come back in the order the chunks were sent, each as soon as its chunk
+        and those before it are done, so a client may wait for each answer before sending the next
+        chunk. The gateway forecasts a bounded window of chunks per stream at once and reads the
+        next chunk only while the window has room, so gRPC flow control stops a client that sends
+        faster than the gateway forecasts. The model
         version is resolved once, at the first chunk, and used for the whole stream. A bad chunk
         ends the stream with a status naming the chunk id. Cancelling the call stops the work.
         """
