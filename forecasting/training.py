@@ -51,12 +51,13 @@ class _Progress:
     def __init__(self, log: Callable[[str], None]):
         self.log = log
         self.span = (0.0, 1.0)
+        self.prefix = ""        # "refit_" while the members are fit again on all history
         self.reached = 0.0
 
     def __call__(self, stage: str, fraction: float) -> None:
         lo, hi = self.span
         self.reached = max(self.reached, lo + min(max(fraction, 0.0), 1.0) * (hi - lo))
-        self.log(progress_line(stage, self.reached))
+        self.log(progress_line(self.prefix + stage, self.reached))
 
 
 @dataclass
@@ -201,6 +202,7 @@ def _refit(members: dict, data: TrainingData, progress: _Progress, span: tuple[f
     re-formed over the refit members. Each summary gains a ``refit`` entry."""
     refit: dict = {}
     lo, hi = span
+    progress.prefix = "refit_"
     for i, (kind, member) in enumerate(members.items()):
         progress.span = (lo + (hi - lo) * i / len(members), lo + (hi - lo) * (i + 1) / len(members))
         if isinstance(member, HybridMember):
@@ -208,7 +210,7 @@ def _refit(members: dict, data: TrainingData, progress: _Progress, span: tuple[f
             summaries[kind]["refit"] = {"weights": "fit on validation, kept"}
         else:
             refit[kind], summaries[kind]["refit"] = member.refit(data)
-    progress.span = (0.0, 1.0)
+    progress.span, progress.prefix = (0.0, 1.0), ""
     return refit
 
 

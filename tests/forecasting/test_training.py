@@ -28,4 +28,6 @@ def test_progress_never_goes_back(small_frame, hyperparameters):
     values = [f for _, f in seen]
     assert values == sorted(values)
     assert seen[0] == ("validate", 0.0) and seen[-1] == ("done", 1.0)
-    assert {"clean", "fit", "evaluate"} <= {stage for stage, _ in seen}
+    assert {"clean", "fit", "evaluate", "refit_fit"} <= {stage for stage, _ in seen}
+    stages = [stage for stage, _ in seen]
+    assert stages.index("evaluate") < stages.index("refit_fit"), "the refit follows the evaluation"
