@@ -5,8 +5,8 @@ from the origin → evaluate against the seasonal-naive baseline → refit the m
 history (``refit``, on by default) → save the artifact.
 
 The evaluation is of the fit that had not seen the test days; the refit has the same capacity
-(the rounds and epochs the validation chose, the hybrid's weights) and has also seen the latest
-32 days, which is what the forecasts after the history should rest on.
+(the rounds and epochs the validation chose, the hybrid's weights) and has also seen the
+latest 2 x horizon days, which is what the forecasts after the history should rest on.
 """
 
 from __future__ import annotations
