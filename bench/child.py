@@ -1,4 +1,5 @@
-"""Run one benchmark side in a fresh ``spawn`` interpreter, so its peak memory is its own."""
+"""Run one benchmark side in a fresh ``spawn`` interpreter, so its peak memory is its own; and
+the data every benchmark runs on (``bench_frame``)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ def run_in_child(fn: Callable[..., dict], *args: Any, timeout: float = 3600) -> 
     if status != "ok":
         raise RuntimeError(f"{fn.__name__} failed in its child process:\n{payload}")
     return payload
+
+
+def bench_frame(small: bool):
+    """The benchmarks' data: the full competition scale (3,000,888 rows), or with ``small`` the
+    same 4 stores x 5 families for every benchmark's quick look."""
+    from forecasting import synthetic
+
+    return synthetic.generate(4, 5, "2015-01-01") if small else synthetic.generate()

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.child import run_in_child
+from bench.child import bench_frame, run_in_child
 
 XGB = {"eta": 0.1, "max_depth": 8, "subsample": 0.8, "colsample_bytree": 0.8,
        "min_child_weight": 1.0, "max_bin": 256, "max_cat_to_onehot": 1, "seed": 42}
@@ -220,9 +220,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="4 stores x 5 families")
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
-    from forecasting import synthetic
-    frame = (synthetic.generate(4, 5, "2015-01-01", "2017-08-15") if args.small
-             else synthetic.generate())
+    frame = bench_frame(args.small)
     result = run(frame, rounds=args.rounds)
     print(json.dumps(result, indent=2))
     print(markdown(result))

@@ -2,11 +2,12 @@
 
 1. Bulk throughput: the same future rows forecast (a) by `Predictor.predict_columns` in this
    process, whole array at once, and (b) through a `forecast-gateway` process over 127.0.0.1 with
-   `ForecastClient.predict_frame` (PredictStream, chunks, bounded in-flight window), including the
-   client's DataFrame -> RowBatch conversion. Reported as rows/s and the ratio (b)/(a).
+   `ForecastClient.predict_batches` over `make_batch` chunks (PredictStream, bounded in-flight
+   window), including the DataFrame -> RowBatch conversion. Reported as rows/s and the ratio
+   (b)/(a). (Not `predict_frame`: the cycled chunks repeat (series, date) pairs.)
 2. Unary latency: one series x 16 days via `Predict`, against the same call in process; p50/p99.
 3. The transport choice (sync grpcio or grpc.aio), measured: both are run over the same data
-   directory, model, thread pool and stream window, the aio gateway and `bench.sync_server` (the
+   directory, model, predict pool and stream window, the aio gateway and `bench.sync_server` (the
    gateway's own Predict/PredictStream code on grpcio's sync server), their bulk runs
    interleaved so drift on a shared machine hits both alike. Then the same unary calls while
    HELD_STREAMS PredictStream calls stay open (each has sent one chunk and waits): long-lived
@@ -90,15 +91,31 @@ def _stream(client, chunks: list[pd.DataFrame]) -> tuple[float, np.ndarray]:
     return time.perf_counter() - t0, np.concatenate(got)
 
 
-def _unary(client, one: pd.DataFrame) -> list[float]:
-    """Seconds of each of UNARY_CALLS Predict calls for `one` series."""
-    lat = []
-    for _ in range(UNARY_CALLS):
+def _timed(call, times: int) -> tuple[list[float], int]:
+    """Seconds of each of `times` calls of `call()` that answered, and how many ran out of time
+    (DEADLINE_EXCEEDED)."""
+    import grpc
+    from forecast_client import ForecastClientError
+
+    answered, timed_out = [], 0
+    for _ in range(times):
         t0 = time.perf_counter()
-        client.predict(RETAILER, date=one["date"].tolist(), store_nbr=one["store_nbr"].tolist(),
-                       family=one["family"].tolist(), onpromotion=one["onpromotion"].tolist())
-        lat.append(time.perf_counter() - t0)
-    return lat
+        try:
+            call()
+        except ForecastClientError as err:
+            if err.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            timed_out += 1
+        else:
+            answered.append(time.perf_counter() - t0)
+    return answered, timed_out
+
+
+def _predict_one(client, one: pd.DataFrame):
+    """One unary Predict of the rows `one`, as a zero-argument call."""
+    return lambda: client.predict(
+        RETAILER, date=one["date"].tolist(), store_nbr=one["store_nbr"].tolist(),
+        family=one["family"].tolist(), onpromotion=one["onpromotion"].tolist())
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -110,7 +127,7 @@ def _unary_with_streams_held(target: str, one: pd.DataFrame) -> dict:
     """Unary Predict latency while HELD_STREAMS PredictStream calls stay open: the p50 of the
     answered calls (ms, None if none) and how many ran past HELD_TIMEOUT_S."""
     import grpc
-    from forecast_client import ClientConfig, ForecastClient, ForecastClientError, pb, pb_grpc
+    from forecast_client import ClientConfig, ForecastClient, pb, pb_grpc
     from forecast_client.config import RetryPolicy, Timeouts
     from forecast_client.rows import make_batch
 
@@ -127,22 +144,10 @@ def _unary_with_streams_held(target: str, one: pd.DataFrame) -> dict:
     calls = [stub.PredictStream(held(i)) for i in range(HELD_STREAMS)]
     config = ClientConfig(target=target, retry=RetryPolicy(max_attempts=1),
                           timeouts=Timeouts(predict_s=HELD_TIMEOUT_S))
-    answered, timed_out = [], 0
     try:
         time.sleep(1.0)  # the held calls reach the server
         with ForecastClient(config) as client:
-            for _ in range(HELD_UNARY_CALLS):
-                t0 = time.perf_counter()
-                try:
-                    client.predict(RETAILER, date=one["date"].tolist(),
-                                   store_nbr=one["store_nbr"].tolist(),
-                                   family=one["family"].tolist(),
-                                   onpromotion=one["onpromotion"].tolist())
-                    answered.append(time.perf_counter() - t0)
-                except ForecastClientError as err:
-                    if err.code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                        raise
-                    timed_out += 1
+            answered, timed_out = _timed(_predict_one(client, one), HELD_UNARY_CALLS)
     finally:
         release.set()
         for call in calls:
@@ -182,11 +187,7 @@ def run(rows: int, model_dir: str) -> dict:
                                     "family": predictor.history.family[:1].astype(str)}),
                       UNARY_DAYS, predictor.last_date)
     one_cols = _columns(one)
-    local_lat = []
-    for _ in range(UNARY_CALLS):
-        t0 = time.perf_counter()
-        predictor.predict_columns(**one_cols)
-        local_lat.append(time.perf_counter() - t0)
+    local_lat, _ = _timed(lambda: predictor.predict_columns(**one_cols), UNARY_CALLS)
 
     with tempfile.TemporaryDirectory(prefix="grpc-bench-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -209,7 +210,8 @@ def run(rows: int, model_dir: str) -> dict:
                     seconds, got = _stream(client, chunks)
                     streamed[name].append(seconds)
                     max_abs_diff = max(max_abs_diff, float(np.max(np.abs(got - expected))))
-            latency = {name: _unary(client, one) for name, client in clients.items()}
+            latency = {name: _timed(_predict_one(client, one), UNARY_CALLS)[0]
+                       for name, client in clients.items()}
             held = {name: _unary_with_streams_held(server.target, one)
                     for name, server in (("aio", aio_server), ("sync", sync_server))}
 
@@ -225,6 +227,7 @@ def run(rows: int, model_dir: str) -> dict:
         "chunks": len(chunks),
         "chunk_rows": int(max(len(c) for c in chunks)),
         "max_in_flight": MAX_IN_FLIGHT,
+        "stream_window": config.stream_window,
         "in_process_rows_per_s": round(in_rate),
         "grpc_stream_rows_per_s": round(grpc_rate),
         "stream_to_in_process_ratio": round(grpc_rate / in_rate, 3),

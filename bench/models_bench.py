@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.child import run_in_child
+from bench.child import bench_frame, run_in_child
 
 KINDS = ("xgboost", "lstm", "hybrid")
 
@@ -132,7 +132,6 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from forecasting import synthetic
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="4 stores x 5 families since 2016")
@@ -142,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the result as JSON here")
     p.add_argument("--markdown", help="write the Markdown table here")
     a = p.parse_args(argv)
-    frame = (synthetic.generate(4, 5, "2016-01-01", synthetic.FULL_END, seed=0) if a.small
-             else synthetic.generate())
+    frame = bench_frame(a.small)
     hp = dict(item.split("=", 1) for item in a.hp)
     started = time.perf_counter()
     result = run(frame, hp, tuple(k for k in a.kinds.split(",") if k))

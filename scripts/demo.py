@@ -22,29 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "client")]  # works before `pip install -e`
 
 from forecast_client import ForecastClient, ForecastClientError, pb
+from forecast_client.progress import ProgressLine
 from forecast_gateway.process import GatewayProcess
 
 from forecasting.forecast import future_rows
 
 SAMPLE = ROOT / "data" / "sample" / "train.csv"
 RETAILER = "demo-retail"
-
-
-_last_line = [""]
-
-
-def progress_line(job: pb.TrainingJob) -> None:
-    """A progress bar: redrawn in place on a terminal, one line per change otherwise."""
-    state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-    filled = int(job.progress * 30)
-    line = f"[{'#' * filled}{'.' * (30 - filled)}] {job.progress * 100:5.1f}%  {state:<9} {job.stage}"
-    if line == _last_line[0]:
-        return
-    _last_line[0] = line
-    if sys.stdout.isatty():
-        print("\r\033[K" + line, end="", flush=True)
-    else:
-        print(line, flush=True)
 
 
 def main() -> int:
@@ -79,8 +63,14 @@ def main() -> int:
                                hyperparameters={"num_round": args.num_round,
                                                 "early_stopping_rounds": "20"})
             started = time.monotonic()
-            final = client.wait_for_job(RETAILER, job.job_id, on_update=progress_line)
-            print()
+            progress = ProgressLine(sys.stdout)
+
+            def show(j: pb.TrainingJob) -> None:
+                state = pb.JobState.Name(j.state).removeprefix("JOB_STATE_").lower()
+                progress.show(f"{state:<9} {j.stage}", j.progress)
+
+            final = client.wait_for_job(RETAILER, job.job_id, on_update=show)
+            progress.done()
             if final.state != pb.JOB_STATE_SUCCEEDED:
                 print(f"demo: training {pb.JobState.Name(final.state)}: {final.failure_reason}",
                       file=sys.stderr)
@@ -108,8 +98,12 @@ def main() -> int:
         return 1
     finally:
         print("6. stopping the gateway (SIGTERM: drain, then exit)")
-        if gateway.proc.poll() is None:
-            print(f"   gateway exited with code {gateway.stop(60)}")
+        code = gateway.stop(60)
+        print(f"   gateway exited with code {code}")
+    if code != 0:
+        print(f"demo: the gateway did not stop cleanly (exit code {code}); see {log_file}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -29,6 +29,7 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client.client import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, ForecastClient
 from forecast_client.config import DEFAULT_TARGET, ClientConfig, Timeouts
 from forecast_client.errors import ForecastClientError
+from forecast_client.progress import ProgressLine
 
 PROG = "forecast"
 #: Uploads larger than this show a progress bar.
@@ -55,39 +56,6 @@ def _table(rows: list[list[str]], header: list[str], out: TextIO) -> None:
     out.writelines("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() + "\n" for line in [header, *rows])
 
 
-class _Progress:
-    """A one-line progress display on stderr (redrawn on a terminal, plain lines otherwise)."""
-
-    def __init__(self, stream: TextIO, enabled: bool = True):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.enabled = enabled
-        self._last = ""
-        self._last_time = 0.0
-
-    def show(self, text: str, fraction: float | None = None, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        if fraction is not None:
-            filled = round(max(0.0, min(1.0, fraction)) * 30)
-            text = f"[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}%  {text}"
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-        else:
-            now = time.monotonic()
-            # Plain output (logs, CI): at most one line per 5 s unless the text says something new.
-            key = text.split("%")[-1]
-            if force or key != self._last or now - self._last_time >= 5:
-                self.stream.write(text + "\n")
-                self._last, self._last_time = key, now
-
-    def done(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 # -- commands ------------------------------------------------------------------------------------
 
 def _dataset_line(ds: pb.Dataset) -> str:
@@ -95,7 +63,7 @@ def _dataset_line(ds: pb.Dataset) -> str:
             f"{ds.start_date} .. {ds.end_date}, {ds.size_bytes:,} bytes ({ds.filename})")
 
 
-def _upload(client: ForecastClient, retailer: str, path: str, progress: _Progress) -> pb.Dataset:
+def _upload(client: ForecastClient, retailer: str, path: str, progress: ProgressLine) -> pb.Dataset:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{path}: no such file")
@@ -112,7 +80,7 @@ def _upload(client: ForecastClient, retailer: str, path: str, progress: _Progres
 
 
 def cmd_upload(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    ds = _upload(client, args.retailer, args.file, _Progress(err, not args.quiet))
+    ds = _upload(client, args.retailer, args.file, ProgressLine(err, not args.quiet))
     if args.json:
         out.write(_to_json(ds) + "\n")
     else:
@@ -131,7 +99,7 @@ def _parse_hp(items: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_train(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    progress = _Progress(err, not args.quiet)
+    progress = ProgressLine(err, not args.quiet)
     hp = _parse_hp(args.hp or [])
     dataset_id, data_uri = args.dataset_id, args.data_uri
     if args.data:
@@ -209,7 +177,7 @@ def cmd_predict(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
     if dst.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise UsageError(f"--output {dst}: name a .csv or .parquet file")
     frame = _read_frame(src)
-    progress = _Progress(err, not args.quiet and len(frame) > args.chunk_rows)
+    progress = ProgressLine(err, not args.quiet and len(frame) > args.chunk_rows)
     started = time.monotonic()
 
     def report(done: int, total: int) -> None:

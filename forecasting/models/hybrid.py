@@ -69,7 +69,7 @@ class HybridMember:
         data.progress("hybrid_fit", 0.86)
         inp = panel_forecast_input(panel, split.train_end, split.horizon, self.lookback,
                                    data.store_code, data.family_code)
-        logs = self._member_logs(inp)
+        logs = _logs({name: m.forecast(inp) for name, m in self.members.items()})
         actual = panel_window(panel, split.valid_end, split.horizon)[0]
         known = np.isfinite(actual)           # days before a series began are not scored
         a = np.log1p(np.maximum(actual[known], 0.0))
@@ -104,12 +104,7 @@ class HybridMember:
     def combine(self, member_forecasts: dict) -> np.ndarray:
         """The blend of forecasts the members have already made (sales scale, same shape),
         so a caller that has them (the pipeline's test evaluation) does not make them twice."""
-        logs = {name: np.log1p(np.maximum(member_forecasts[name], 0.0)) for name in MEMBERS}
-        return np.clip(np.expm1(self._combine(logs)), 0.0, None)
-
-    def _member_logs(self, inp: ForecastInput) -> dict:
-        return {name: np.log1p(np.maximum(m.forecast(inp), 0.0))
-                for name, m in self.members.items()}
+        return np.clip(np.expm1(self._combine(_logs(member_forecasts))), 0.0, None)
 
     def _combine(self, logs: dict) -> np.ndarray:
         out = self.intercept + sum(self.weights[name] * logs[name] for name in MEMBERS)
@@ -131,6 +126,11 @@ class HybridMember:
         """Reuse the members the predictor has already loaded (none is loaded twice)."""
         return cls(members, meta["method"], {k: float(v) for k, v in meta["weights"].items()},
                    float(meta.get("intercept", 0.0)), meta.get("validation"))
+
+
+def _logs(member_forecasts: dict) -> dict:
+    """Each member's forecasts on the blend's scale, log1p(sales)."""
+    return {name: np.log1p(np.maximum(member_forecasts[name], 0.0)) for name in MEMBERS}
 
 
 def _rmsle(pred_log: np.ndarray, actual_log: np.ndarray) -> float:

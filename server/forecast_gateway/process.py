@@ -3,7 +3,8 @@ benchmarks and `make demo` share.
 
 The gateway writes its bound port to `--port-file` once it serves; `start` polls that file
 against a deadline and fails at once when the process exits first. `stop` is the graceful path
-(SIGTERM: drain, then exit), with SIGKILL when the drain overruns.
+(SIGTERM: drain, then exit), with SIGKILL when the drain overruns. `child_pythonpath` is also
+how the local backend's training children find the gateway's code.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ POLL_S = 0.05
 PACKAGES = ("forecast_gateway", "forecasting", "forecast_client")
 
 
-def _import_roots() -> list[str]:
-    """The directories this process imports the gateway's packages from, so the child finds the
-    same code even when they are not installed (scripts that extend sys.path themselves)."""
+def child_pythonpath(inherited: str | None = None) -> str:
+    """PYTHONPATH for a child process that must import the same gateway, library and SDK code as
+    this one, even when they are not installed (scripts that extend sys.path themselves): the
+    directories this process imports them from, then `inherited`."""
     roots: list[str] = []
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
@@ -34,7 +36,7 @@ def _import_roots() -> list[str]:
             root = str(Path(location).resolve().parent)
             if root not in roots:
                 roots.append(root)
-    return roots
+    return os.pathsep.join([*roots, *filter(None, [inherited])])
 
 
 class GatewayProcess:
@@ -82,8 +84,7 @@ class GatewayProcess:
             folder.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
         env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join(
-            [*_import_roots(), *filter(None, [env.get("PYTHONPATH")])])
+        env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH"))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), env=env, stdout=log,
                                          stderr=subprocess.STDOUT)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
@@ -74,9 +75,7 @@ class GatewayServer:
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         if self.config.port_file is not None:
-            tmp = self.config.port_file.with_name(self.config.port_file.name + ".tmp")
-            tmp.write_text(str(port))
-            os.replace(tmp, self.config.port_file)
+            write_port_file(self.config.port_file, port)
         log.info("gateway serving", extra={"fields": {
             "address": f"{self.config.host}:{port}", "data_dir": str(self.service.storage.root),
             "pid": os.getpid(), **self.backend.describe()}})
@@ -103,3 +102,9 @@ class GatewayServer:
         """Return once `stop` has finished."""
         await self._stopped.wait()
 
+
+def write_port_file(path: Path, port: int) -> None:
+    """Publish the bound port atomically: a reader (`GatewayProcess`) never sees half a number."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(str(port))
+    os.replace(tmp, path)

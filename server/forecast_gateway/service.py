@@ -20,7 +20,7 @@ import shutil
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -456,13 +456,10 @@ class ForecastService:
             model = self._model_record(job.retailer, version, dest, job.job_id, job.dataset_id,
                                        job.model_kind, job.horizon)
             self.backend.load_model(model.ref)  # loaded before it goes live
-            with self._live_lock:
-                self.registry.add_model(model, number, make_live=True, job_update={
+            self._make_live(model.ref, lambda: self.registry.add_model(
+                model, number, make_live=True, job_update={
                     "state": JobState.SUCCEEDED, "ended_at": time.time(), "progress": 1.0,
-                    "model_version": version, "failure_reason": ""})
-                previous = self._live.get(job.retailer)
-                self._live[job.retailer] = model.ref
-        self._unload_previous(previous, model.ref)
+                    "model_version": version, "failure_reason": ""}))
         done = self.registry.job_by_id(job_id)
         if done is not None:
             self.storage.write_job_record(done)
@@ -501,17 +498,22 @@ class ForecastService:
             shutil.copytree(artifact_dir, dest)
             model = self._model_record(retailer, version, dest, "", "", "", DEFAULT_HORIZON)
             self.backend.load_model(model.ref)
-            with self._live_lock:
-                self.registry.add_model(model, number, make_live=make_live)
-                previous = self._live.get(retailer) if make_live else None
-                if make_live:
-                    self._live[retailer] = model.ref
-        self._unload_previous(previous, model.ref)
+            if make_live:
+                self._make_live(model.ref, lambda: self.registry.add_model(
+                    model, number, make_live=True))
+            else:
+                self.registry.add_model(model, number, make_live=False)
         return self.registry.get_model(retailer, version)  # type: ignore[return-value]
 
-    def _unload_previous(self, previous: ModelRef | None, live: ModelRef) -> None:
-        """Let the backend free the version that just stopped being live."""
-        if previous is not None and previous.path != live.path:
+    def _make_live(self, ref: ModelRef, record: Callable[[], object]) -> None:
+        """Switch the retailer's live version to `ref` (already loaded by the backend) as
+        `record()` stores the switch in the registry; then let the backend free the version
+        that stopped being live (requests that resolved it a moment ago are still answered)."""
+        with self._live_lock:
+            record()
+            previous = self._live.get(ref.retailer)
+            self._live[ref.retailer] = ref
+        if previous is not None and previous.path != ref.path:
             self.backend.unload_model(previous)
 
     # -- models ------------------------------------------------------------------------------
@@ -548,11 +550,7 @@ class ForecastService:
             raise InvalidArgument("model_version", "is required")
         model = self._named_model(retailer, version)
         self.backend.load_model(model.ref)
-        with self._live_lock:
-            self.registry.set_live(retailer, version)
-            previous = self._live.get(retailer)
-            self._live[retailer] = model.ref
-        self._unload_previous(previous, model.ref)
+        self._make_live(model.ref, lambda: self.registry.set_live(retailer, version))
         log.info("model version live", extra={"fields": {"retailer": retailer, "model_version": version}})
         return self.registry.get_model(retailer, version)  # type: ignore[return-value]
 

@@ -32,6 +32,7 @@ from forecast_gateway.backends.base import Backend, TrainingListener, TrainingOu
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.process import child_pythonpath
 from forecasting.container.env import OPT_ML_VAR
 
 log = logging.getLogger("forecast_gateway.backends.local")
@@ -140,17 +141,7 @@ class LocalBackend(Backend):
         env = dict(os.environ)
         env[OPT_ML_VAR] = str(opt_ml_dir)
         env["PYTHONUNBUFFERED"] = "1"
-        # The child imports `forecasting` from wherever the gateway does.
-        import forecast_gateway
-
-        roots = [str(Path(forecast_gateway.__file__).resolve().parent.parent)]
-        try:
-            import forecasting
-
-            roots.insert(0, str(Path(forecasting.__file__).resolve().parent.parent))
-        except ImportError:
-            pass
-        env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
+        env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH"))  # the gateway's own code
         return env
 
     # -- prediction --------------------------------------------------------------------------
