@@ -6,7 +6,7 @@ demo use too); every fixture stops what it started.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +33,7 @@ def fast_hp() -> dict[str, str]:
 
 
 @pytest.fixture()
-def gateway_factory() -> Iterator[type[GatewayProcess]]:
+def gateway_factory() -> Iterator[Callable[..., GatewayProcess]]:
     """`gateway_factory(data_dir, env=None)` -> an unstarted GatewayProcess; all are stopped at
     teardown (for tests that restart or kill gateways)."""
     made: list[GatewayProcess] = []
@@ -43,7 +43,7 @@ def gateway_factory() -> Iterator[type[GatewayProcess]]:
         made.append(gw)
         return gw
 
-    yield make  # type: ignore[misc]
+    yield make
     for gw in made:
         gw.stop()
 
@@ -52,15 +52,12 @@ def gateway_factory() -> Iterator[type[GatewayProcess]]:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gateway for the session, with small limits so the limit tests stay cheap."""
     data_dir = tmp_path_factory.mktemp("gateway") / "data"
-    gw = GatewayProcess(data_dir, env={
+    with GatewayProcess(data_dir, env={
         "FORECAST_GATEWAY_MAX_PREDICT_ROWS": "5000",
         "FORECAST_GATEWAY_MAX_STREAM_CHUNK_ROWS": "5000",
         "FORECAST_GATEWAY_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
-    }).start()
-    try:
+    }) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 @pytest.fixture(scope="session")

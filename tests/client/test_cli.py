@@ -78,9 +78,15 @@ def test_full_cli_flow(gateway, tmp_path: Path, sample_csv: Path, future_rows: p
 
     r = forecast("jobs", "--retailer", "cli-co", target=t)
     assert r.returncode == 0 and "SUCCEEDED" in r.stdout and r.stdout.startswith("JOB")
+    r = forecast("jobs", "--retailer", "cli-co", "--json", target=t)
+    assert r.returncode == 0, r.stderr
+    assert [job["state"] for job in json.loads(r.stdout)] == ["JOB_STATE_SUCCEEDED"]
 
     r = forecast("models", "--retailer", "cli-co", target=t)
     assert r.returncode == 0 and "v1" in r.stdout and "*" in r.stdout
+    r = forecast("models", "--retailer", "cli-co", "--json", target=t)
+    assert r.returncode == 0, r.stderr
+    assert [(m["version"], m["live"]) for m in json.loads(r.stdout)] == [("v1", True)]
 
     r = forecast("metrics", "--retailer", "cli-co", target=t)
     assert r.returncode == 0 and "RMSLE" in r.stdout and "(baseline)" in r.stdout

@@ -17,7 +17,7 @@ from forecast_client import (
     TlsConfig,
     pb,
 )
-from forecast_client.rows import day_number, day_to_iso, make_batch
+from forecast_client.rows import day_number, day_to_iso, make_batch, series_cuts
 
 
 def test_config_is_typed_and_validated() -> None:
@@ -70,7 +70,9 @@ def test_dataframes_in_and_out(gateway, trained, future_rows: pd.DataFrame) -> N
         assert isinstance(out, pd.DataFrame) and len(out) == len(future_rows)
         assert list(out.columns) == [*future_rows.columns, "sales"]
         assert seen[-1] == (len(future_rows), len(future_rows))
-        assert len(seen) >= -(-len(future_rows) // 100)
+        days = future_rows.groupby(["store_nbr", "family"]).size().max()
+        series = future_rows.groupby(["store_nbr", "family"]).ngroups
+        assert len(seen) == -(-series // (100 // days)), "whole series per chunk, filled up"
         metrics = client.metrics_frame("acme")
         assert set(metrics["model"]) >= {"xgboost"} and metrics["baseline"].sum() == 1
         empty = client.predict_frame("acme", future_rows.head(0))
@@ -142,3 +144,10 @@ def test_generated_code_is_typed() -> None:
     assert (folder / "forecast_service_pb2.pyi").exists()
     assert (folder / "forecast_service_pb2_grpc.pyi").exists()
     assert pb.DESCRIPTOR.package == "forecastapi.v1"
+
+
+def test_series_cuts_never_split_a_series() -> None:
+    codes = np.array([0, 0, 0, 1, 2, 2])
+    assert series_cuts(codes, 2) == [(0, 3), (3, 4), (4, 6)], "a long series gets its own chunk"
+    assert series_cuts(codes, 4) == [(0, 4), (4, 6)]
+    assert series_cuts(codes[:0], 4) == []

@@ -86,6 +86,16 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, training_image: str,
     return {"root": root, "proc": proc}
 
 
+@pytest.fixture(scope="session")
+def model_dir(trained_model: dict) -> Path:
+    """The trained model's artifact directory (fails when the training image failed)."""
+    proc = trained_model["proc"]
+    if proc.returncode != 0:
+        pytest.fail(f"the training image failed, nothing to serve:\n{proc.stderr[-2000:]}",
+                    pytrace=False)
+    return trained_model["root"] / "model"
+
+
 # -- reporting -----------------------------------------------------------------------------------
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -99,9 +99,9 @@ def logs(cid: str) -> str:
     return (proc.stdout + proc.stderr)[-6000:]
 
 
-def wait_for_container_ping(cid: str, port: int, deadline_s: float = 180) -> float:
-    """Poll the container's GET /ping on 127.0.0.1:`port` until it answers 200; returns the
-    seconds it took. Fails at once when the container exits, and at the deadline, with its log."""
+def wait_for_container_ping(cid: str, port: int, deadline_s: float = 180) -> None:
+    """Poll the container's GET /ping on 127.0.0.1:`port` until it answers 200. Fails at once
+    when the container exits, and at the deadline, with its log."""
 
     def exited() -> str | None:
         state = container_state(cid)
@@ -110,10 +110,19 @@ def wait_for_container_ping(cid: str, port: int, deadline_s: float = 180) -> flo
         return f"the inference container exited with {state['ExitCode']}"
 
     try:
-        return wait_for_ping(f"http://127.0.0.1:{port}", deadline_s=deadline_s, exited=exited)
+        wait_for_ping(f"http://127.0.0.1:{port}", deadline_s=deadline_s, exited=exited)
     except AssertionError as exc:
         pytest.fail(f"{exc}:\n{logs(cid)}", pytrace=False)
-        raise AssertionError("unreachable") from exc
+
+
+def backend_containers(kind: str) -> list[str]:
+    """Names of the containers the gateway's docker backend started, of `kind` (training or
+    inference), running or not."""
+    from forecast_gateway.backends.docker_backend import LABEL as BACKEND_LABEL
+
+    out = docker("ps", "-a", "--filter", f"label={BACKEND_LABEL}={kind}", "--format",
+                 "{{.Names}}").stdout
+    return sorted(out.split())
 
 
 def wait_until(predicate: Callable[[], bool], deadline_s: float, what: str,

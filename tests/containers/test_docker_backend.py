@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-from docker_helpers import docker, future_rows, wait_until
+from docker_helpers import backend_containers, docker, future_rows, wait_until
 from sagemaker_job import SAMPLE
 
 pytestmark = pytest.mark.docker
@@ -24,13 +24,6 @@ from forecast_gateway.process import GatewayProcess
 
 RETAILER = "dockerco"
 QUICK = {"num_round": "40", "early_stopping_rounds": "10", "max_depth": "6", "nthread": "2"}
-BACKEND_LABEL = "com.retail-forecast.backend"
-
-
-def backend_containers(kind: str) -> list[str]:
-    out = docker("ps", "-a", "--filter", f"label={BACKEND_LABEL}={kind}", "--format",
-                 "{{.Names}}").stdout
-    return sorted(out.split())
 
 
 @pytest.fixture(scope="module")

@@ -11,27 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from docker_helpers import docker, future_rows, wait_until
+from docker_helpers import backend_containers, future_rows, wait_until
+from forecast_client.rows import make_batch
 from forecast_gateway.backends.docker_backend import DockerBackend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.servicer import rows_from_pb
 
 pytestmark = pytest.mark.docker
 
-INFERENCE = "com.retail-forecast.backend=inference"
-
-
-def _inference_containers() -> list[str]:
-    return sorted(docker("ps", "-a", "--filter", f"label={INFERENCE}", "--format",
-                         "{{.Names}}").stdout.split())
-
-
 def _rows(days: int) -> RowColumns:
+    """The sample's next `days` days, as the servicer hands them to a backend."""
     frame = future_rows(days)
-    return RowColumns(day=frame["date"].to_numpy("datetime64[D]").astype(np.int64),
-                      store_nbr=frame["store_nbr"].to_numpy(),
-                      family=frame["family"].to_numpy(object),
-                      onpromotion=frame["onpromotion"].to_numpy())
+    return rows_from_pb(make_batch(frame["date"], frame["store_nbr"], frame["family"],
+                                   frame["onpromotion"]))
 
 
 @pytest.fixture
@@ -42,17 +35,15 @@ def backend(inference_image: str) -> Iterator[DockerBackend]:
         yield backend
     finally:
         backend.close("test over")
-    assert _inference_containers() == [], "close() removes every inference container"
+    assert backend_containers("inference") == [], "close() removes every inference container"
 
 
-def test_old_version_drains_instead_of_starting_again(backend: DockerBackend,
-                                                      trained_model: dict,
+def test_old_version_drains_instead_of_starting_again(backend: DockerBackend, model_dir: Path,
                                                       tmp_path: Path) -> None:
-    assert trained_model["proc"].returncode == 0
     refs = []
     for version in ("v1", "v2"):
         path = tmp_path / version
-        shutil.copytree(trained_model["root"] / "model", path)
+        shutil.copytree(model_dir, path)
         refs.append(ModelRef("switchco", version, path))
     old, new = refs
     rows = _rows(3)
@@ -60,22 +51,22 @@ def test_old_version_drains_instead_of_starting_again(backend: DockerBackend,
     backend.load_model(old)
     first = backend.predict(old, rows)
     backend.load_model(new)  # the new one starts; the old one keeps serving until unloaded
-    assert len(_inference_containers()) == 2
+    assert len(backend_containers("inference")) == 2
     old_container = backend.containers()["switchco/v1"]
 
     backend.unload_model(old)  # what the gateway does right after the live switch
     # A request that resolved v1 a moment before the switch: the draining container answers.
     np.testing.assert_allclose(backend.predict(old, rows), first)
-    assert old_container in _inference_containers()
-    assert len(_inference_containers()) == 2, "v1 was not started a second time"
+    assert old_container in backend_containers("inference")
+    assert len(backend_containers("inference")) == 2, "v1 was not started a second time"
     assert list(backend.containers()) == ["switchco/v2"]
 
     started = time.monotonic()
-    wait_until(lambda: old_container not in _inference_containers(), 60,
+    wait_until(lambda: old_container not in backend_containers("inference"), 60,
                "the retired container to be removed")
     assert time.monotonic() - started >= 2.0, "it was stopped only after the drain delay"
-    assert _inference_containers() == [backend.containers()["switchco/v2"]]
+    assert backend_containers("inference") == [backend.containers()["switchco/v2"]]
 
     # Asked for again once it has stopped, v1 gets a fresh container.
     np.testing.assert_allclose(backend.predict(old, rows), first)
-    assert len(_inference_containers()) == 2
+    assert len(backend_containers("inference")) == 2

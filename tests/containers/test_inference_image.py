@@ -25,15 +25,6 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def model_dir(trained_model: dict) -> Path:
-    proc = trained_model["proc"]
-    if proc.returncode != 0:
-        pytest.fail(f"the training image failed, nothing to serve:\n{proc.stderr[-2000:]}",
-                    pytrace=False)
-    return trained_model["root"] / "model"
-
-
-@pytest.fixture(scope="module")
 def server(inference_image: str, model_dir: Path, session_containers: Containers) -> dict:
     """One inference container for the module, answering /ping: its id and base URL."""
     cid = session_containers.start(

@@ -30,7 +30,3 @@ def trained(small_frame):
 @pytest.fixture(scope="session")
 def model_dir(trained, tmp_path_factory):
     return trained.save(tmp_path_factory.mktemp("model") / "model")
-
-
-def rows_csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode()

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
+from sagemaker_job import make_opt_ml, run_train
 
 from forecasting import training
-from forecasting.forecast import future_rows
 from forecasting.history import ForecastInput
 from forecasting.models.hybrid import HybridMember, _convex_weight, _stack
 from forecasting.predictor import Predictor
 
 TINY_HYBRID = {"model_kind": "hybrid", "lstm_epochs": "1", "lstm_units": "8",
-               "lstm_window": "14", "lstm_max_samples": "5000", "lstm_batch_size": "256",
+               "lstm_window": "21", "lstm_max_samples": "5000", "lstm_batch_size": "256",
                "num_round": "40", "early_stopping_rounds": "10", "max_depth": "4"}
 
 
@@ -38,7 +37,7 @@ def test_hybrid_trains_all_members_and_evaluates_each(hybrid_model):
     assert evaluation["final_model"] == "hybrid"
     for block in (*evaluation["models"].values(), evaluation["baseline"]):
         assert np.isfinite(block["overall"]["rmsle"])
-    assert hybrid_model.metadata["lookback"] == 14    # max(xgboost 14, lstm window 14)
+    assert hybrid_model.metadata["lookback"] == 21    # max(xgboost 14, lstm window 21)
 
 
 def test_hybrid_weights_are_recorded(hybrid_model, hybrid_dir):
@@ -123,45 +122,16 @@ def test_blend_needs_both_members():
         HybridMember({"xgboost": object()})
 
 
-def _opt_ml(root, hyperparameters: dict):
-    """A minimal /opt/ml tree with the repository's sample data in the train channel."""
-    import shutil
-    from pathlib import Path
-
-    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "train.csv"
-    config = root / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {"train": {"ContentType": "text/csv", "TrainingInputMode": "File"}}))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"]}))
-    (root / "input" / "data" / "train").mkdir(parents=True)
-    shutil.copy(sample, root / "input" / "data" / "train" / "train.csv")
-    return root
-
-
-def _run_train_job(root):
-    import os
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "forecasting.container.train"], check=False,
-                          env={**os.environ, "OPT_ML": str(root)}, capture_output=True,
-                          text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path):
-    root = _opt_ml(tmp_path / "opt_ml", TINY_HYBRID)
-    done = _run_train_job(root)
+    root = make_opt_ml(tmp_path / "opt_ml", hyperparameters=TINY_HYBRID)
+    done = run_train(root, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for name in ("xgboost", "lstm", "hybrid", "baseline"):
         assert f"{name}.test.rmsle=" in done.stdout
     predictor = Predictor.load(root / "model")
     assert predictor.metadata["final_model"] == "hybrid"
-    sample = pd.read_csv(root / "input" / "data" / "train" / "train.csv")
-    forecasts = predictor.predict(future_rows(sample, 3))
+    forecasts = predictor.predict(predictor.future_rows(3))
     assert np.isfinite(forecasts).all() and (forecasts >= 0).all()
 
 
@@ -172,8 +142,8 @@ def test_train_entrypoint_trains_a_hybrid_on_the_sample_and_it_serves(tmp_path):
      "ClientError: hyperparameter 'lstm_window': must be an integer, got 'abc'"),
 ])
 def test_broken_lstm_hyperparameter_fails_the_job_with_a_readable_reason(tmp_path, hp, message):
-    root = _opt_ml(tmp_path / "opt_ml", hp)
-    done = _run_train_job(root)
+    root = make_opt_ml(tmp_path / "opt_ml", hyperparameters=hp)
+    done = run_train(root)
     assert done.returncode == 2
     assert (root / "output" / "failure").read_text() == message
     assert "Traceback" not in done.stderr

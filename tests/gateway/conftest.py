@@ -137,12 +137,8 @@ def make_artifact(tmp_path: Path):
 
 
 @pytest.fixture()
-def scripted(tmp_path: Path) -> Iterator[InProcessGateway]:
+def scripted(scripted_gateway, make_artifact) -> InProcessGateway:
     """An in-process gateway whose retailer `shop` has a live (scripted) model v1."""
-    backend = ScriptedBackend()
-    gw = InProcessGateway(tmp_path / "data", backend).start()
-    try:
-        gw.server.service.import_model("shop", fake_artifact(tmp_path / "artifact"))
-        yield gw
-    finally:
-        gw.stop()
+    gw = scripted_gateway()
+    gw.server.service.import_model("shop", make_artifact("v1"))
+    return gw

@@ -29,6 +29,9 @@ def test_a_flag_wins_over_its_variable() -> None:
 
 @pytest.mark.parametrize("name", ["FORECAST_GATEWAY_DOCKER_DRAIN_S",
                                   "FORECAST_GATEWAY_DOCKER_PING_TIMEOUT_S"])
-def test_non_positive_docker_timeouts_are_rejected_at_start(name: str) -> None:
-    with pytest.raises(SystemExit):
+def test_non_positive_docker_timeouts_are_rejected_at_start(name: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
         load_config([], {name: "0"})
+    assert exc.value.code == 2
+    field = name.removeprefix("FORECAST_GATEWAY_").lower()
+    assert f"{field} must be positive" in capsys.readouterr().err

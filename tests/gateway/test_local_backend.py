@@ -8,18 +8,18 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from forecast_client.rows import make_batch
 from forecast_gateway.backends.local import LocalBackend
-from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.domain import ModelRef
+from forecast_gateway.servicer import rows_from_pb
 
 GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures"
 
 
 def test_cache_is_bounded_and_forgets_dropped_models(tmp_path: Path) -> None:
     request = json.loads((GOLDEN / "artifact_v1_expected.json").read_text())["request"]
-    rows = RowColumns(day=np.asarray(request["date"], dtype="datetime64[D]").astype(np.int64),
-                      store_nbr=np.asarray(request["store_nbr"]),
-                      family=np.asarray(request["family"], dtype=object),
-                      onpromotion=np.asarray(request["onpromotion"]))
+    rows = rows_from_pb(make_batch(request["date"], request["store_nbr"], request["family"],
+                                   request["onpromotion"]))
     refs = []
     for version in ("v1", "v2", "v3"):
         shutil.copytree(GOLDEN / "artifact_v1", tmp_path / version)

@@ -1,6 +1,7 @@
 """What only a scripted backend can show on demand: a backend that is down (UNAVAILABLE), a bug
 (INTERNAL with a generic message), a slow prediction (DEADLINE_EXCEEDED), a cancelled stream
-(work stops), flow control (one chunk at a time per stream) and the request id round trip."""
+(work stops), flow control (at most the stream window's chunks at once, each answered as soon
+as it is done), the live-version switch and the request id round trip."""
 
 from __future__ import annotations
 
@@ -201,3 +202,21 @@ def test_stream_answers_a_chunk_before_the_next_one_arrives(scripted) -> None:
             got.append(response.chunk_id)
             answers.put(response)
     assert got == ["c0", "c1", "c2"]
+
+
+def test_stream_keeps_the_version_it_resolved_at_its_first_chunk(scripted, make_artifact) -> None:
+    answered: queue.Queue = queue.Queue()
+
+    def chunks():
+        yield pb.PredictStreamRequest(retailer="shop", chunk_id="c0", rows=_batch(2))
+        answered.get(timeout=10)
+        scripted.server.service.import_model("shop", make_artifact("v2"))  # v2 goes live
+        yield pb.PredictStreamRequest(retailer="shop", chunk_id="c1", rows=_batch(2))
+
+    with _client(scripted) as client:
+        versions = []
+        for response in client._stub.PredictStream(chunks(), timeout=15):
+            versions.append(response.model_version)
+            answered.put(response)
+        assert versions == ["v1", "v1"]
+        assert [m.version for m in client.list_models("shop") if m.live] == ["v2"]

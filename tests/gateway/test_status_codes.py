@@ -130,14 +130,10 @@ def test_a_job_that_fails_in_training_carries_the_reason(client, trained, fast_h
 
 
 def test_unavailable_when_the_gateway_is_down() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     from forecast_client import ClientConfig, RetryPolicy
+    from sagemaker_job import free_port
 
-    config = ClientConfig(target=f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.05))
+    config = ClientConfig(target=f"127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.05))
     with ForecastClient(config) as down:
         err = _code(down.list_models, "acme")
     assert err.code == grpc.StatusCode.UNAVAILABLE
