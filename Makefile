@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
-	$(PIP) install -q -e '.[serve,gateway,lstm,dev,bench]' -e './client[pandas]'
+	$(PIP) install -q -e '.[serve,gateway,lstm,dev,bench,sagemaker]' -e './client[pandas]'
 	touch $(STAMP)
 
 protos: install

@@ -6,7 +6,7 @@ import warnings
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as forecastapi_dot_v1_dot_forecast__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class ForecastServiceStub:
+class ForecastServiceStub(object):
     """The forecasting service. See the file comment for limits and status codes.
     """
 
@@ -93,7 +93,7 @@ class ForecastServiceStub:
                 _registered_method=True)
 
 
-class ForecastServiceServicer:
+class ForecastServiceServicer(object):
     """The forecasting service. See the file comment for limits and status codes.
     """
 
@@ -261,7 +261,7 @@ def add_ForecastServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ForecastService:
+class ForecastService(object):
     """The forecasting service. See the file comment for limits and status codes.
     """
 
