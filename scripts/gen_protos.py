@@ -55,10 +55,17 @@ def _run_protoc(out: Path) -> None:
     if not mypy_plugin or not mypy_grpc_plugin:
         raise SystemExit("gen_protos: mypy-protobuf is not installed (pip install mypy-protobuf)")
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    try:  # google/api/annotations.proto and http.proto (the HTTP routes of each RPC)
+        from google.api import annotations_pb2
+    except ImportError:
+        raise SystemExit("gen_protos: googleapis-common-protos is not installed "
+                         "(pip install googleapis-common-protos)")
+    googleapis = Path(annotations_pb2.__file__).resolve().parent.parent.parent
     args = [
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
         f"--proto_path={well_known}",
+        f"--proto_path={googleapis}",
         f"--plugin=protoc-gen-mypy={mypy_plugin}",
         f"--plugin=protoc-gen-mypy_grpc={mypy_grpc_plugin}",
         f"--python_out={out}",
