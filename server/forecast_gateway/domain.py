@@ -89,6 +89,8 @@ class ModelVersion:
     horizon: int
     created_at: float
     live: bool = False
+    manifest: dict[str, str] = field(default_factory=dict, compare=False)
+    """The artifact's files and their sha256, recorded at publish (see `manifest.py`)."""
 
     @property
     def ref(self) -> ModelRef:

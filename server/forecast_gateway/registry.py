@@ -17,7 +17,7 @@ from pathlib import Path
 
 from forecast_gateway.domain import Dataset, Job, JobState, ModelVersion
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,6 +77,15 @@ CREATE TABLE IF NOT EXISTS models (
 );
 """
 
+# Schema changes after version 1, in order: MIGRATIONS[n] takes a version-n registry to n+1.
+# `_SCHEMA` stays the version-1 shape; a new registry is created at 1 and migrated like an old
+# one, so every registry goes through the same statements.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # The artifact manifest ({relative path: sha256}) recorded at publish, verified at load
+    # ('' for versions published before it existed: recorded by the next start's reconcile).
+    1: ("ALTER TABLE models ADD COLUMN manifest TEXT NOT NULL DEFAULT ''",),
+}
+
 _JOB_COLUMNS = ("job_id, retailer, dataset_id, model_kind, hyperparameters, horizon, state, "
                 "created_at, started_at, ended_at, failure_reason, model_version, stage, progress, "
                 "metrics, seq")
@@ -96,8 +105,24 @@ class Registry:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION, one transaction per step; refuse a newer one."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+        while True:
+            with self._tx() as db:
+                current = int(db.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()["value"])
+                if current > SCHEMA_VERSION:
+                    raise RuntimeError(f"the registry has schema version {current}; this gateway "
+                                       f"reads up to {SCHEMA_VERSION} (upgrade the gateway)")
+                if current == SCHEMA_VERSION:
+                    return
+                for statement in MIGRATIONS[current]:
+                    db.execute(statement)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(current + 1),))
 
     def close(self) -> None:
         """Close the database."""
@@ -242,10 +267,13 @@ class Registry:
         """Record a model version; optionally make it live and update its job, atomically."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO models (retailer, version, number, path, job_id, dataset_id, "
+                "model_kind, final_model, data_start, data_end, horizon, created_at, manifest) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model.retailer, model.version, number, self._rel(model.path), model.job_id,
                  model.dataset_id, model.model_kind, model.final_model, model.data_start,
-                 model.data_end, model.horizon, model.created_at),
+                 model.data_end, model.horizon, model.created_at,
+                 json.dumps(model.manifest, sort_keys=True) if model.manifest else ""),
             )
             if make_live:
                 db.execute("UPDATE retailers SET live_version = ? WHERE retailer = ?",
@@ -271,12 +299,27 @@ class Registry:
                 "ORDER BY m.number DESC", (retailer,)).fetchall()
         return [self._model(r) for r in rows]
 
+    def all_models(self) -> list[ModelVersion]:
+        """Every retailer's model versions (the start-up reconcile compares them with the disk)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.*, (r.live_version = m.version) AS live FROM models m "
+                "JOIN retailers r ON r.retailer = m.retailer ORDER BY m.retailer, m.number").fetchall()
+        return [self._model(r) for r in rows]
+
+    def set_manifest(self, retailer: str, version: str, manifest: dict[str, str]) -> None:
+        """Record the manifest of a version published before manifests existed."""
+        with self._tx() as db:
+            db.execute("UPDATE models SET manifest = ? WHERE retailer = ? AND version = ?",
+                       (json.dumps(manifest, sort_keys=True), retailer, version))
+
     def _model(self, row: sqlite3.Row) -> ModelVersion:
         return ModelVersion(
             retailer=row["retailer"], version=row["version"], path=self._abs(row["path"]),
             job_id=row["job_id"], dataset_id=row["dataset_id"], model_kind=row["model_kind"],
             final_model=row["final_model"], data_start=row["data_start"], data_end=row["data_end"],
             horizon=row["horizon"], created_at=row["created_at"], live=bool(row["live"]),
+            manifest=json.loads(row["manifest"]) if row["manifest"] else {},
         )
 
 
