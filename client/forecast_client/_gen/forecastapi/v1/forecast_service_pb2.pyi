@@ -84,7 +84,7 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     JOB_STATE_RUNNING: _JobState.ValueType  # 2
     """The training process is running."""
     JOB_STATE_SUCCEEDED: _JobState.ValueType  # 3
-    """Terminal: a model version was produced (and made live)."""
+    """Terminal: a model version was produced; `promotion` says whether it went live."""
     JOB_STATE_FAILED: _JobState.ValueType  # 4
     """Terminal: training failed; see failure_reason."""
     JOB_STATE_CANCELLED: _JobState.ValueType  # 5
@@ -100,12 +100,46 @@ JOB_STATE_QUEUED: JobState.ValueType  # 1
 JOB_STATE_RUNNING: JobState.ValueType  # 2
 """The training process is running."""
 JOB_STATE_SUCCEEDED: JobState.ValueType  # 3
-"""Terminal: a model version was produced (and made live)."""
+"""Terminal: a model version was produced; `promotion` says whether it went live."""
 JOB_STATE_FAILED: JobState.ValueType  # 4
 """Terminal: training failed; see failure_reason."""
 JOB_STATE_CANCELLED: JobState.ValueType  # 5
 """Terminal: cancelled through CancelTrainingJob."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
+
+class _PromotionPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PromotionPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PromotionPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROMOTION_POLICY_UNSPECIFIED: _PromotionPolicy.ValueType  # 0
+    """Not set: treated as PROMOTION_POLICY_IF_BETTER."""
+    PROMOTION_POLICY_IF_BETTER: _PromotionPolicy.ValueType  # 1
+    """Champion/challenger: the live model is scored on the new job's test window (the same
+    days, the same metric) and the new version goes live only if its score is at least as
+    good. With no live model the new version goes live.
+    """
+    PROMOTION_POLICY_ALWAYS: _PromotionPolicy.ValueType  # 2
+    """The new version always goes live."""
+    PROMOTION_POLICY_NEVER: _PromotionPolicy.ValueType  # 3
+    """The new version is registered but never goes live on its own (use SetLiveModel)."""
+
+class PromotionPolicy(_PromotionPolicy, metaclass=_PromotionPolicyEnumTypeWrapper):
+    """Whether a training job's model version goes live when the job succeeds."""
+
+PROMOTION_POLICY_UNSPECIFIED: PromotionPolicy.ValueType  # 0
+"""Not set: treated as PROMOTION_POLICY_IF_BETTER."""
+PROMOTION_POLICY_IF_BETTER: PromotionPolicy.ValueType  # 1
+"""Champion/challenger: the live model is scored on the new job's test window (the same
+days, the same metric) and the new version goes live only if its score is at least as
+good. With no live model the new version goes live.
+"""
+PROMOTION_POLICY_ALWAYS: PromotionPolicy.ValueType  # 2
+"""The new version always goes live."""
+PROMOTION_POLICY_NEVER: PromotionPolicy.ValueType  # 3
+"""The new version is registered but never goes live on its own (use SetLiveModel)."""
+Global___PromotionPolicy: _TypeAlias = PromotionPolicy  # noqa: Y015
 
 @_typing.final
 class RowBatch(_message.Message):
@@ -281,6 +315,8 @@ class TrainingJob(_message.Message):
     STAGE_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    PROMOTE_FIELD_NUMBER: _builtins.int
+    PROMOTION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Output only. The job id, unique across the gateway (e.g. "job-8e1f0c2d9a6b")."""
     retailer: _builtins.str
@@ -303,6 +339,8 @@ class TrainingJob(_message.Message):
     """
     progress: _builtins.float
     """Output only. Overall progress, 0 to 1."""
+    promote: Global___PromotionPolicy.ValueType
+    """Output only. The promotion policy the job was started with."""
     @_builtins.property
     def hyperparameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Output only. The hyperparameters as given (string values, as SageMaker passes them)."""
@@ -323,6 +361,10 @@ class TrainingJob(_message.Message):
     def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Output only. Metrics reported by the training code, e.g. "xgboost.test.rmsle" -> 0.48."""
 
+    @_builtins.property
+    def promotion(self) -> Global___PromotionDecision:
+        """Output only. The promotion decision; unset until the job has SUCCEEDED."""
+
     def __init__(
         self,
         *,
@@ -341,10 +383,12 @@ class TrainingJob(_message.Message):
         stage: _builtins.str = ...,
         progress: _builtins.float = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        promote: Global___PromotionPolicy.ValueType = ...,
+        promotion: Global___PromotionDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "promotion", b"promotion", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dataset_id", b"dataset_id", "end_time", b"end_time", "failure_reason", b"failure_reason", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "job_id", b"job_id", "metrics", b"metrics", "model_kind", b"model_kind", "model_version", b"model_version", "progress", b"progress", "retailer", b"retailer", "stage", b"stage", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dataset_id", b"dataset_id", "end_time", b"end_time", "failure_reason", b"failure_reason", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "job_id", b"job_id", "metrics", b"metrics", "model_kind", b"model_kind", "model_version", b"model_version", "progress", b"progress", "promote", b"promote", "promotion", b"promotion", "retailer", b"retailer", "stage", b"stage", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,6 +411,7 @@ class ModelVersion(_message.Message):
     DATA_END_DATE_FIELD_NUMBER: _builtins.int
     HORIZON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PROMOTION_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Output only. The version name, unique within the retailer ("v1", "v2", ...)."""
     retailer: _builtins.str
@@ -391,6 +436,12 @@ class ModelVersion(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the version was registered."""
 
+    @_builtins.property
+    def promotion(self) -> Global___PromotionDecision:
+        """Output only. The promotion decision made when the version was registered; unset for
+        imported models.
+        """
+
     def __init__(
         self,
         *,
@@ -405,10 +456,11 @@ class ModelVersion(_message.Message):
         data_end_date: _builtins.str = ...,
         horizon: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        promotion: Global___PromotionDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "promotion", b"promotion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_end_date", b"data_end_date", "data_start_date", b"data_start_date", "dataset_id", b"dataset_id", "final_model", b"final_model", "horizon", b"horizon", "job_id", b"job_id", "live", b"live", "model_kind", b"model_kind", "retailer", b"retailer", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_end_date", b"data_end_date", "data_start_date", b"data_start_date", "dataset_id", b"dataset_id", "final_model", b"final_model", "horizon", b"horizon", "job_id", b"job_id", "live", b"live", "model_kind", b"model_kind", "promotion", b"promotion", "retailer", b"retailer", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -649,6 +701,7 @@ class TrainRequest(_message.Message):
     MODEL_KIND_FIELD_NUMBER: _builtins.int
     HYPERPARAMETERS_FIELD_NUMBER: _builtins.int
     HORIZON_FIELD_NUMBER: _builtins.int
+    PROMOTE_FIELD_NUMBER: _builtins.int
     retailer: _builtins.str
     """The retailer. Required; must exist (created by its first upload)."""
     dataset_id: _builtins.str
@@ -661,6 +714,10 @@ class TrainRequest(_message.Message):
     """The model kind: "xgboost" (default when empty), "lstm" or "hybrid"."""
     horizon: _builtins.int
     """The forecast horizon in days, 1 to 366; 0 means the default (16)."""
+    promote: Global___PromotionPolicy.ValueType
+    """Whether the new model version goes live when the job succeeds. Unspecified means
+    PROMOTION_POLICY_IF_BETTER.
+    """
     @_builtins.property
     def hyperparameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Hyperparameters as strings, as SageMaker passes them (e.g. "num_round" -> "300"). Unknown
@@ -676,10 +733,11 @@ class TrainRequest(_message.Message):
         model_kind: _builtins.str = ...,
         hyperparameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         horizon: _builtins.int = ...,
+        promote: Global___PromotionPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "model_kind", b"model_kind", "retailer", b"retailer", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "model_kind", b"model_kind", "promote", b"promote", "retailer", b"retailer", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["dataset_id", "data_uri"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
@@ -943,6 +1001,7 @@ class PredictRequest(_message.Message):
     RETAILER_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
     retailer: _builtins.str
     """The retailer. Required."""
     model_version: _builtins.str
@@ -951,16 +1010,23 @@ class PredictRequest(_message.Message):
     def rows(self) -> Global___RowBatch:
         """The future rows, at most 100,000."""
 
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Prediction interval levels in percent, each above 0 and below 100 (e.g. 80, 95); empty
+        means point forecasts only.
+        """
+
     def __init__(
         self,
         *,
         retailer: _builtins.str = ...,
         model_version: _builtins.str = ...,
         rows: Global___RowBatch | None = ...,
+        levels: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "retailer", b"retailer", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["levels", b"levels", "model_version", b"model_version", "retailer", b"retailer", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -974,21 +1040,27 @@ class PredictResponse(_message.Message):
 
     FORECAST_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     """Output only. The model version that answered."""
     @_builtins.property
     def forecast(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Output only. One forecast (daily unit sales) per request row, in row order."""
 
+    @_builtins.property
+    def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictionInterval]:
+        """Output only. One interval per requested level, in the order asked."""
+
     def __init__(
         self,
         *,
         forecast: _abc.Iterable[_builtins.float] | None = ...,
         model_version: _builtins.str = ...,
+        intervals: _abc.Iterable[Global___PredictionInterval] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "model_version", b"model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1004,6 +1076,7 @@ class PredictStreamRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     CHUNK_ID_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
     retailer: _builtins.str
     """The retailer. Required in the first chunk; later chunks must name the same retailer or
     leave it empty.
@@ -1016,6 +1089,12 @@ class PredictStreamRequest(_message.Message):
     def rows(self) -> Global___RowBatch:
         """The chunk's rows, at most 200,000."""
 
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Prediction interval levels in percent (e.g. 80, 95). Read from the first chunk only and
+        used for the whole stream; empty means point forecasts only.
+        """
+
     def __init__(
         self,
         *,
@@ -1023,10 +1102,11 @@ class PredictStreamRequest(_message.Message):
         model_version: _builtins.str = ...,
         chunk_id: _builtins.str = ...,
         rows: Global___RowBatch | None = ...,
+        levels: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "model_version", b"model_version", "retailer", b"retailer", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "levels", b"levels", "model_version", b"model_version", "retailer", b"retailer", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1041,6 +1121,7 @@ class PredictStreamResponse(_message.Message):
     CHUNK_ID_FIELD_NUMBER: _builtins.int
     FORECAST_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
     chunk_id: _builtins.str
     """Output only. The chunk id from the request."""
     model_version: _builtins.str
@@ -1049,16 +1130,21 @@ class PredictStreamResponse(_message.Message):
     def forecast(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Output only. One forecast per row of the chunk, in the chunk's row order."""
 
+    @_builtins.property
+    def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictionInterval]:
+        """Output only. One interval per level asked in the first chunk, for this chunk's rows."""
+
     def __init__(
         self,
         *,
         chunk_id: _builtins.str = ...,
         forecast: _abc.Iterable[_builtins.float] | None = ...,
         model_version: _builtins.str = ...,
+        intervals: _abc.Iterable[Global___PredictionInterval] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "forecast", b"forecast", "model_version", b"model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1107,6 +1193,7 @@ class GetMetricsResponse(_message.Message):
     TEST_START_DATE_FIELD_NUMBER: _builtins.int
     TEST_END_DATE_FIELD_NUMBER: _builtins.int
     EVALUATIONS_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
     horizon: _builtins.int
     """Output only. The forecast horizon in days that the test window covers."""
     origin_date: _builtins.str
@@ -1123,6 +1210,12 @@ class GetMetricsResponse(_message.Message):
     def evaluations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelEvaluation]:
         """Output only. Each trained member's evaluation, then the baseline's (baseline = true)."""
 
+    @_builtins.property
+    def coverage(self) -> _containers.RepeatedCompositeFieldContainer[Global___IntervalCoverage]:
+        """Output only. The final model's prediction intervals on the test window: the share of
+        actual sales inside each level's interval. Empty for models trained without intervals.
+        """
+
     def __init__(
         self,
         *,
@@ -1132,10 +1225,11 @@ class GetMetricsResponse(_message.Message):
         test_start_date: _builtins.str = ...,
         test_end_date: _builtins.str = ...,
         evaluations: _abc.Iterable[Global___ModelEvaluation] | None = ...,
+        coverage: _abc.Iterable[Global___IntervalCoverage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluations", b"evaluations", "horizon", b"horizon", "model", b"model", "origin_date", b"origin_date", "test_end_date", b"test_end_date", "test_start_date", b"test_start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "evaluations", b"evaluations", "horizon", b"horizon", "model", b"model", "origin_date", b"origin_date", "test_end_date", b"test_end_date", "test_start_date", b"test_start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1236,3 +1330,468 @@ class SetLiveModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetLiveModelResponse: _TypeAlias = SetLiveModelResponse  # noqa: Y015
+
+@_typing.final
+class PredictionInterval(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    Prediction intervals and the promotion gate
+    ---------------------------------------------------------------------------------------------
+
+    The interval of one level for every row of an answer, in row order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    level: _builtins.float
+    """Output only. The level in percent (e.g. 80): the interval is meant to hold the actual
+    sales this often.
+    """
+    @_builtins.property
+    def lower(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. The lower bound per row (daily unit sales, never below 0); the column
+        "lo-<level>" in the SDK's frames.
+        """
+
+    @_builtins.property
+    def upper(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. The upper bound per row; the column "hi-<level>" in the SDK's frames."""
+
+    def __init__(
+        self,
+        *,
+        level: _builtins.float = ...,
+        lower: _abc.Iterable[_builtins.float] | None = ...,
+        upper: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "lower", b"lower", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictionInterval: _TypeAlias = PredictionInterval  # noqa: Y015
+
+@_typing.final
+class IntervalCoverage(_message.Message):
+    """How often the actual sales of the test window fell inside one level's interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    MEAN_WIDTH_FIELD_NUMBER: _builtins.int
+    level: _builtins.float
+    """Output only. The level in percent (e.g. 80)."""
+    coverage: _builtins.float
+    """Output only. The empirical coverage, 0 to 1 (0.8 is on target for level 80)."""
+    mean_width: _builtins.float
+    """Output only. The mean width of the interval (upper - lower), in daily unit sales."""
+    def __init__(
+        self,
+        *,
+        level: _builtins.float = ...,
+        coverage: _builtins.float = ...,
+        mean_width: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "level", b"level", "mean_width", b"mean_width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IntervalCoverage: _TypeAlias = IntervalCoverage  # noqa: Y015
+
+@_typing.final
+class PromotionDecision(_message.Message):
+    """The decision taken when a job's model version was registered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    PROMOTED_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    CHALLENGER_SCORE_FIELD_NUMBER: _builtins.int
+    CHAMPION_SCORE_FIELD_NUMBER: _builtins.int
+    CHAMPION_VERSION_FIELD_NUMBER: _builtins.int
+    WINDOW_START_DATE_FIELD_NUMBER: _builtins.int
+    WINDOW_END_DATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    policy: Global___PromotionPolicy.ValueType
+    """Output only. The policy applied."""
+    promoted: _builtins.bool
+    """Output only. True when the new version went live."""
+    metric: _builtins.str
+    """Output only. The metric compared (e.g. "rmsle"; lower is better)."""
+    challenger_score: _builtins.float
+    """Output only. The new version's score on its test window."""
+    champion_score: _builtins.float
+    """Output only. The live model's score on the same days; NaN when there was no live model or
+    it could not be scored (see reason).
+    """
+    champion_version: _builtins.str
+    """Output only. The live version compared against; empty when there was none."""
+    window_start_date: _builtins.str
+    """Output only. First day of the test window both scores cover, YYYY-MM-DD."""
+    window_end_date: _builtins.str
+    """Output only. Last day of that window, YYYY-MM-DD."""
+    reason: _builtins.str
+    """Output only. Why the version went live or not, in words."""
+    def __init__(
+        self,
+        *,
+        policy: Global___PromotionPolicy.ValueType = ...,
+        promoted: _builtins.bool = ...,
+        metric: _builtins.str = ...,
+        challenger_score: _builtins.float = ...,
+        champion_score: _builtins.float = ...,
+        champion_version: _builtins.str = ...,
+        window_start_date: _builtins.str = ...,
+        window_end_date: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenger_score", b"challenger_score", "champion_score", b"champion_score", "champion_version", b"champion_version", "metric", b"metric", "policy", b"policy", "promoted", b"promoted", "reason", b"reason", "window_end_date", b"window_end_date", "window_start_date", b"window_start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromotionDecision: _TypeAlias = PromotionDecision  # noqa: Y015
+
+@_typing.final
+class ForecastRequest(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    Forecast (the next N days, without a file)
+    ---------------------------------------------------------------------------------------------
+
+    Forecasts the days after the model's history for every series, or a filter of them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    STORE_NBR_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
+    PROMOTIONS_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    model_version: _builtins.str
+    """The model version; empty means the live model."""
+    days: _builtins.int
+    """How many days after the end of the model's history, 1 to 366. Required."""
+    @_builtins.property
+    def store_nbr(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Only these stores; empty means every store. An unknown store fails with INVALID_ARGUMENT."""
+
+    @_builtins.property
+    def family(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these product families; empty means every family. An unknown family fails with
+        INVALID_ARGUMENT.
+        """
+
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Prediction interval levels in percent, each above 0 and below 100 (e.g. 80, 95); empty
+        means point forecasts only.
+        """
+
+    @_builtins.property
+    def promotions(self) -> Global___RowBatch:
+        """Known promotions: rows (day, store_nbr, family, onpromotion) of the forecast days.
+        Optional; a (series, day) not listed has 0 items on promotion. Each row must name a series
+        and day of the answer.
+        """
+
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        days: _builtins.int = ...,
+        store_nbr: _abc.Iterable[_builtins.int] | None = ...,
+        family: _abc.Iterable[_builtins.str] | None = ...,
+        levels: _abc.Iterable[_builtins.float] | None = ...,
+        promotions: Global___RowBatch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promotions", b"promotions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "family", b"family", "levels", b"levels", "model_version", b"model_version", "promotions", b"promotions", "retailer", b"retailer", "store_nbr", b"store_nbr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForecastRequest: _TypeAlias = ForecastRequest  # noqa: Y015
+
+@_typing.final
+class ForecastResponse(_message.Message):
+    """The forecast rows, ordered by store_nbr, family, then day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    FORECAST_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """Output only. The model version that answered."""
+    @_builtins.property
+    def rows(self) -> Global___RowBatch:
+        """Output only. The rows forecast (day, store_nbr, family, onpromotion)."""
+
+    @_builtins.property
+    def forecast(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. One forecast (daily unit sales) per row, in row order."""
+
+    @_builtins.property
+    def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictionInterval]:
+        """Output only. One interval per requested level, in the order asked."""
+
+    def __init__(
+        self,
+        *,
+        rows: Global___RowBatch | None = ...,
+        forecast: _abc.Iterable[_builtins.float] | None = ...,
+        intervals: _abc.Iterable[Global___PredictionInterval] | None = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForecastResponse: _TypeAlias = ForecastResponse  # noqa: Y015
+
+@_typing.final
+class InventoryBatch(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    Turnover (days of supply)
+    ---------------------------------------------------------------------------------------------
+
+    Stock on hand per series, in columnar form (one value per series and column).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_NBR_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    ON_HAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def store_nbr(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The store number of each row. Required."""
+
+    @_builtins.property
+    def family(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The product family of each row. Required, same length as `store_nbr`."""
+
+    @_builtins.property
+    def on_hand(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Units on hand at the end of the model's last history day, >= 0. Required, same length."""
+
+    def __init__(
+        self,
+        *,
+        store_nbr: _abc.Iterable[_builtins.int] | None = ...,
+        family: _abc.Iterable[_builtins.str] | None = ...,
+        on_hand: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "on_hand", b"on_hand", "store_nbr", b"store_nbr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryBatch: _TypeAlias = InventoryBatch  # noqa: Y015
+
+@_typing.final
+class ReceiptBatch(_message.Message):
+    """Scheduled receipts in columnar form: units that arrive at the start of a day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    STORE_NBR_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def day(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The day each receipt arrives, as days since 1970-01-01. Required."""
+
+    @_builtins.property
+    def store_nbr(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The store number of each receipt. Required, same length as `day`."""
+
+    @_builtins.property
+    def family(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The product family of each receipt. Required, same length as `day`."""
+
+    @_builtins.property
+    def quantity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Units received, >= 0. Required, same length as `day`."""
+
+    def __init__(
+        self,
+        *,
+        day: _abc.Iterable[_builtins.int] | None = ...,
+        store_nbr: _abc.Iterable[_builtins.int] | None = ...,
+        family: _abc.Iterable[_builtins.str] | None = ...,
+        quantity: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "family", b"family", "quantity", b"quantity", "store_nbr", b"store_nbr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptBatch: _TypeAlias = ReceiptBatch  # noqa: Y015
+
+@_typing.final
+class TurnoverRequest(_message.Message):
+    """Computes days of supply for the series of an inventory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    INVENTORY_FIELD_NUMBER: _builtins.int
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    PROMOTIONS_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    model_version: _builtins.str
+    """The model version; empty means the live model."""
+    days: _builtins.int
+    """The horizon in days after the model's history, 1 to 366; 0 means the model's horizon."""
+    lead_time_days: _builtins.int
+    """The lead time in days for the stockout probability, 1 to `days`; 0 means 7 (or `days`
+    when shorter).
+    """
+    @_builtins.property
+    def inventory(self) -> Global___InventoryBatch:
+        """Stock on hand, one row per (store_nbr, family). Required, at least one row."""
+
+    @_builtins.property
+    def receipts(self) -> Global___ReceiptBatch:
+        """Scheduled receipts within the horizon. Optional."""
+
+    @_builtins.property
+    def promotions(self) -> Global___RowBatch:
+        """Known promotions of the forecast days, as in ForecastRequest.promotions. Optional."""
+
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        days: _builtins.int = ...,
+        inventory: Global___InventoryBatch | None = ...,
+        receipts: Global___ReceiptBatch | None = ...,
+        lead_time_days: _builtins.int = ...,
+        promotions: Global___RowBatch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inventory", b"inventory", "promotions", b"promotions", "receipts", b"receipts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "inventory", b"inventory", "lead_time_days", b"lead_time_days", "model_version", b"model_version", "promotions", b"promotions", "receipts", b"receipts", "retailer", b"retailer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnoverRequest: _TypeAlias = TurnoverRequest  # noqa: Y015
+
+@_typing.final
+class TurnoverResponse(_message.Message):
+    """Days of supply per series, in the order of the inventory rows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_NBR_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    ON_HAND_FIELD_NUMBER: _builtins.int
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    DEMAND_FIELD_NUMBER: _builtins.int
+    DAYS_OF_SUPPLY_FIELD_NUMBER: _builtins.int
+    BEYOND_HORIZON_FIELD_NUMBER: _builtins.int
+    TURNOVER_FIELD_NUMBER: _builtins.int
+    STOCKOUT_PROBABILITY_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    FIRST_DATE_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """Output only. The horizon used, in days."""
+    lead_time_days: _builtins.int
+    """Output only. The lead time used, in days."""
+    first_date: _builtins.str
+    """Output only. The first forecast day (the day after the model's history), YYYY-MM-DD."""
+    model_version: _builtins.str
+    """Output only. The model version that answered."""
+    @_builtins.property
+    def store_nbr(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Output only. The store number of each row."""
+
+    @_builtins.property
+    def family(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. The product family of each row."""
+
+    @_builtins.property
+    def on_hand(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. Units on hand, as given."""
+
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. Scheduled receipts within the horizon, summed."""
+
+    @_builtins.property
+    def demand(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. Forecast demand summed over the horizon."""
+
+    @_builtins.property
+    def days_of_supply(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. Days until the cumulative forecast demand exceeds the stock available
+        (fractional on the last day). When the stock outlasts the horizon this is the horizon and
+        `beyond_horizon` is true: "more than `days` days".
+        """
+
+    @_builtins.property
+    def beyond_horizon(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
+        """Output only. True when the stock lasts past the horizon."""
+
+    @_builtins.property
+    def turnover(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. Demand over the horizon / units on hand; NaN when nothing is on hand."""
+
+    @_builtins.property
+    def stockout_probability(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. The probability that demand exhausts the stock within `lead_time_days`, from
+        the prediction intervals (docs/planning.md has the method and its assumption).
+        """
+
+    def __init__(
+        self,
+        *,
+        store_nbr: _abc.Iterable[_builtins.int] | None = ...,
+        family: _abc.Iterable[_builtins.str] | None = ...,
+        on_hand: _abc.Iterable[_builtins.float] | None = ...,
+        receipts: _abc.Iterable[_builtins.float] | None = ...,
+        demand: _abc.Iterable[_builtins.float] | None = ...,
+        days_of_supply: _abc.Iterable[_builtins.float] | None = ...,
+        beyond_horizon: _abc.Iterable[_builtins.bool] | None = ...,
+        turnover: _abc.Iterable[_builtins.float] | None = ...,
+        stockout_probability: _abc.Iterable[_builtins.float] | None = ...,
+        days: _builtins.int = ...,
+        lead_time_days: _builtins.int = ...,
+        first_date: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["beyond_horizon", b"beyond_horizon", "days", b"days", "days_of_supply", b"days_of_supply", "demand", b"demand", "family", b"family", "first_date", b"first_date", "lead_time_days", b"lead_time_days", "model_version", b"model_version", "on_hand", b"on_hand", "receipts", b"receipts", "stockout_probability", b"stockout_probability", "store_nbr", b"store_nbr", "turnover", b"turnover"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnoverResponse: _TypeAlias = TurnoverResponse  # noqa: Y015

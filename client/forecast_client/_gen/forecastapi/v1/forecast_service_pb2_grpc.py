@@ -91,6 +91,16 @@ class ForecastServiceStub(object):
                 request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelRequest.SerializeToString,
                 response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelResponse.FromString,
                 _registered_method=True)
+        self.Forecast = channel.unary_unary(
+                '/forecastapi.v1.ForecastService/Forecast',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.ForecastRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.ForecastResponse.FromString,
+                _registered_method=True)
+        self.Turnover = channel.unary_unary(
+                '/forecastapi.v1.ForecastService/Turnover',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverResponse.FromString,
+                _registered_method=True)
 
 
 class ForecastServiceServicer(object):
@@ -195,6 +205,27 @@ class ForecastServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Forecast(self, request, context):
+        """Forecasts every series of the retailer (or the stores and families asked) for the next
+        `days` days after the model's history, without a file of future rows; with prediction
+        intervals when `levels` are given. FAILED_PRECONDITION when levels are asked of a model
+        trained without interval calibration (retrain it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Turnover(self, request, context):
+        """Days of supply per series: how long the stock on hand (plus scheduled receipts) lasts
+        against the forecast demand, the demand and the turnover over the horizon, and the
+        probability of a stockout within a lead time (from the model's prediction intervals).
+        Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
+        INVALID_ARGUMENT naming the rows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ForecastServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +283,16 @@ def add_ForecastServiceServicer_to_server(servicer, server):
                     servicer.SetLiveModel,
                     request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelRequest.FromString,
                     response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelResponse.SerializeToString,
+            ),
+            'Forecast': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forecast,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.ForecastRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.ForecastResponse.SerializeToString,
+            ),
+            'Turnover': grpc.unary_unary_rpc_method_handler(
+                    servicer.Turnover,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -552,6 +593,60 @@ class ForecastService(object):
             '/forecastapi.v1.ForecastService/SetLiveModel',
             forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelRequest.SerializeToString,
             forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forecast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/Forecast',
+            forecastapi_dot_v1_dot_forecast__service__pb2.ForecastRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.ForecastResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Turnover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/Turnover',
+            forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverResponse.FromString,
             options,
             channel_credentials,
             insecure,

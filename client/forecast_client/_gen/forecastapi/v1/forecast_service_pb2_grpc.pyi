@@ -111,6 +111,19 @@ class ForecastServiceStub:
     """Makes a model version the retailer's live model (promotion or rollback). The model is
     loaded before the switch, so predictions never see a half-loaded model.
     """
+    Forecast: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.ForecastRequest, _forecast_service_pb2.ForecastResponse]
+    """Forecasts every series of the retailer (or the stores and families asked) for the next
+    `days` days after the model's history, without a file of future rows; with prediction
+    intervals when `levels` are given. FAILED_PRECONDITION when levels are asked of a model
+    trained without interval calibration (retrain it).
+    """
+    Turnover: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.TurnoverRequest, _forecast_service_pb2.TurnoverResponse]
+    """Days of supply per series: how long the stock on hand (plus scheduled receipts) lasts
+    against the forecast demand, the demand and the turnover over the horizon, and the
+    probability of a stockout within a lead time (from the model's prediction intervals).
+    Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
+    INVALID_ARGUMENT naming the rows.
+    """
 
 @_typing.type_check_only
 class ForecastServiceAsyncStub(ForecastServiceStub):
@@ -167,6 +180,19 @@ class ForecastServiceAsyncStub(ForecastServiceStub):
     SetLiveModel: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.SetLiveModelRequest, _forecast_service_pb2.SetLiveModelResponse]  # type: ignore[assignment]
     """Makes a model version the retailer's live model (promotion or rollback). The model is
     loaded before the switch, so predictions never see a half-loaded model.
+    """
+    Forecast: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.ForecastRequest, _forecast_service_pb2.ForecastResponse]  # type: ignore[assignment]
+    """Forecasts every series of the retailer (or the stores and families asked) for the next
+    `days` days after the model's history, without a file of future rows; with prediction
+    intervals when `levels` are given. FAILED_PRECONDITION when levels are asked of a model
+    trained without interval calibration (retrain it).
+    """
+    Turnover: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.TurnoverRequest, _forecast_service_pb2.TurnoverResponse]  # type: ignore[assignment]
+    """Days of supply per series: how long the stock on hand (plus scheduled receipts) lasts
+    against the forecast demand, the demand and the turnover over the horizon, and the
+    probability of a stockout within a lead time (from the model's prediction intervals).
+    Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
+    INVALID_ARGUMENT naming the rows.
     """
 
 class ForecastServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -287,6 +313,31 @@ class ForecastServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_forecast_service_pb2.SetLiveModelResponse, _abc.Awaitable[_forecast_service_pb2.SetLiveModelResponse]]:
         """Makes a model version the retailer's live model (promotion or rollback). The model is
         loaded before the switch, so predictions never see a half-loaded model.
+        """
+
+    @_abc_1.abstractmethod
+    def Forecast(
+        self,
+        request: _forecast_service_pb2.ForecastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_forecast_service_pb2.ForecastResponse, _abc.Awaitable[_forecast_service_pb2.ForecastResponse]]:
+        """Forecasts every series of the retailer (or the stores and families asked) for the next
+        `days` days after the model's history, without a file of future rows; with prediction
+        intervals when `levels` are given. FAILED_PRECONDITION when levels are asked of a model
+        trained without interval calibration (retrain it).
+        """
+
+    @_abc_1.abstractmethod
+    def Turnover(
+        self,
+        request: _forecast_service_pb2.TurnoverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_forecast_service_pb2.TurnoverResponse, _abc.Awaitable[_forecast_service_pb2.TurnoverResponse]]:
+        """Days of supply per series: how long the stock on hand (plus scheduled receipts) lasts
+        against the forecast demand, the demand and the turnover over the horizon, and the
+        probability of a stockout within a lead time (from the model's prediction intervals).
+        Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
+        INVALID_ARGUMENT naming the rows.
         """
 
 def add_ForecastServiceServicer_to_server(servicer: ForecastServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
