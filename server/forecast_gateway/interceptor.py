@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from forecast_gateway import errors as gw
@@ -57,6 +58,46 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(rid=REQUEST_ID.get() or "-")
 
 
+class UndecodableRequest:
+    """What a request deserializer returns for bytes that are not a valid message (invalid UTF-8
+    in a string field, a truncated varint, ...). grpc would answer UNKNOWN (unary) or INTERNAL
+    (streaming) if the deserializer raised; the wrapped handler raises `error` instead, which
+    `to_status` maps to INVALID_ARGUMENT."""
+
+    def __init__(self, message_type: str, reason: str):
+        self.error = gw.InvalidArgument(
+            "request", f"the bytes are not a valid {message_type} message ({reason})")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, answering `UndecodableRequest` instead of raising DecodeError."""
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    message_type = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return UndecodableRequest(message_type, str(exc) or "undecodable")
+
+    return decode
+
+
+def _decoded(request: Any) -> Any:
+    """A unary request, or raise its InvalidArgument when its bytes could not be decoded."""
+    if isinstance(request, UndecodableRequest):
+        raise request.error
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A request stream that raises InvalidArgument at the first undecodable message."""
+    async for request in requests:
+        yield _decoded(request)
+
+
 def _reset(token: contextvars.Token[str]) -> None:
     try:
         REQUEST_ID.reset(token)
@@ -83,21 +124,22 @@ class ServerInterceptor(aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                handler.request_deserializer, handler.response_serializer)
+                self._wrap_unary(method, handler.unary_unary, _decoded),
+                deserializer, handler.response_serializer)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary),
-                handler.request_deserializer, handler.response_serializer)
+                self._wrap_unary(method, handler.stream_unary, _decoded_stream),
+                deserializer, handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                handler.request_deserializer, handler.response_serializer)
+                self._wrap_stream(method, handler.unary_stream, _decoded),
+                deserializer, handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(method, handler.stream_stream),
-            handler.request_deserializer, handler.response_serializer)
+            self._wrap_stream(method, handler.stream_stream, _decoded_stream),
+            deserializer, handler.response_serializer)
 
     @contextlib.asynccontextmanager
     async def _call(self, method: str, context: aio.ServicerContext) -> AsyncIterator[dict[str, Any]]:
@@ -137,18 +179,20 @@ class ServerInterceptor(aio.ServerInterceptor):
         log.info("rpc done", extra={"fields": {
             "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1e3, 2), **extra}})
 
-    def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]],
+                    decoded: Callable[[Any], Any]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
             async with self._call(method, context):
-                return await behavior(request, context)
+                return await behavior(decoded(request), context)
 
         return wrapper
 
-    def _wrap_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_stream(self, method: str, behavior: Callable[..., Any],
+                     decoded: Callable[[Any], Any]) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
             async with self._call(method, context) as extra:
                 extra["messages"] = 0
-                async for response in behavior(request, context):
+                async for response in behavior(decoded(request), context):
                     extra["messages"] += 1
                     yield response
 
