@@ -22,14 +22,15 @@ from pathlib import Path
 from forecast_gateway.domain import Job
 from forecast_gateway.errors import InvalidArgument
 
-RETAILER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Matched with `fullmatch`: `match` with `$` would accept a trailing newline ("acme\n").
+RETAILER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def check_retailer(retailer: str, field: str = "retailer") -> str:
     """Return the retailer id or raise InvalidArgument: it becomes a directory name."""
     if not retailer:
         raise InvalidArgument(field, "is required")
-    if not RETAILER_RE.match(retailer):
+    if not RETAILER_RE.fullmatch(retailer):
         raise InvalidArgument(
             field, f"{retailer[:80]!r} is not a valid retailer id (1-63 characters: lowercase "
             "letters, digits, '-' and '_', starting with a letter or digit)")
