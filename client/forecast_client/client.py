@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import grpc
 
@@ -16,15 +16,21 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from forecast_client.config import ClientConfig
 from forecast_client.errors import ForecastClientError
+from forecast_client.frames import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, FrameMethods  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 
 #: Bytes per UploadDataset message (the gateway accepts up to 4 MiB per chunk).
 UPLOAD_CHUNK_BYTES = 1024 * 1024
-#: Default rows per PredictStream chunk and chunks in flight for the bulk helpers.
-DEFAULT_CHUNK_ROWS = 50_000
-DEFAULT_MAX_IN_FLIGHT = 4
 TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
+
+#: `train(promote=...)` values and the policies they name.
+PROMOTE_POLICIES = {
+    "if_better": pb.PROMOTION_POLICY_IF_BETTER,
+    "always": pb.PROMOTION_POLICY_ALWAYS,
+    "never": pb.PROMOTION_POLICY_NEVER,
+}
+Promote = Literal["if_better", "always", "never"]
 
 _FORMATS = {
     "csv": pb.DATASET_FORMAT_CSV,
@@ -33,7 +39,7 @@ _FORMATS = {
 }
 
 
-class ForecastClient:
+class ForecastClient(FrameMethods):
     """A connection to a forecast gateway.
 
     >>> with ForecastClient(ClientConfig(target="127.0.0.1:50051")) as client:
@@ -178,18 +184,24 @@ class ForecastClient:
         model_kind: str = "xgboost",
         hyperparameters: dict[str, Any] | None = None,
         horizon: int = 0,
+        promote: Promote = "if_better",
     ) -> pb.TrainingJob:
         """Start training on an uploaded dataset (or a `data_uri` the gateway may read).
 
         Hyperparameter values are sent as strings, as SageMaker passes them. Returns the queued
         job at once; follow it with `watch_job` or `wait_for_job`. When the job succeeds its model
-        becomes the retailer's live model.
+        goes live according to `promote`: "if_better" (the default) only when it scores at least
+        as well as the live model on the new job's test window, "always", or "never" (make it live
+        later with `set_live_model`). The finished job's `promotion` holds both scores.
         """
         if (dataset_id is None) == (data_uri is None):
             raise ValueError("give exactly one of dataset_id or data_uri")
+        if promote not in PROMOTE_POLICIES:
+            raise ValueError(f"promote must be one of {', '.join(PROMOTE_POLICIES)}, got {promote!r}")
         request = pb.TrainRequest(
             retailer=retailer, model_kind=model_kind, horizon=horizon,
             hyperparameters={k: str(v) for k, v in (hyperparameters or {}).items()},
+            promote=PROMOTE_POLICIES[promote],
         )
         if dataset_id is not None:
             request.dataset_id = dataset_id
@@ -313,6 +325,21 @@ class ForecastClient:
         At most `max_in_flight` chunks are sent ahead of the answers, so memory stays bounded
         however large the input. Closing the generator cancels the stream on the gateway.
         """
+        for index, response in enumerate(self._stream(
+                retailer, batches, model_version=model_version, max_in_flight=max_in_flight,
+                levels=())):
+            yield index, _rows.forecasts(response.forecast), response.model_version
+
+    def _stream(
+        self,
+        retailer: str,
+        batches: Iterable[pb.RowBatch],
+        *,
+        model_version: str,
+        max_in_flight: int,
+        levels: Sequence[float],
+    ) -> Iterator[pb.PredictStreamResponse]:
+        """One PredictStream call: the responses, in batch order (see `predict_batches`)."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         window = threading.Semaphore(max_in_flight)
@@ -325,10 +352,11 @@ class ForecastClient:
                         return
                 if stop.is_set():
                     return
+                first = index == 0
                 yield pb.PredictStreamRequest(
-                    retailer=retailer if index == 0 else "",
-                    model_version=model_version if index == 0 else "",
-                    chunk_id=str(index), rows=batch,
+                    retailer=retailer if first else "",
+                    model_version=model_version if first else "",
+                    chunk_id=str(index), rows=batch, levels=list(levels) if first else [],
                 )
 
         metadata = self._metadata()
@@ -343,60 +371,13 @@ class ForecastClient:
                         grpc.StatusCode.INTERNAL,
                         f"answer for chunk {response.chunk_id!r} arrived, expected {expected}",
                     )
-                yield expected, _rows.forecasts(response.forecast), response.model_version
+                yield response
                 expected += 1
         except grpc.RpcError as err:
             raise _error(err, metadata) from None
         finally:
             stop.set()
             call.cancel()
-
-    def predict_frame(
-        self,
-        retailer: str,
-        frame: Any,
-        *,
-        model_version: str = "",
-        output_column: str = "sales",
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> Any:
-        """Forecast every row of a pandas DataFrame (columns date, store_nbr, family and
-        optionally onpromotion), streaming it in chunks of `chunk_rows`.
-
-        Returns a copy of the frame with the forecasts in `output_column`, rows in the same
-        order. Chunks never split a series: a series' forecast for a day depends on its
-        promotions of the days before, which the gateway reads from the same chunk, so the
-        answers equal one unary call over the whole frame. `on_progress(rows_done, rows_total)`
-        is called after each chunk. Needs pandas.
-        """
-        import numpy as np
-
-        total = len(frame)
-        out = frame.copy()
-        if total == 0:
-            out[output_column] = np.array([], dtype=np.float64)
-            return out
-        # Chunks hold whole series (a forecast depends on the series' earlier days), so the
-        # rows travel grouped by series and the answers are put back in the caller's order.
-        codes = _rows.series_codes(frame)
-        order = _rows.series_order(codes)
-        columns = [c for c in (*_rows.REQUIRED_COLUMNS, "onpromotion") if c in frame.columns]
-        batches = _rows.frame_batches(frame[columns].iloc[order], chunk_rows, codes[order])
-        parts: list[Any] = []
-        done = 0
-        for _, values, _version in self.predict_batches(
-            retailer, batches, model_version=model_version, max_in_flight=max_in_flight,
-        ):
-            parts.append(values)
-            done += len(values)
-            if on_progress is not None:
-                on_progress(done, total)
-        result = np.empty(total, dtype=np.float64)
-        result[order] = np.concatenate(parts)
-        out[output_column] = result
-        return out
 
     # -- models and metrics ------------------------------------------------------------------
 
@@ -405,19 +386,6 @@ class ForecastClient:
         job, dataset and data window that produced it."""
         request = pb.GetMetricsRequest(retailer=retailer, model_version=model_version)
         return self._unary(self._stub.GetMetrics, request, self.config.timeouts.unary_s)
-
-    def metrics_frame(self, retailer: str, *, model_version: str = "") -> Any:
-        """Overall test metrics as a pandas DataFrame: one row per member and the baseline."""
-        import pandas as pd
-
-        response = self.get_metrics(retailer, model_version=model_version)
-        records = [
-            {"model": e.name, "baseline": e.baseline, "final": e.final,
-             "rmse": e.overall.rmse, "rmsle": e.overall.rmsle, "mae": e.overall.mae,
-             "wape": e.overall.wape, "bias": e.overall.bias}
-            for e in response.evaluations
-        ]
-        return pd.DataFrame.from_records(records)
 
     def list_models(self, retailer: str) -> list[pb.ModelVersion]:
         """A retailer's model versions, newest first; the live one has `live=True`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -78,6 +79,22 @@ def _ints(values: Any, name: str) -> list[int]:
         return [int(v) for v in values]
     except (TypeError, ValueError):
         raise ValueError(f"{name}: values must be integers") from None
+
+
+def ints(values: Any, name: str) -> list[int]:
+    """Whole numbers from a sequence or array; ValueError naming `name` otherwise."""
+    return _ints(values, name)
+
+
+def floats(values: Any, name: str) -> list[float]:
+    """Finite numbers from a sequence or array; ValueError naming `name` otherwise."""
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: values must be numbers") from None
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name}: missing or infinite values are not allowed")
+    return out
 
 
 def make_batch(
