@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.errors import DataValidationError
+from forecasting.table_limits import check_csv_shape, check_parquet_shape
 
 KEY_COLUMNS = ("date", "store_nbr", "family")
 HISTORY_REQUIRED = (*KEY_COLUMNS, "sales")
@@ -57,6 +58,7 @@ def read_table(source: Source) -> pd.DataFrame:
 
 
 def _read_csv(src) -> pd.DataFrame:
+    check_csv_shape(src)  # column count and field length, before the parser sees the file
     try:
         return pd.read_csv(
             src,
@@ -77,6 +79,7 @@ def _read_csv(src) -> pd.DataFrame:
 
 
 def _read_parquet(src) -> pd.DataFrame:
+    check_parquet_shape(src)  # column count, from the footer
     try:
         return pd.read_parquet(src)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
