@@ -25,12 +25,32 @@ DEFAULT_HOST = "127.0.0.1"
 MAX_BODY_BYTES = 6 * 1024 * 1024            # SageMaker's real-time payload limit
 TRAIN_CHANNEL = "train"
 VALIDATION_CHANNEL = "validation"
+# SageMaker Processing (the pipeline's clean and evaluate steps): inputs are downloaded under
+# <root>/input/<name>, outputs written under <root>/output/<name> are uploaded. The root is
+# /opt/ml/processing, moved with OPT_ML like the training tree.
+PROCESSING_DIR = "processing"
+RAW_INPUT = "raw"                           # clean: the raw upload (csv or parquet files)
+MODEL_INPUT = "model"                       # evaluate: model.tar.gz or the extracted model
+TEST_INPUT = "test"                         # evaluate: the test split
+SPLITS = ("train", "validation", "test")    # clean: one output each, <split>/<split>.parquet
+REPORT_OUTPUT = "report"                    # clean: cleaning_report.json
+EVALUATION_OUTPUT = "evaluation"            # evaluate: evaluation.json
+CLEANING_REPORT_FILE = "cleaning_report.json"
+EVALUATION_FILE = "evaluation.json"
+MODEL_ARCHIVE = "model.tar.gz"
 SUPPORTED_CONTENT_TYPES = ("text/csv", "application/x-parquet", "application/vnd.apache.parquet",
                            "application/octet-stream")
 
 
 def opt_ml_root() -> Path:
     return Path(os.environ.get(OPT_ML_VAR, DEFAULT_OPT_ML))
+
+
+def data_files(base: Path) -> list[Path]:
+    """Every regular, non-hidden file under ``base``, sorted, recursively ([] when absent)."""
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 @dataclass(frozen=True)
@@ -83,11 +103,56 @@ class TrainingEnv:
         return self._json("inputdataconfig.json")
 
     def channel_files(self, channel: str) -> list[Path]:
-        """Data files of a channel (every regular, non-hidden file, sorted, recursively)."""
-        base = self.channel_dir(channel)
-        if not base.is_dir():
-            return []
-        return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
+        """Data files of a channel (see ``data_files``)."""
+        return data_files(self.channel_dir(channel))
+
+
+@dataclass(frozen=True)
+class ProcessingEnv:
+    """The /opt/ml tree of one processing job (the pipeline's clean and evaluate steps)."""
+
+    root: Path          # /opt/ml (or $OPT_ML); the processing tree is root/processing
+
+    @classmethod
+    def from_environ(cls) -> ProcessingEnv:
+        return cls(opt_ml_root())
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / PROCESSING_DIR / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / PROCESSING_DIR / "output"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.input_dir / RAW_INPUT
+
+    @property
+    def model_input_dir(self) -> Path:
+        return self.input_dir / MODEL_INPUT
+
+    @property
+    def test_input_dir(self) -> Path:
+        return self.input_dir / TEST_INPUT
+
+    def split_dir(self, split: str) -> Path:
+        return self.output_dir / split
+
+    @property
+    def report_dir(self) -> Path:
+        return self.output_dir / REPORT_OUTPUT
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.output_dir / EVALUATION_OUTPUT
+
+    @property
+    def failure_file(self) -> Path:
+        """/opt/ml/output/message: its first 1 KB becomes the job's ExitMessage (the
+        processing counterpart of training's failure file)."""
+        return self.root / "output" / "message"
 
 
 @dataclass(frozen=True)
