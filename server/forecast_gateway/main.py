@@ -14,6 +14,7 @@ import signal
 import sys
 
 from forecast_gateway.config import GatewayConfig, load_config
+from forecast_gateway.datadir_lock import DataDirInUse
 from forecast_gateway.logs import configure_logging
 
 log = logging.getLogger("forecast_gateway.main")
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         return 0
+    except DataDirInUse as exc:  # a second gateway on the same --data-dir: one line, exit 1
+        log.error("gateway cannot start: %s", exc)
+        print(f"forecast-gateway: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         log.error("gateway cannot start: %s: %s", type(exc).__name__, exc, exc_info=exc)
         return 1

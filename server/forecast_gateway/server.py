@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from forecast_gateway.backends import create_backend
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
+from forecast_gateway.datadir_lock import DataDirLock
 from forecast_gateway.interceptor import ServerInterceptor
 from forecast_gateway.service import ForecastService
 from forecast_gateway.servicer import ForecastServicer
@@ -37,6 +38,8 @@ class GatewayServer:
 
     def __init__(self, config: GatewayConfig, backend: Backend | None = None):
         self.config = config
+        # One gateway per data dir: taken before the backend or the registry touch it.
+        self.data_dir_lock = DataDirLock(config.data_dir).acquire()
         self.backend = backend or create_backend(config)
         self.service = ForecastService(config, self.backend)
         self.port: int | None = None
@@ -93,6 +96,7 @@ class GatewayServer:
         await self._server.stop(grace)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.service.close)
+        self.data_dir_lock.release()
         self._predict_pool.shutdown(wait=False, cancel_futures=True)
         self._control_pool.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
