@@ -30,6 +30,11 @@ class GatewayConfig:
     """Where training and prediction run: `local` (embedded default) or `docker`."""
     port_file: Path | None = None
     """When set, the bound port is written here once the server is serving."""
+    http_port: int = -1
+    """TCP port of the HTTP/JSON face (docs/http_api.md) on `host`; 0 picks a free one (see
+    `http_port_file`); -1 (the default) serves gRPC only."""
+    http_port_file: Path | None = None
+    """When set, the bound HTTP port is written here, before `port_file`."""
     log_level: str = "INFO"
     """Logging level."""
     log_format: str = "json"
@@ -85,6 +90,8 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
+        if not -1 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be -1 (off) or 0..65535, got {self.http_port}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
@@ -136,6 +143,8 @@ _DOCS = {
     "host": "interface to listen on", "port": "TCP port, 0 for any free port",
     "data_dir": "registry and per-retailer storage root", "backend": "local | docker",
     "port_file": "write the bound port to this file once serving",
+    "http_port": "HTTP/JSON port, 0 for any free port, -1 for none",
+    "http_port_file": "write the bound HTTP port to this file once serving",
     "log_level": "DEBUG | INFO | WARNING | ERROR", "log_format": "json | text",
     "max_message_bytes": "largest gRPC message", "max_upload_bytes": "largest uploaded dataset",
     "max_upload_chunk_bytes": "largest upload chunk", "max_predict_rows": "most rows per Predict",
@@ -182,7 +191,7 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
                 value = int(raw)
             elif isinstance(default, float):
                 value = float(raw)
-            elif f.name in ("data_dir", "port_file"):
+            elif f.name in ("data_dir", "port_file", "http_port_file"):
                 value = Path(str(raw))
             else:
                 value = str(raw)

@@ -24,6 +24,7 @@ from forecast_gateway.backends import create_backend
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.datadir_lock import DataDirLock
+from forecast_gateway.http.app import HttpFace
 from forecast_gateway.interceptor import ServerInterceptor
 from forecast_gateway.service import ForecastService
 from forecast_gateway.servicer import ForecastServicer
@@ -48,6 +49,9 @@ class GatewayServer:
         self._health = health.aio.HealthServicer()
         self._server: aio.Server | None = None
         self._stopped = asyncio.Event()
+        # The HTTP/JSON face (--http-port): calls this server's gRPC service over loopback.
+        self.http = HttpFace(config) if config.http_port >= 0 else None
+        self.http_port: int | None = None
 
     async def start(self) -> int:
         """Recover the registry, bind and start serving; returns the bound port."""
@@ -77,10 +81,15 @@ class GatewayServer:
         self._server, self.port = server, port
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if self.http is not None:
+            self.http_port = await self.http.start(port)
+            if self.config.http_port_file is not None:
+                write_port_file(self.config.http_port_file, self.http_port)
         if self.config.port_file is not None:
             write_port_file(self.config.port_file, port)
         log.info("gateway serving", extra={"fields": {
             "address": f"{self.config.host}:{port}", "data_dir": str(self.service.storage.root),
+            "http_address": f"{self.config.host}:{self.http_port}" if self.http else None,
             "pid": os.getpid(), **self.backend.describe()}})
         return port
 
@@ -93,7 +102,9 @@ class GatewayServer:
         log.info("gateway stopping", extra={"fields": {"grace_s": grace}})
         await self._health.enter_graceful_shutdown()
         self.service.begin_shutdown()  # open watches end with UNAVAILABLE
-        await self._server.stop(grace)
+        # HTTP requests in flight ride on gRPC calls: both drain at the same time.
+        await asyncio.gather(self._server.stop(grace),
+                             *([self.http.stop()] if self.http is not None else []))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.service.close)
         self.data_dir_lock.release()
