@@ -166,7 +166,7 @@ def run(rows: int, model_dir: str) -> dict:
     from forecast_client import ForecastClient
     from forecast_gateway.backends.local import LocalBackend
     from forecast_gateway.config import GatewayConfig
-    from forecast_gateway.service import ForecastService
+    from forecast_gateway.dataplane import ForecastService, Tenant
 
     from forecasting.forecast import future_rows
     from forecasting.predictor import Predictor
@@ -193,7 +193,7 @@ def run(rows: int, model_dir: str) -> dict:
         data_dir = Path(tmp) / "data"
         config = GatewayConfig(data_dir=data_dir)
         service = ForecastService(config, LocalBackend(training_slots=1))
-        service.import_model(RETAILER, Path(model_dir))
+        service.models.import_model(Tenant(RETAILER), Path(model_dir))
         service.close()
         with (_gateway(data_dir) as aio_server,
               _gateway(data_dir, "bench.sync_server") as sync_server,

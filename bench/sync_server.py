@@ -27,7 +27,7 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_
 from forecast_gateway.backends import create_backend
 from forecast_gateway.config import GatewayConfig, load_config
 from forecast_gateway.server import write_port_file
-from forecast_gateway.service import ForecastService
+from forecast_gateway.dataplane import ForecastService
 from forecast_gateway.servicer import ForecastServicer
 
 RPC_THREADS = 16   # grpcio's sync server holds one per open call
@@ -52,7 +52,8 @@ class SyncPredictServicer(pb_grpc.ForecastServiceServicer):
         try:
             for request in request_iterator:
                 if ref is None:
-                    ref = self._service.resolve_model(request.retailer, request.model_version)
+                    ref = self._service.models.resolve(self._inner._tenant(request.retailer),
+                                                      request.model_version)
                 in_flight.append(self._pool.submit(self._inner._predict_chunk, ref, request))
                 if len(in_flight) >= window:
                     yield in_flight.popleft().result()

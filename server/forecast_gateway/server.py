@@ -26,7 +26,7 @@ from forecast_gateway.config import GatewayConfig
 from forecast_gateway.datadir_lock import DataDirLock
 from forecast_gateway.http.app import HttpFace
 from forecast_gateway.interceptor import ServerInterceptor
-from forecast_gateway.service import ForecastService
+from forecast_gateway.dataplane import ForecastService
 from forecast_gateway.servicer import ForecastServicer
 
 log = logging.getLogger("forecast_gateway.server")

@@ -1,8 +1,9 @@
 """`ForecastServicer`: translates forecastapi.v1 messages to data-plane calls and back.
 
-No decisions live here: validation, tenancy, limits and errors belong to `service.py`, status
-codes to `interceptor.to_status`. Blocking work runs in the thread pools given at construction
-(prediction and control), so the event loop keeps serving other calls.
+No decisions live here: validation, limits and errors belong to the data plane
+(`forecast_gateway.dataplane`), status codes to `interceptor.to_status`. The retailer a request
+names becomes a `Tenant` in one place, `_tenant`. Blocking work runs in the thread pools given
+at construction (prediction and control), so the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from forecast_gateway.domain import (
     Scores,
 )
 from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.service import ForecastService
+from forecast_gateway.dataplane import ForecastService, Tenant
 
 T = TypeVar("T")
 
@@ -141,6 +142,11 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
     async def _control(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._run(self._control_pool, fn, *args)
 
+    @staticmethod
+    def _tenant(retailer: str, field: str = "retailer") -> Tenant:
+        """The one place a request's retailer becomes the data plane's `Tenant`."""
+        return Tenant.parse(retailer, field)
+
     async def UploadDataset(self, request_iterator: AsyncIterator[pb.UploadDatasetRequest],
                             context: Any) -> pb.UploadDatasetResponse:
         session = None
@@ -152,7 +158,8 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                         raise InvalidArgument("header", "the first message must carry the header")
                     h = message.header
                     session = await self._control(
-                        self._service.begin_upload, h.retailer, h.filename,
+                        self._service.datasets.begin_upload,
+                        self._tenant(h.retailer, "header.retailer"), h.filename,
                         _FORMAT_FROM_PB.get(h.format, ""), h.size_bytes)
                 elif kind == "chunk":
                     await self._control(session.write, message.chunk)
@@ -169,34 +176,37 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     async def Train(self, request: pb.TrainRequest, context: Any) -> pb.TrainResponse:
         job = await self._control(
-            self._service.train, request.retailer, request.dataset_id, request.data_uri,
-            request.model_kind, dict(request.hyperparameters), request.horizon)
+            self._service.jobs.train, self._tenant(request.retailer), request.dataset_id,
+            request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon)
         return pb.TrainResponse(job=job_to_pb(job))
 
     async def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: Any) -> pb.GetTrainingJobResponse:
-        job = await self._control(self._service.get_job, request.retailer, request.job_id)
+        job = await self._control(self._service.jobs.get, self._tenant(request.retailer),
+                                  request.job_id)
         return pb.GetTrainingJobResponse(job=job_to_pb(job))
 
     async def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
                                context: Any) -> pb.ListTrainingJobsResponse:
         state = _STATE_FROM_PB.get(request.state)
-        jobs, token = await self._control(self._service.list_jobs, request.retailer,
+        jobs, token = await self._control(self._service.jobs.list, self._tenant(request.retailer),
                                           request.page_size, request.page_token, state)
         return pb.ListTrainingJobsResponse(jobs=[job_to_pb(j) for j in jobs], next_page_token=token)
 
     async def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
                                context: Any) -> AsyncIterator[pb.WatchTrainingJobResponse]:
-        async for job in self._service.watch_job(request.retailer, request.job_id):
+        async for job in self._service.jobs.watch(self._tenant(request.retailer),
+                                                  request.job_id):
             yield pb.WatchTrainingJobResponse(job=job_to_pb(job), terminal=job.state.terminal)
 
     async def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest,
                                 context: Any) -> pb.CancelTrainingJobResponse:
-        job = await self._control(self._service.cancel_job, request.retailer, request.job_id)
+        job = await self._control(self._service.jobs.cancel, self._tenant(request.retailer),
+                                  request.job_id)
         return pb.CancelTrainingJobResponse(job=job_to_pb(job))
 
     def _predict_unary(self, request: pb.PredictRequest) -> pb.PredictResponse:
-        values, version = self._service.predict(request.retailer, request.model_version,
-                                                rows_from_pb(request.rows))
+        values, version = self._service.predictions.predict(
+            self._tenant(request.retailer), request.model_version, rows_from_pb(request.rows))
         return pb.PredictResponse(forecast=values.tolist(), model_version=version)
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
@@ -205,9 +215,9 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
     def _predict_chunk(self, ref: Any, request: pb.PredictStreamRequest) -> pb.PredictStreamResponse:
         try:
             rows = rows_from_pb(request.rows)
-            self._service.check_rows(rows, self._service.config.max_stream_chunk_rows,
-                                     "a PredictStream chunk")
-            values = self._service.predict_with(ref, rows)
+            self._service.predictions.check_rows(rows, self._service.config.max_stream_chunk_rows,
+                                                 "a PredictStream chunk")
+            values = self._service.predictions.predict_with(ref, rows)
         except Exception as exc:
             exc.add_note(f"chunk {request.chunk_id!r}")
             raise
@@ -246,8 +256,8 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                 if not request.chunk_id:
                     raise InvalidArgument("chunk_id", "is required on every chunk")
                 if ref is None:
-                    ref = await self._control(self._service.resolve_model, request.retailer,
-                                              request.model_version)
+                    ref = await self._control(self._service.models.resolve,
+                                              self._tenant(request.retailer), request.model_version)
                 elif request.retailer and request.retailer != ref.retailer:
                     raise InvalidArgument("retailer", f"chunk {request.chunk_id!r} names "
                                           "another retailer than the first chunk")
@@ -259,13 +269,15 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                 future.cancel()
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:
-        report = await self._control(self._service.get_metrics, request.retailer, request.model_version)
+        report = await self._control(self._service.models.metrics, self._tenant(request.retailer),
+                                     request.model_version)
         return metrics_to_pb(report)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
-        models = await self._control(self._service.list_models, request.retailer)
+        models = await self._control(self._service.models.list, self._tenant(request.retailer))
         return pb.ListModelsResponse(models=[model_to_pb(m) for m in models])
 
     async def SetLiveModel(self, request: pb.SetLiveModelRequest, context: Any) -> pb.SetLiveModelResponse:
-        model = await self._control(self._service.set_live, request.retailer, request.model_version)
+        model = await self._control(self._service.models.set_live, self._tenant(request.retailer),
+                                    request.model_version)
         return pb.SetLiveModelResponse(model=model_to_pb(model))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from forecast_gateway.backends.base import Backend, TrainingListener, TrainingSpec
 from forecast_gateway.config import GatewayConfig
+from forecast_gateway.dataplane import Tenant
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
 from forecast_gateway.server import GatewayServer
@@ -140,5 +141,5 @@ def make_artifact(tmp_path: Path):
 def scripted(scripted_gateway, make_artifact) -> InProcessGateway:
     """An in-process gateway whose retailer `shop` has a live (scripted) model v1."""
     gw = scripted_gateway()
-    gw.server.service.import_model("shop", make_artifact("v1"))
+    gw.server.service.models.import_model(Tenant("shop"), make_artifact("v1"))
     return gw

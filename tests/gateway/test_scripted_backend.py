@@ -14,6 +14,7 @@ import pytest
 from forecast_client import ForecastClient, ForecastClientError, pb
 from forecast_client.config import ClientConfig, RetryPolicy
 from forecast_client.rows import make_batch
+from forecast_gateway.dataplane import Tenant
 
 
 def _client(gw, **kwargs) -> ForecastClient:
@@ -174,8 +175,8 @@ def test_a_stream_chunk_over_the_row_limit_is_resource_exhausted(scripted) -> No
 def test_live_switch_loads_first_and_unloads_the_previous_version_after(
         scripted, make_artifact) -> None:
     backend, service = scripted.backend, scripted.server.service
-    service.import_model("shop", make_artifact("v2"))
-    service.import_model("shop", make_artifact("v3"), make_live=False)
+    service.models.import_model(Tenant("shop"), make_artifact("v2"))
+    service.models.import_model(Tenant("shop"), make_artifact("v3"), make_live=False)
     assert backend.model_events == [("load", "v1"), ("load", "v2"), ("unload", "v1"),
                                     ("load", "v3")], "a version that does not go live unloads none"
     backend.model_events.clear()
@@ -210,7 +211,7 @@ def test_stream_keeps_the_version_it_resolved_at_its_first_chunk(scripted, make_
     def chunks():
         yield pb.PredictStreamRequest(retailer="shop", chunk_id="c0", rows=_batch(2))
         answered.get(timeout=10)
-        scripted.server.service.import_model("shop", make_artifact("v2"))  # v2 goes live
+        scripted.server.service.models.import_model(Tenant("shop"), make_artifact("v2"))  # v2 goes live
         yield pb.PredictStreamRequest(retailer="shop", chunk_id="c1", rows=_batch(2))
 
     with _client(scripted) as client:

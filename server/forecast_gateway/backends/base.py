@@ -1,6 +1,6 @@
 """The backend interface: where training jobs run and where predictions are computed.
 
-The gateway's data plane (`forecast_gateway.service.ForecastService`) owns the registry, the
+The gateway's data plane (`forecast_gateway.dataplane.ForecastService`) owns the registry, the
 storage layout and every decision about jobs and model versions. A backend only *executes*:
 
 - training: given a `TrainingSpec` (a job id, a job directory to work in, the dataset file and

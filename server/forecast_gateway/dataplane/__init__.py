@@ -1,0 +1,76 @@
+"""The data plane: everything the API does, without gRPC, split by concern.
+
+`ForecastService` builds the shared state (registry, storage, backend, live pointers, job hub)
+and one service per concern on top of it:
+
+- `datasets` (`DatasetService`): uploads and stored datasets;
+- `jobs` (`JobService`): training jobs and the backend's events;
+- `models` (`ModelService`): publishing, live versions, evaluations;
+- `predictions` (`PredictionService`): forecasts for rows.
+
+Every method takes a `Tenant` the edge has already validated. Blocking methods are plain
+functions (the gRPC layer runs them in thread pools); `jobs.watch` is an async generator because
+it waits on events. Servicers translate protos to these calls and nothing more.
+"""
+
+from __future__ import annotations
+
+from forecast_gateway.backends.base import Backend
+from forecast_gateway.config import GatewayConfig
+from forecast_gateway.dataplane.datasets import DatasetService, UploadSession
+from forecast_gateway.dataplane.jobs import JobService
+from forecast_gateway.dataplane.models import ModelService
+from forecast_gateway.dataplane.predictions import PredictionService
+from forecast_gateway.dataplane.state import SharedState
+from forecast_gateway.dataplane.tenant import Tenant
+from forecast_gateway.registry import Registry
+from forecast_gateway.storage import Storage
+
+__all__ = ["ForecastService", "Tenant", "UploadSession"]
+
+
+class ForecastService:
+    """The gateway's data plane. Thread-safe."""
+
+    def __init__(self, config: GatewayConfig, backend: Backend):
+        storage = Storage(config.data_dir)
+        storage.root.mkdir(parents=True, exist_ok=True)
+        registry = Registry(storage.root / "registry.sqlite3", storage.root)
+        self.state = SharedState(config=config, backend=backend, storage=storage, registry=registry)
+        self.datasets = DatasetService(self.state)
+        self.models = ModelService(self.state)
+        self.jobs = JobService(self.state, self.datasets, self.models)
+        self.predictions = PredictionService(self.state, self.models)
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The gateway's configuration."""
+        return self.state.config
+
+    @property
+    def storage(self) -> Storage:
+        """The on-disk layout."""
+        return self.state.storage
+
+    @property
+    def registry(self) -> Registry:
+        """The registry of datasets, jobs and versions."""
+        return self.state.registry
+
+    def start(self) -> None:
+        """Recover after a restart: fail jobs that were cut off, load the live pointers."""
+        self.state.storage.clean_incoming()
+        self.jobs.fail_cut_off()
+        self.state.live.reload(self.state.registry)
+
+    def begin_shutdown(self) -> None:
+        """Stop accepting work that outlives a call; end open watches (they get UNAVAILABLE)."""
+        self.state.closing.set()
+        self.state.hub.notify()
+
+    def close(self) -> None:
+        """Stop the backend (running jobs are marked FAILED) and close the registry."""
+        self.state.closing.set()
+        self.state.backend.close("the gateway was stopped while this job was running. Submit it again.")
+        self.state.hub.notify()
+        self.state.registry.close()

@@ -1,0 +1,164 @@
+"""Datasets: uploads (streamed to a temporary file, validated, then stored under `raw/`) and the
+`file://` URIs a gateway may be allowed to read."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import shutil
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from forecast_gateway.dataplane.state import SharedState
+from forecast_gateway.dataplane.tenant import Tenant
+from forecast_gateway.domain import Dataset
+from forecast_gateway.errors import InvalidArgument, NotFound, PayloadTooLarge
+
+log = logging.getLogger("forecast_gateway.dataplane.datasets")
+
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def new_id(prefix: str) -> str:
+    """A random id such as `ds-1a2b3c4d5e6f`."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+@dataclass
+class UploadSession:
+    """An upload in progress: bytes go to a temporary file, `commit` validates and stores it."""
+
+    datasets: DatasetService
+    tenant: Tenant
+    filename: str
+    format: str
+    tmp_path: Path
+    limit: int
+    chunk_limit: int
+    size: int = 0
+    _file: BinaryIO | None = None
+    _hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; PayloadTooLarge over the chunk or total limit."""
+        if len(chunk) > self.chunk_limit:
+            raise PayloadTooLarge("an upload chunk", self.chunk_limit, "bytes", len(chunk))
+        if self.size + len(chunk) > self.limit:
+            raise PayloadTooLarge("the uploaded file", self.limit, "bytes", self.size + len(chunk))
+        if self._file is None:
+            self.tmp_path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.tmp_path, "wb")  # noqa: SIM115 - closed in commit/abort
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> Dataset:
+        """Validate the file against the store-sales schema and register it."""
+        if self._file is not None:
+            self._file.close()
+        if self.size == 0:
+            self.abort()
+            raise InvalidArgument("chunk", "the upload carried no data")
+        try:
+            return self.datasets.store(self.tenant, self.filename, self.format, self.tmp_path,
+                                       self._hash.hexdigest(), move=True)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+
+class DatasetService:
+    """Stores and finds a retailer's datasets."""
+
+    def __init__(self, state: SharedState):
+        self._s = state
+
+    def begin_upload(self, tenant: Tenant, filename: str, fmt: str, declared_size: int) -> UploadSession:
+        """Start an upload. `fmt` is "csv", "parquet" or "" (inferred from `filename`)."""
+        config = self._s.config
+        if not filename:
+            raise InvalidArgument("header.filename", "is required")
+        if "/" in filename or "\\" in filename or len(filename) > 255:
+            raise InvalidArgument("header.filename", "must be a bare file name of at most 255 characters")
+        if not fmt:
+            fmt = EXTENSIONS.get(Path(filename).suffix.lower(), "")
+            if not fmt:
+                raise InvalidArgument("header.format", f"cannot infer the format of {filename!r}: "
+                                      "name a .csv or .parquet file or set the format")
+        if declared_size > config.max_upload_bytes:
+            raise PayloadTooLarge("the uploaded file", config.max_upload_bytes, "bytes", declared_size)
+        self._s.check_open()
+        tmp = self._s.storage.incoming_dir(tenant.retailer) / f"{secrets.token_hex(8)}.part"
+        return UploadSession(self, tenant, filename, fmt, tmp, config.max_upload_bytes,
+                             config.max_upload_chunk_bytes)
+
+    def store(self, tenant: Tenant, filename: str, fmt: str, source: Path, sha256: str,
+              move: bool) -> Dataset:
+        """Validate `source` and register it as a new dataset (moved or copied into `raw/`)."""
+        from forecasting.schema import read_table, validate_history
+
+        frame = read_table(source)
+        clean, _report = validate_history(frame)
+        dates = clean["date"]
+        start, end = (str(np.datetime64(dates.min(), "D")), str(np.datetime64(dates.max(), "D")))
+        series = int(clean[["store_nbr", "family"]].drop_duplicates().shape[0])
+        retailer = tenant.retailer
+        self._s.registry.ensure_retailer(retailer)
+        dataset_id = new_id("ds")
+        dest = self._s.storage.dataset_path(retailer, dataset_id, fmt)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            source.replace(dest)
+        else:
+            shutil.copyfile(source, dest)
+        dataset = Dataset(
+            dataset_id=dataset_id, retailer=retailer, filename=filename, format=fmt, path=dest,
+            size_bytes=dest.stat().st_size, sha256=sha256, rows=len(clean), series=series,
+            start_date=start, end_date=end, created_at=time.time(),
+        )
+        self._s.registry.add_dataset(dataset)
+        log.info("dataset stored", extra={"fields": {
+            "retailer": retailer, "dataset_id": dataset_id, "rows": dataset.rows,
+            "bytes": dataset.size_bytes}})
+        return dataset
+
+    def get(self, tenant: Tenant, dataset_id: str) -> Dataset:
+        """The retailer's dataset; NotFound otherwise (also for another retailer's dataset)."""
+        self._s.existing(tenant)
+        found = self._s.registry.get_dataset(tenant.retailer, dataset_id)
+        if found is None:
+            raise NotFound("dataset", dataset_id)
+        return found
+
+    def from_uri(self, tenant: Tenant, uri: str) -> Dataset:
+        """Store the file a `file://` URI names (only with --allow-file-uris)."""
+        parsed = urllib.parse.urlparse(uri)
+        if parsed.scheme != "file":
+            raise InvalidArgument("data_uri", f"scheme {parsed.scheme or '(none)'!r} is not supported "
+                                  "by this gateway; upload the file with UploadDataset")
+        if not self._s.config.allow_file_uris:
+            raise InvalidArgument("data_uri", "file:// URIs are disabled on this gateway "
+                                  "(--allow-file-uris); upload the file with UploadDataset")
+        path = Path(urllib.parse.unquote(parsed.path))
+        if not path.is_file():
+            raise InvalidArgument("data_uri", f"{str(path)!r} is not a readable file")
+        fmt = EXTENSIONS.get(path.suffix.lower())
+        if fmt is None:
+            raise InvalidArgument("data_uri", "must name a .csv or .parquet file")
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        self._s.registry.ensure_retailer(tenant.retailer)
+        return self.store(tenant, path.name, fmt, path, digest.hexdigest(), move=False)

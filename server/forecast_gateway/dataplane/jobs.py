@@ -1,0 +1,230 @@
+"""Training jobs: validate a Train request, record a QUEUED job, hand it to the backend, turn the
+backend's events into job records, and let callers list, cancel and watch jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from forecast_gateway.backends.base import TrainingOutcome, TrainingSpec
+from forecast_gateway.dataplane.datasets import DatasetService, new_id
+from forecast_gateway.dataplane.models import ModelService
+from forecast_gateway.dataplane.state import SharedState
+from forecast_gateway.dataplane.tenant import Tenant
+from forecast_gateway.domain import Job, JobState
+from forecast_gateway.errors import BackendUnavailable, FailedPrecondition, InvalidArgument, NotFound
+from forecasting import hyperparameters as hp_schema
+from forecasting.errors import HyperparameterError
+from forecasting.joblog import FAILURE_REASON_CHARS
+
+log = logging.getLogger("forecast_gateway.dataplane.jobs")
+
+# The library owns these: one declaration of what a training job accepts.
+MODEL_KINDS = hp_schema.MODEL_KINDS
+DEFAULT_HORIZON = int(hp_schema.SPECS["horizon"].default)
+MAX_HORIZON = int(hp_schema.SPECS["horizon"].high)
+RESTART_REASON = ("the gateway stopped while this job was {state}; its work is lost. "
+                  "Submit the job again.")
+
+
+class JobService:
+    """A retailer's training jobs."""
+
+    def __init__(self, state: SharedState, datasets: DatasetService, models: ModelService):
+        self._s = state
+        self._datasets = datasets
+        self._models = models
+
+    def fail_cut_off(self) -> None:
+        """At start-up: jobs a restart cut off are marked FAILED with the reason."""
+        for job in self._s.registry.unfinished_jobs():
+            state = "running" if job.state == JobState.RUNNING else "queued"
+            updated = self._s.registry.update_job(
+                job.job_id, state=JobState.FAILED, ended_at=time.time(),
+                failure_reason=RESTART_REASON.format(state=state))
+            if updated is not None:
+                self._s.storage.write_job_record(updated)
+            log.warning("job cut off by a restart marked FAILED",
+                        extra={"fields": {"job_id": job.job_id, "retailer": job.retailer}})
+
+    def train(self, tenant: Tenant, dataset_id: str, data_uri: str, model_kind: str,
+              hyperparameters: dict[str, str], horizon: int) -> Job:
+        """Validate the request, record a QUEUED job and hand it to the backend."""
+        model_kind = model_kind or "xgboost"
+        if model_kind not in MODEL_KINDS:
+            raise InvalidArgument("model_kind", f"{model_kind!r} is not one of {', '.join(MODEL_KINDS)}")
+        horizon = horizon or DEFAULT_HORIZON
+        if not 1 <= horizon <= MAX_HORIZON:
+            raise InvalidArgument("horizon", f"must be between 1 and {MAX_HORIZON} days, got {horizon}")
+        for key in hyperparameters:
+            if key in ("model_kind", "horizon"):
+                raise InvalidArgument(f"hyperparameters[{key!r}]", f"set {key} with its own field")
+            if not key or len(key) > 64:
+                raise InvalidArgument("hyperparameters", "names must be 1 to 64 characters")
+        try:  # reject what the training job would reject, before a job exists
+            hp_schema.parse({**hyperparameters, "model_kind": model_kind, "horizon": str(horizon)})
+        except HyperparameterError as exc:
+            raise InvalidArgument(f"hyperparameters[{exc.name!r}]", str(exc).split(": ", 1)[1]) \
+                from None
+        self._s.check_open()
+        self._s.backend.check_available()
+        if data_uri:
+            if dataset_id:
+                raise InvalidArgument("data_uri", "give dataset_id or data_uri, not both")
+            dataset = self._datasets.from_uri(tenant, data_uri)
+        else:
+            if not dataset_id:
+                raise InvalidArgument("dataset_id", "is required (or give data_uri)")
+            dataset = self._datasets.get(tenant, dataset_id)
+        job = Job(
+            job_id=new_id("job"), retailer=tenant.retailer, dataset_id=dataset.dataset_id,
+            model_kind=model_kind, hyperparameters=dict(hyperparameters), horizon=horizon,
+            state=JobState.QUEUED, created_at=time.time(),
+        )
+        self._s.registry.add_job(job)
+        self._s.storage.write_job_record(job)
+        hp = {**{k: str(v) for k, v in hyperparameters.items()},
+              "model_kind": model_kind, "horizon": str(horizon)}
+        spec = TrainingSpec(
+            job_id=job.job_id, retailer=tenant.retailer,
+            job_dir=self._s.storage.job_dir(tenant.retailer, job.job_id),
+            data_path=dataset.path, data_format=dataset.format,  # type: ignore[arg-type]
+            hyperparameters=hp,
+        )
+        try:
+            self._s.backend.submit_training(spec, _Listener(self))
+        except Exception as exc:
+            self._finish(job.job_id, JobState.FAILED, f"the backend refused the job: {exc}")
+            raise
+        log.info("training job queued", extra={"fields": {
+            "job_id": job.job_id, "retailer": tenant.retailer, "dataset_id": dataset.dataset_id,
+            "model_kind": model_kind}})
+        return job
+
+    def get(self, tenant: Tenant, job_id: str) -> Job:
+        """The retailer's job; NotFound otherwise (also for another retailer's job)."""
+        self._s.existing(tenant)
+        if not job_id:
+            raise InvalidArgument("job_id", "is required")
+        job = self._s.registry.get_job(tenant.retailer, job_id)
+        if job is None:
+            raise NotFound("training job", job_id)
+        return job
+
+    def list(self, tenant: Tenant, page_size: int, page_token: str,
+             state: JobState | None) -> tuple[list[Job], str]:
+        """A page of the retailer's jobs, newest first, and the next page token ("" at the end)."""
+        self._s.existing(tenant)
+        if page_size < 0 or page_size > 1000:
+            raise InvalidArgument("page_size", "must be between 0 and 1000")
+        size = page_size or 100
+        try:
+            offset = int(page_token) if page_token else 0
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            raise InvalidArgument("page_token", "is not a token from a previous response") from None
+        jobs = self._s.registry.list_jobs(tenant.retailer, size + 1, offset, state)
+        next_token = str(offset + size) if len(jobs) > size else ""
+        return jobs[:size], next_token
+
+    def cancel(self, tenant: Tenant, job_id: str) -> Job:
+        """Ask the backend to stop the job; FailedPrecondition when it already finished."""
+        job = self.get(tenant, job_id)
+        if job.state.terminal:
+            raise FailedPrecondition(f"training job {job_id!r} already finished ({job.state.value})")
+        if not self._s.backend.cancel_training(job_id):
+            raise FailedPrecondition(f"training job {job_id!r} is no longer running")
+        return self.get(tenant, job_id)
+
+    async def watch(self, tenant: Tenant, job_id: str, poll_s: float = 2.0) -> AsyncIterator[Job]:
+        """Yield the job now and after every change, until it is terminal.
+
+        Raises BackendUnavailable when the gateway starts stopping (the caller may retry).
+        """
+        job = self.get(tenant, job_id)
+        hub = self._s.hub
+        sub = hub.subscribe(job_id)
+        try:
+            last_seq = -1
+            while True:
+                if job.seq != last_seq:
+                    last_seq = job.seq
+                    yield job
+                if job.state.terminal:
+                    return
+                if self._s.closing.is_set():
+                    raise BackendUnavailable("the gateway is stopping; watch the job again later")
+                try:
+                    await asyncio.wait_for(sub[1].wait(), timeout=poll_s)
+                except TimeoutError:
+                    pass
+                sub[1].clear()
+                job = self.get(tenant, job_id)
+        finally:
+            hub.unsubscribe(job_id, sub)
+
+    # -- backend events ----------------------------------------------------------------------
+
+    def _update(self, job_id: str, **changes: object) -> Job | None:
+        job = self._s.registry.update_job(job_id, **changes)
+        if job is not None and ("state" in changes or "model_version" in changes):
+            self._s.storage.write_job_record(job)
+        self._s.hub.notify(job_id)
+        return job
+
+    def _finish(self, job_id: str, state: JobState, reason: str = "") -> None:
+        changes: dict[str, object] = {"state": state, "ended_at": time.time(), "failure_reason": reason}
+        job = self._update(job_id, **changes)
+        log.info("training job finished", extra={"fields": {
+            "job_id": job_id, "state": state.value, "failure_reason": reason[:200],
+            "retailer": job.retailer if job else ""}})
+
+    def _on_finished(self, job_id: str, outcome: TrainingOutcome) -> None:
+        if outcome.state == "cancelled":
+            self._finish(job_id, JobState.CANCELLED, outcome.failure_reason or "cancelled")
+        elif outcome.state == "failed" or outcome.model_dir is None:
+            self._finish(job_id, JobState.FAILED, outcome.failure_reason or "training failed")
+        else:
+            try:
+                self._publish(job_id, outcome)
+            except Exception as exc:
+                log.exception("publishing the trained model failed", extra={"fields": {"job_id": job_id}})
+                reason = f"the trained model could not be registered: {type(exc).__name__}: {exc}"
+                self._finish(job_id, JobState.FAILED, reason[:FAILURE_REASON_CHARS])
+
+    def _publish(self, job_id: str, outcome: TrainingOutcome) -> None:
+        job = self._s.registry.job_by_id(job_id)
+        if job is None:
+            raise RuntimeError(f"job {job_id} vanished from the registry")
+        assert outcome.model_dir is not None
+        self._models.publish(job, outcome.model_dir, job_update={
+            "state": JobState.SUCCEEDED, "ended_at": time.time(), "progress": 1.0,
+            "failure_reason": ""})
+        done = self._s.registry.job_by_id(job_id)
+        if done is not None:
+            self._s.storage.write_job_record(done)
+        self._s.hub.notify(job_id)
+
+
+class _Listener:
+    """Turns backend events into registry updates."""
+
+    def __init__(self, jobs: JobService):
+        self._jobs = jobs
+
+    def on_started(self, job_id: str) -> None:
+        self._jobs._update(job_id, state=JobState.RUNNING, started_at=time.time(), stage="start")
+
+    def on_progress(self, job_id: str, stage: str, fraction: float) -> None:
+        self._jobs._update(job_id, stage=stage, progress=fraction)
+
+    def on_metric(self, job_id: str, name: str, value: float) -> None:
+        job = self._jobs._s.registry.job_by_id(job_id)
+        if job is not None:
+            self._jobs._update(job_id, metrics={**job.metrics, name: value})
+
+    def on_finished(self, job_id: str, outcome: TrainingOutcome) -> None:
+        self._jobs._on_finished(job_id, outcome)

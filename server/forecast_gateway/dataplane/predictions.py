@@ -1,0 +1,47 @@
+"""Predictions: row checks and limits, then the backend's forecast with the resolved model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forecast_gateway.dataplane.models import ModelService
+from forecast_gateway.dataplane.state import SharedState
+from forecast_gateway.dataplane.tenant import Tenant
+from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.errors import InvalidArgument, PayloadTooLarge
+
+
+class PredictionService:
+    """Forecasts for rows a caller sends."""
+
+    def __init__(self, state: SharedState, models: ModelService):
+        self._s = state
+        self._models = models
+
+    def check_rows(self, rows: RowColumns, limit: int, what: str) -> None:
+        """Equal column lengths and the row limit."""
+        n = len(rows)
+        if n > limit:
+            raise PayloadTooLarge(what, limit, "rows", n)
+        for name, col in (("store_nbr", rows.store_nbr), ("family", rows.family)):
+            if len(col) != n:
+                raise InvalidArgument(f"rows.{name}", f"has {len(col)} values but rows.day has {n}")
+        if rows.onpromotion is not None and len(rows.onpromotion) != n:
+            raise InvalidArgument("rows.onpromotion",
+                                  f"has {len(rows.onpromotion)} values but rows.day has {n} "
+                                  "(leave it empty when unknown)")
+
+    def predict(self, tenant: Tenant, version: str, rows: RowColumns) -> tuple[np.ndarray, str]:
+        """Forecasts for `rows` with the live (or named) model, and the version used."""
+        self.check_rows(rows, self._s.config.max_predict_rows, "a Predict request")
+        ref = self._models.resolve(tenant, version)
+        return self.predict_with(ref, rows), ref.version
+
+    def predict_with(self, ref: ModelRef, rows: RowColumns) -> np.ndarray:
+        """Forecasts for `rows` with a resolved model (bulk streams resolve once)."""
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.float64)
+        values = self._s.backend.predict(ref, rows)
+        if values.shape != (len(rows),):
+            raise RuntimeError(f"backend returned {values.shape} forecasts for {len(rows)} rows")
+        return values
