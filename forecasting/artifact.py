@@ -1,6 +1,6 @@
 """The versioned model directory (what SageMaker tars into model.tar.gz).
 
-Layout, schema version 1 (docs/artifact.md):
+Layout, schema version 2 (docs/artifact.md; version 1 is the same without intervals.json):
 
     artifact.json          format, schema_version, final model, members, metadata
     features.json          XGBoost feature order and types (the headerless-CSV contract)
@@ -9,12 +9,15 @@ Layout, schema version 1 (docs/artifact.md):
                            family, sales, onpromotion): what recursive forecasts start from
     history.json           the series order, the last date and the lookback of that table
     zero_series.json       series that never sold: forecast as 0
-    evaluation.json        test-split scores of each member and the baseline
+    evaluation.json        test-split scores of each member and the baseline, and the
+                           prediction intervals' coverage
+    intervals.json         the conformal calibration of the prediction intervals (version 2)
     cleaning_report.json   every repair made to the input data
     members/<name>/        one directory per member (member.json + its own files)
 
 Loading checks the format name and schema version, and names the file that is missing or
-damaged, so a foreign, old or corrupt artifact fails with a clear message.
+damaged, so a foreign, too old or too new, or corrupt artifact fails with a clear message.
+Versions in ``READABLE_VERSIONS`` load; a version-1 artifact answers point forecasts only.
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ from forecasting import features
 from forecasting.errors import ArtifactError
 
 FORMAT = "retail-forecast-artifact"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REQUIRED_FILES = ("artifact.json", "encoders.json", "history.parquet", "history.json",
                   "zero_series.json",
                   "evaluation.json", "cleaning_report.json", "features.json")
+#: Files a version adds to REQUIRED_FILES.
+REQUIRED_FROM_VERSION = {2: ("intervals.json",)}
 
 
 @dataclass
@@ -125,10 +131,12 @@ def check(model_dir: str | os.PathLike) -> dict:
         raise ArtifactError(f"{str(root)!r} is not a retail-forecast model "
                             f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise ArtifactError(f"model artifact schema version {version!r} is not supported "
-                            f"(this library reads version {SCHEMA_VERSION}); retrain the model")
-    for name in REQUIRED_FILES:
+                            f"(this library reads versions {readable}); retrain the model")
+    added = [name for v, names in REQUIRED_FROM_VERSION.items() if version >= v for name in names]
+    for name in (*REQUIRED_FILES, *added):
         if not (root / name).exists():
             raise ArtifactError(f"model artifact is incomplete: {name} is missing")
     for name in meta.get("members", {}):

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import artifact, features
+from forecasting import artifact, features, intervals
 from forecasting.errors import ArtifactError, ForecastRequestError
-from forecasting.forecast import SeriesLookup, build_grid, future_rows, gather
+from forecasting.forecast import Grid, SeriesLookup, build_grid, future_rows, gather
 from forecasting.history import ForecastInput
 from forecasting.models import member_class
 from forecasting.schema import validate_future
@@ -24,8 +24,10 @@ class Predictor:
     """Forecasts from one model artifact."""
 
     def __init__(self, model_dir: Path, metadata: dict, members: dict, encoders: dict,
-                 history: artifact.SeriesTable, zero_series: list, evaluation: dict):
+                 history: artifact.SeriesTable, zero_series: list, evaluation: dict,
+                 calibration: intervals.Calibration | None = None):
         self.model_dir = model_dir
+        self.calibration = calibration
         self.metadata = metadata
         self.members = members
         self.final = members[metadata["final_model"]]
@@ -62,7 +64,7 @@ class Predictor:
             history = artifact.load_history(root / "history.parquet")
             return cls(root, meta, members, artifact.read_json(root / "encoders.json"), history,
                        artifact.read_json(root / "zero_series.json"),
-                       artifact.read_json(root / "evaluation.json"))
+                       artifact.read_json(root / "evaluation.json"), intervals.load(root))
         except ArtifactError:
             raise
         except Exception as exc:  # a damaged member file, parquet, ...
@@ -88,14 +90,48 @@ class Predictor:
 
     def predict_columns(self, date, store_nbr, family, onpromotion=None) -> np.ndarray:
         """Columnar fast path: equal-length arrays in, float64 forecasts out, in order."""
+        grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion)
+        return gather(grid, forecasts)
+
+    def predict_intervals(self, date, store_nbr, family, onpromotion=None, levels=(),
+                          ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+        """``predict_columns`` plus, per level in percent (e.g. 80), the (lower, upper) bounds
+        of each row's prediction interval (``forecasting.intervals``).
+
+        ``ArtifactError`` when levels are asked of a model saved without a calibration.
+        """
+        levels = intervals.check_levels(levels)
+        if levels:
+            self.require_calibration()
+        grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion)
+        point = gather(grid, forecasts)
+        step = np.broadcast_to(np.arange(forecasts.shape[1]), forecasts.shape)
+        bounds = {}
+        for level in levels:
+            lower, upper = (self.calibration.bounds(forecasts, step, level) if forecasts.size
+                            else (forecasts, forecasts))
+            bounds[level] = (gather(grid, lower), gather(grid, upper))
+        return point, bounds
+
+    def require_calibration(self) -> intervals.Calibration:
+        """The calibration; ``ArtifactError`` naming the way out when there is none."""
+        if self.calibration is None:
+            version = self.metadata.get("schema_version")
+            raise ArtifactError(f"this model was saved without prediction intervals (artifact "
+                                f"schema version {version}); retrain it to get intervals")
+        return self.calibration
+
+    def forecast_grid(self, date, store_nbr, family, onpromotion=None,
+                      ) -> tuple[Grid, np.ndarray]:
+        """The request laid out as series x day and the (series, day) forecasts of it."""
         grid = build_grid(self.lookup, self.last_date, date, store_nbr, family, onpromotion)
         if len(grid.series) == 0:
-            return gather(grid, np.zeros((0, 0)))
+            return grid, np.zeros((0, grid.horizon))
         s = grid.series
         dates = self.last_date + np.arange(1, grid.horizon + 1).astype("timedelta64[D]")
         inp = ForecastInput(self.history.sales[s], self.history.promo[s], self.store_code[s],
                             self.family_code[s], dates, grid.promo)
-        return gather(grid, self.final.forecast(inp))
+        return grid, self.final.forecast(inp)
 
     def predict_feature_rows(self, matrix: np.ndarray) -> np.ndarray:
         """The built-in XGBoost convention: ready rows in ``features.json`` order -> sales."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import __version__, artifact, metrics
+from forecasting import __version__, artifact, intervals, metrics
 from forecasting.cleaning import Panel, clean, downsample_zeros
 from forecasting.history import panel_forecast_input, panel_window
 from forecasting.hyperparameters import Hyperparameters, parse
@@ -73,6 +73,7 @@ class TrainedModel:
     evaluation: dict
     cleaning_report: dict
     metadata: dict
+    calibration: intervals.Calibration | None = None   # the prediction intervals
 
     def save(self, model_dir: str | Path) -> Path:
         """Write the artifact (docs/artifact.md) into ``model_dir``."""
@@ -88,6 +89,8 @@ class TrainedModel:
                                              self.zero_series["family"])])
         artifact.write_json(root / "evaluation.json", self.evaluation)
         artifact.write_json(root / "cleaning_report.json", self.cleaning_report)
+        if self.calibration is not None:
+            intervals.save(root / intervals.FILE, self.calibration)
         artifact.write_json(root / "artifact.json", self.metadata)  # last: marks completeness
         return root
 
@@ -154,6 +157,8 @@ def train(
     progress("evaluate", fitted)
     evaluation = _evaluate(panel, split, members, store_code, family_code, hp.horizon)
     evaluation["final_model"] = kinds[-1]
+    calibration, evaluation["intervals"] = intervals.calibrate_members(
+        panel, split, members, kinds[-1], store_code, family_code)
     for line in metrics.metric_lines(evaluation):
         log(line)
     if hp.refit:
@@ -193,7 +198,8 @@ def train(
     progress("done", 1.0)
     return TrainedModel(hp, members, kinds[-1], {"store_nbr": stores.tolist(),
                                                  "family": families.tolist()},
-                        history, panel.zero_series, evaluation, cleaning_report, metadata)
+                        history, panel.zero_series, evaluation, cleaning_report, metadata,
+                        calibration)
 
 
 def _refit(members: dict, data: TrainingData, progress: _Progress, span: tuple[float, float],

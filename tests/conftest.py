@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from forecast_gateway.process import GatewayProcess
+from moto_server import DUMMY_AWS_ENV, MotoServer
 
 from forecasting import forecast
 
@@ -50,13 +51,18 @@ def gateway_factory() -> Iterator[Callable[..., GatewayProcess]]:
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    """One gateway for the session, with small limits so the limit tests stay cheap."""
+    """One gateway for the session, with small limits so the limit tests stay cheap.
+
+    Retailer `acme`'s API key is exported as FORECAST_API_KEY for the rest of the session, as a
+    user would do, so the SDK and the CLI act for acme by default; a test acting for another
+    retailer asks `gateway.api_key(retailer)` for its key."""
     data_dir = tmp_path_factory.mktemp("gateway") / "data"
     with GatewayProcess(data_dir, env={
         "FORECAST_GATEWAY_MAX_PREDICT_ROWS": "5000",
         "FORECAST_GATEWAY_MAX_STREAM_CHUNK_ROWS": "5000",
         "FORECAST_GATEWAY_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
-    }) as gw:
+    }) as gw, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FORECAST_API_KEY", gw.api_key("acme"))
         yield gw
 
 
@@ -82,3 +88,15 @@ def trained(gateway: GatewayProcess) -> dict:
         events = list(client.watch_job("acme", job.job_id))
     return {"retailer": "acme", "dataset": dataset, "job": job, "events": events,
             "final": events[-1]}
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto in server mode on 127.0.0.1 (S3 and the SageMaker control plane over real HTTP),
+    with dummy AWS credentials and region set for the whole session (no test can reach AWS)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in DUMMY_AWS_ENV.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+            yield server

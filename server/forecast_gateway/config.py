@@ -27,7 +27,7 @@ class GatewayConfig:
     data_dir: Path = Path("./var")
     """Root of the registry (registry.sqlite3) and the per-retailer storage."""
     backend: str = "local"
-    """Where training and prediction run: `local` (embedded default) or `docker`."""
+    """Where training and prediction run: `local` (embedded default), `docker` or `sagemaker`."""
     port_file: Path | None = None
     """When set, the bound port is written here once the server is serving."""
     http_port: int = -1
@@ -86,6 +86,52 @@ class GatewayConfig:
     docker_max_body_bytes: int = MAX_BODY_BYTES
     """Docker backend: largest /invocations body sent (the chunking limit; at most the
     contract's 6 MB, lower it for serverless endpoints or tests)."""
+    aws_region: str = ""
+    """AWS region of the S3 and SageMaker clients (empty: the AWS default chain's)."""
+    aws_endpoint_url: str = ""
+    """One endpoint URL for every AWS client (a moto server in tests; empty: AWS itself)."""
+    aws_max_attempts: int = 8
+    """Attempts per AWS call, throttling included (botocore's adaptive retry mode)."""
+    sagemaker_bucket: str = ""
+    """SageMaker backend: the S3 bucket of the storage layout (required)."""
+    sagemaker_prefix: str = ""
+    """SageMaker backend: the key prefix under the bucket (`s3://bucket/prefix/raw/...`)."""
+    sagemaker_role_arn: str = ""
+    """SageMaker backend: the execution role of training jobs and models (required on AWS)."""
+    sagemaker_training_image: str = "retail-forecast-training:latest"
+    """SageMaker backend: the training image URI (ECR on AWS)."""
+    sagemaker_inference_image: str = "retail-forecast-inference:latest"
+    """SageMaker backend: the inference image URI (ECR on AWS)."""
+    sagemaker_instance_type: str = "ml.m5.large"
+    """SageMaker backend: the training instance type."""
+    sagemaker_instance_count: int = 1
+    """SageMaker backend: training instances per job."""
+    sagemaker_volume_size_gb: int = 30
+    """SageMaker backend: the training instance's EBS volume."""
+    sagemaker_max_runtime_s: int = 86400
+    """SageMaker backend: a training job's StoppingCondition.MaxRuntimeInSeconds."""
+    sagemaker_serverless_memory_mb: int = 3072
+    """SageMaker backend: a serverless endpoint's memory (1024..6144, steps of 1024)."""
+    sagemaker_serverless_concurrency: int = 5
+    """SageMaker backend: a serverless endpoint's MaxConcurrency."""
+    sagemaker_endpoint_instance_type: str = ""
+    """SageMaker backend: an instance type for real-time endpoints (empty: serverless)."""
+    sagemaker_endpoint_instance_count: int = 1
+    """SageMaker backend: instances of a real-time endpoint."""
+    sagemaker_train_with: str = "training-job"
+    """SageMaker backend: `training-job` (CreateTrainingJob) or `pipeline`
+    (StartPipelineExecution of the clean/train/evaluate pipeline)."""
+    sagemaker_local_mode: bool = False
+    """SageMaker backend: run jobs and endpoints through the SageMaker SDK's local mode (real
+    images in local docker containers, S3 at `aws_endpoint_url`)."""
+    sagemaker_parallel_jobs: int = 8
+    """SageMaker backend: training jobs followed at once (more wait in the fair queue)."""
+    sagemaker_poll_max_s: float = 30.0
+    """SageMaker backend: the longest pause between two Describe calls (backoff from 1 s)."""
+    sagemaker_endpoint_timeout_s: float = 1800.0
+    """SageMaker backend: how long an endpoint may take to become InService."""
+    sagemaker_invoke_concurrency: int = 4
+    """SageMaker backend: InvokeEndpoint calls in flight for one bulk request."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -101,8 +147,31 @@ class GatewayConfig:
                      "docker_serve_workers", "docker_max_body_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.backend == "sagemaker":
+            _check_sagemaker(self)
         if self.max_upload_chunk_bytes > self.max_message_bytes:
             raise ValueError("max_upload_chunk_bytes cannot exceed max_message_bytes")
+
+
+def _check_sagemaker(config: GatewayConfig) -> None:
+    """The SageMaker backend's settings, checked once at start-up."""
+    for name in ("aws_max_attempts", "sagemaker_instance_count", "sagemaker_volume_size_gb",
+                 "sagemaker_max_runtime_s", "sagemaker_serverless_concurrency",
+                 "sagemaker_endpoint_instance_count", "sagemaker_parallel_jobs",
+                 "sagemaker_poll_max_s", "sagemaker_endpoint_timeout_s",
+                 "sagemaker_invoke_concurrency"):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive")
+    if not config.sagemaker_bucket:
+        raise ValueError("the sagemaker backend needs --sagemaker-bucket")
+    if not config.sagemaker_role_arn and not config.sagemaker_local_mode:
+        raise ValueError("the sagemaker backend needs --sagemaker-role-arn (the execution role)")
+    if config.sagemaker_train_with not in ("training-job", "pipeline"):
+        raise ValueError(f"sagemaker_train_with must be training-job or pipeline, got "
+                         f"{config.sagemaker_train_with!r}")
+    memory = config.sagemaker_serverless_memory_mb
+    if memory not in range(1024, 6145, 1024):
+        raise ValueError(f"sagemaker_serverless_memory_mb must be 1024, 2048, ... 6144, got {memory}")
 
 
 def _flag(name: str) -> str:
@@ -141,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DOCS = {
     "host": "interface to listen on", "port": "TCP port, 0 for any free port",
-    "data_dir": "registry and per-retailer storage root", "backend": "local | docker",
+    "data_dir": "registry and per-retailer storage root", "backend": "local | docker | sagemaker",
     "port_file": "write the bound port to this file once serving",
     "http_port": "HTTP/JSON port, 0 for any free port, -1 for none",
     "http_port_file": "write the bound HTTP port to this file once serving",
@@ -163,6 +232,26 @@ _DOCS = {
     "docker_drain_s": "docker backend: delay before stopping a retired container",
     "docker_serve_workers": "docker backend: gunicorn workers per inference container",
     "docker_max_body_bytes": "docker backend: largest /invocations body (at most 6 MiB)",
+    "aws_region": "AWS region", "aws_endpoint_url": "endpoint URL of every AWS client (moto)",
+    "aws_max_attempts": "attempts per AWS call (adaptive retry)",
+    "sagemaker_bucket": "sagemaker backend: S3 bucket", "sagemaker_prefix": "sagemaker backend: S3 key prefix",
+    "sagemaker_role_arn": "sagemaker backend: execution role ARN",
+    "sagemaker_training_image": "sagemaker backend: training image URI",
+    "sagemaker_inference_image": "sagemaker backend: inference image URI",
+    "sagemaker_instance_type": "sagemaker backend: training instance type",
+    "sagemaker_instance_count": "sagemaker backend: training instances per job",
+    "sagemaker_volume_size_gb": "sagemaker backend: training volume (GB)",
+    "sagemaker_max_runtime_s": "sagemaker backend: training MaxRuntimeInSeconds",
+    "sagemaker_serverless_memory_mb": "sagemaker backend: serverless endpoint memory (MB)",
+    "sagemaker_serverless_concurrency": "sagemaker backend: serverless MaxConcurrency",
+    "sagemaker_endpoint_instance_type": "sagemaker backend: real-time endpoint instance type (empty: serverless)",
+    "sagemaker_endpoint_instance_count": "sagemaker backend: real-time endpoint instances",
+    "sagemaker_train_with": "sagemaker backend: training-job | pipeline",
+    "sagemaker_local_mode": "sagemaker backend: SageMaker SDK local mode (docker)",
+    "sagemaker_parallel_jobs": "sagemaker backend: training jobs followed at once",
+    "sagemaker_poll_max_s": "sagemaker backend: longest pause between Describe calls",
+    "sagemaker_endpoint_timeout_s": "sagemaker backend: wait for an endpoint to be InService",
+    "sagemaker_invoke_concurrency": "sagemaker backend: InvokeEndpoint calls in flight per request",
 }
 
 

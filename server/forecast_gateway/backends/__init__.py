@@ -19,4 +19,8 @@ def create_backend(config: GatewayConfig) -> Backend:
         except ImportError as exc:
             raise ValueError(f"backend 'docker' is not available: {exc}") from None
         return DockerBackend.from_config(config)
-    raise ValueError(f"unknown backend {config.backend!r} (choose local or docker)")
+    if config.backend == "sagemaker":
+        from forecast_gateway.backends.sagemaker.backend import SageMakerBackend
+
+        return SageMakerBackend.from_config(config)
+    raise ValueError(f"unknown backend {config.backend!r} (choose local, docker or sagemaker)")

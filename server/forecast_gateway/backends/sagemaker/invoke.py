@@ -1,0 +1,167 @@
+"""Predictions through InvokeEndpoint: future rows as `text/csv` with a header (what the
+inference container's `/invocations` takes, docs/containers.md), split into payloads under the
+endpoint's limit without splitting a series, sent concurrently up to a bound, answers put back
+in row order.
+
+Errors: `ModelError` (the container answered non-2xx) carries the container's own JSON
+`{"error", "type"}`: a 4xx becomes a `UserError` (INVALID_ARGUMENT) with its message, anything
+else `BackendUnavailable` naming the endpoint and the message. Throttling and the other
+transient errors are retried with backoff (botocore's retries first, then ours) before they
+become `BackendUnavailable` (UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from forecast_gateway.domain import RowColumns
+from forecast_gateway.errors import BackendUnavailable
+from forecasting.errors import ForecastRequestError, UserError
+
+CSV = "text/csv"
+HEADER = b"date,store_nbr,family,onpromotion\n"
+_RETRIED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable",
+            "InternalFailure", "InternalServerError", "ModelNotReadyException")
+
+
+def csv_lines(rows: RowColumns) -> list[bytes]:
+    """One CSV line per row (no newline), the family quoted (families hold commas)."""
+    dates = np.datetime_as_string(np.asarray(rows.day).astype("datetime64[D]"), unit="D")
+    stores = np.asarray(rows.store_nbr).astype(np.int64)
+    families = np.asarray(rows.family).astype(str)
+    uniques, codes = np.unique(families, return_inverse=True)
+    quoted = ['"' + f.replace('"', '""') + '"' for f in uniques]
+    promo = (np.zeros(len(rows), dtype=np.int64) if rows.onpromotion is None
+             else np.asarray(rows.onpromotion).astype(np.int64))
+    return [f"{d},{s},{quoted[c]},{p}".encode()
+            for d, s, c, p in zip(dates.tolist(), stores.tolist(), codes.tolist(), promo.tolist())]
+
+
+def payloads(rows: RowColumns, limit: int) -> Iterator[tuple[np.ndarray, bytes]]:
+    """(row indices, body) pairs: each body at most `limit` bytes, every series (store, family)
+    whole in one body, each body's rows in their original order. ForecastRequestError when one
+    series alone is over the limit."""
+    lines = csv_lines(rows)
+    sizes = np.fromiter((len(line) + 1 for line in lines), dtype=np.int64, count=len(lines))
+    keys = np.char.add(np.asarray(rows.store_nbr).astype(np.int64).astype(str),
+                       np.char.add("|", np.asarray(rows.family).astype(str)))
+    _, first, series = np.unique(keys, return_index=True, return_inverse=True)
+    per_series = np.bincount(series, weights=sizes).astype(np.int64)
+    room = limit - len(HEADER)
+    chunk_of = np.empty(len(per_series), dtype=np.int64)
+    chunk, used = 0, 0
+    for s in np.argsort(first, kind="stable"):  # series in order of first appearance
+        size = int(per_series[s])
+        if size > room:
+            where = int(first[s])
+            raise ForecastRequestError(
+                "rows", f"the rows of store {rows.store_nbr[where]}, family "
+                        f"{rows.family[where]!r} alone are {size} bytes, over the endpoint's "
+                        f"{limit}-byte payload limit")
+        if used and used + size > room:
+            chunk, used = chunk + 1, 0
+        chunk_of[s] = chunk
+        used += size
+    row_chunk = chunk_of[series]
+    order = np.argsort(row_chunk, kind="stable")
+    bounds = np.searchsorted(row_chunk[order], np.arange(chunk + 2))
+    for c in range(chunk + 1):
+        idx = order[bounds[c]:bounds[c + 1]]
+        if len(idx):
+            yield idx, HEADER + b"\n".join(lines[i] for i in idx) + b"\n"
+
+
+def _body(response: dict) -> tuple[int, bytes]:
+    """(HTTP status, body) of an InvokeEndpoint answer. Local mode returns the container's
+    answer whatever its status; the real client raises ModelError for non-2xx."""
+    stream = response["Body"]
+    status = int(getattr(stream, "status", 200) or 200)
+    return status, stream.read()
+
+
+def container_error(endpoint: str, status: int, message: str) -> Exception:
+    """The error for a non-2xx answer of the inference container (its JSON body in `message`)."""
+    try:
+        detail = json.loads(message)
+        text, kind = str(detail.get("error", "")), str(detail.get("type", ""))
+    except (ValueError, AttributeError):
+        text, kind = message.strip()[:500], ""
+    if 400 <= status < 500:
+        if kind == "ForecastRequestError" and ": " in text:
+            name, _, reason = text.partition(": ")
+            return ForecastRequestError(name, reason)
+        return UserError(text or f"the endpoint rejected the rows (HTTP {status})")
+    return BackendUnavailable(f"endpoint {endpoint}: the inference container answered {status}: "
+                              f"{text or 'no message'}")
+
+
+def invoke(runtime: Any, endpoint: str, body: bytes, expected: int, *,
+           attempts: int = 4, first_pause_s: float = 0.5) -> np.ndarray:
+    """One InvokeEndpoint call: `expected` forecasts, retried with backoff when throttled."""
+    pause = first_pause_s
+    for attempt in range(1, attempts + 1):
+        try:
+            status, data = _body(runtime.invoke_endpoint(
+                EndpointName=endpoint, Body=body, ContentType=CSV, Accept=CSV))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code == "ModelError":
+                raise container_error(endpoint, int(exc.response.get("OriginalStatusCode", 500)),
+                                      str(exc.response.get("OriginalMessage", error.get(
+                                          "Message", "")))) from None
+            if code in _RETRIED and attempt < attempts:
+                time.sleep(pause)
+                pause *= 2
+                continue
+            if code in _RETRIED:
+                raise BackendUnavailable(f"endpoint {endpoint} is throttling or busy ({code}) "
+                                         f"after {attempts} attempts; retry later") from None
+            if code == "ValidationException":
+                raise BackendUnavailable(f"endpoint {endpoint}: {error.get('Message', '')}") \
+                    from None
+            raise
+        except BotoCoreError as exc:
+            raise BackendUnavailable(f"endpoint {endpoint} did not answer: {exc}") from None
+        if status >= 300:
+            raise container_error(endpoint, status, data.decode(errors="replace"))
+        values = np.array(data.split(), dtype=np.float64)
+        if values.shape != (expected,):
+            raise BackendUnavailable(f"endpoint {endpoint} returned {values.shape[0]} forecasts "
+                                     f"for {expected} rows")
+        return values
+    raise AssertionError("unreachable")
+
+
+def predict(runtime: Any, endpoint: str, rows: RowColumns, *, limit: int, concurrency: int,
+            pool: Executor) -> np.ndarray:
+    """Forecasts for `rows` in row order, through as many payloads as the limit needs, at most
+    `concurrency` in flight."""
+    out = np.empty(len(rows), dtype=np.float64)
+    pending: list[tuple[np.ndarray, Any]] = []
+
+    def settle(item: tuple[np.ndarray, Any]) -> None:
+        idx, future = item
+        out[idx] = future.result()
+
+    try:
+        for idx, body in payloads(rows, limit):
+            if concurrency <= 1:
+                out[idx] = invoke(runtime, endpoint, body, len(idx))
+                continue
+            if len(pending) >= concurrency:
+                settle(pending.pop(0))
+            pending.append((idx, pool.submit(invoke, runtime, endpoint, body, len(idx))))
+        while pending:
+            settle(pending.pop(0))
+    finally:
+        for _, future in pending:
+            future.cancel()
+    return out
