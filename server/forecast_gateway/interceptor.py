@@ -55,6 +55,8 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAVAILABLE, message
     if isinstance(exc, asyncio.TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "the call ran out of time"
+    if isinstance(exc, NotImplementedError):  # an RPC of the proto this gateway does not serve yet
+        return grpc.StatusCode.UNIMPLEMENTED, "this gateway does not implement the method"
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(rid=REQUEST_ID.get() or "-")
 
 
