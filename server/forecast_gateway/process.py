@@ -45,14 +45,15 @@ class GatewayProcess:
     `env` overrides the inherited environment (e.g. FORECAST_GATEWAY_* settings), `args` are
     added to the command line (e.g. `--backend docker`). `module` is the server run with
     `python -m`: the gateway, or a stand-in with the same start-up flags (the benchmark's sync
-    server). The port file and, by default, the log
+    server). With `http=True` the gateway also serves its HTTP/JSON face on a free port
+    (`http_port`, `http_url`). The port file and, by default, the log
     (stdout and stderr, appended so a restart keeps the earlier run) sit beside `data_dir`.
     Usable as a context manager: entering starts it if needed, leaving stops it.
     """
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, *,
                  args: Sequence[str] = (), log_path: Path | None = None,
-                 module: str = "forecast_gateway.main"):
+                 module: str = "forecast_gateway.main", http: bool = False):
         self.data_dir = Path(data_dir)
         self.module = module
         self.env = dict(env or {})
@@ -62,17 +63,28 @@ class GatewayProcess:
         self.port_file = self.data_dir.parent / f"{self.data_dir.name}.port"
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.http_port_file = (self.data_dir.parent / f"{self.data_dir.name}.http-port"
+                               if http else None)
+        self.http_port = 0
 
     @property
     def target(self) -> str:
         """The address clients dial, "127.0.0.1:PORT" (valid once started)."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP/JSON face's base URL, "http://127.0.0.1:PORT" (with `http=True`, once
+        started)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
     def command(self) -> list[str]:
         """The child's command line."""
         return [sys.executable, "-m", self.module, "--host", "127.0.0.1",
                 "--port", "0", "--data-dir", str(self.data_dir),
-                "--port-file", str(self.port_file), *self.args]
+                "--port-file", str(self.port_file),
+                *(["--http-port", "0", "--http-port-file", str(self.http_port_file)]
+                  if self.http_port_file is not None else []), *self.args]
 
     def start(self, timeout_s: float = 60.0) -> Self:
         """Start the child and wait until it serves; returns self.
@@ -83,6 +95,8 @@ class GatewayProcess:
         for folder in {self.port_file.parent, self.log_path.parent}:
             folder.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
+        if self.http_port_file is not None:
+            self.http_port_file.unlink(missing_ok=True)
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH"))
         with open(self.log_path, "ab") as log:
@@ -93,6 +107,8 @@ class GatewayProcess:
             text = self.port_file.read_text().strip() if self.port_file.exists() else ""
             if text:
                 self.port = int(text)
+                if self.http_port_file is not None:  # written before the port file
+                    self.http_port = int(self.http_port_file.read_text().strip())
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the gateway exited with code {self.proc.returncode} before "

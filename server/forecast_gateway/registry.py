@@ -193,8 +193,17 @@ class Registry:
         with self._lock:
             row = self._db.execute("SELECT * FROM datasets WHERE retailer = ? AND dataset_id = ?",
                                    (retailer, dataset_id)).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._dataset(row)
+
+    def newest_dataset(self, retailer: str) -> Dataset | None:
+        """The retailer's most recently uploaded dataset, or None when it has none."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM datasets WHERE retailer = ? "
+                                   "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                                   (retailer,)).fetchone()
+        return None if row is None else self._dataset(row)
+
+    def _dataset(self, row: sqlite3.Row) -> Dataset:
         return Dataset(
             dataset_id=row["dataset_id"], retailer=row["retailer"], filename=row["filename"],
             format=row["format"], path=self._abs(row["path"]), size_bytes=row["size_bytes"],

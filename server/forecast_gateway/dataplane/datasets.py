@@ -18,7 +18,7 @@ import numpy as np
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import Dataset
-from forecast_gateway.errors import InvalidArgument, NotFound, PayloadTooLarge
+from forecast_gateway.errors import FailedPrecondition, InvalidArgument, NotFound, PayloadTooLarge
 
 log = logging.getLogger("forecast_gateway.dataplane.datasets")
 
@@ -139,6 +139,16 @@ class DatasetService:
         found = self._s.registry.get_dataset(tenant.retailer, dataset_id)
         if found is None:
             raise NotFound("dataset", dataset_id)
+        return found
+
+    def newest(self, tenant: Tenant) -> Dataset:
+        """The retailer's most recent upload (what Train uses when it names no dataset);
+        FailedPrecondition when the retailer has uploaded none."""
+        self._s.existing(tenant)
+        found = self._s.registry.newest_dataset(tenant.retailer)
+        if found is None:
+            raise FailedPrecondition(f"retailer {tenant.retailer!r} has no dataset to train on: "
+                                     "upload one first (UploadDataset), or give data_uri")
         return found
 
     def from_uri(self, tenant: Tenant, uri: str) -> Dataset:

@@ -75,9 +75,9 @@ class JobService:
                 raise InvalidArgument("data_uri", "give dataset_id or data_uri, not both")
             dataset = self._datasets.from_uri(tenant, data_uri)
         else:
-            if not dataset_id:
-                raise InvalidArgument("dataset_id", "is required (or give data_uri)")
-            dataset = self._datasets.get(tenant, dataset_id)
+            # No dataset named: the retailer's newest upload (the seed's POST /train).
+            dataset = (self._datasets.get(tenant, dataset_id) if dataset_id
+                       else self._datasets.newest(tenant))
         job = Job(
             job_id=new_id("job"), retailer=tenant.retailer, dataset_id=dataset.dataset_id,
             model_kind=model_kind, hyperparameters=dict(hyperparameters), horizon=horizon,
