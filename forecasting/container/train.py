@@ -3,15 +3,14 @@
 Reads hyperparameters and the ``train`` (and optional ``validation``) channel from /opt/ml
 (or ``$OPT_ML``), writes the model to /opt/ml/model. On any failure it writes the reason to
 /opt/ml/output/failure (SageMaker shows the first 1024 characters as FailureReason) and exits
-non-zero: 2 for a user error, 1 for our bug, 3 for the platform, 143 when stopped by SIGTERM.
+non-zero: 2 for a user error, 1 for our bug, 3 for the platform, 143 when stopped by SIGTERM
+(``forecasting.container.failure``).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import traceback
 
 from forecasting import training
 from forecasting.container.env import (
@@ -20,26 +19,8 @@ from forecasting.container.env import (
     VALIDATION_CHANNEL,
     TrainingEnv,
 )
-from forecasting.errors import ForecastingError, UserError
-from forecasting.joblog import FAILURE_REASON_CHARS
-
-EXIT_CODES = {"user": 2, "algorithm": 1, "platform": 3}
-
-
-class Stopped(BaseException):
-    """SIGTERM arrived (StopTrainingJob): stop at once, record why."""
-
-
-def _on_sigterm(signum, frame):
-    raise Stopped()
-
-
-def write_failure(env: TrainingEnv, message: str) -> None:
-    try:
-        env.output_dir.mkdir(parents=True, exist_ok=True)
-        env.failure_file.write_text(message[:FAILURE_REASON_CHARS * 4], encoding="utf-8")
-    except OSError as exc:
-        print(f"could not write {env.failure_file}: {exc}", file=sys.stderr, flush=True)
+from forecasting.container.failure import run_job
+from forecasting.errors import UserError
 
 
 def run(env: TrainingEnv) -> None:
@@ -66,33 +47,9 @@ def run(env: TrainingEnv) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console script ``train``; returns (and exits with) the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _on_sigterm)
     env = TrainingEnv.from_environ()
-    code = 0
-    try:
-        run(env)
-    except Stopped:
-        write_failure(env, "Stopped: the training job received SIGTERM (StopTrainingJob)")
-        code = 143
-    except ForecastingError as exc:
-        kind = exc.kind
-        label = {"user": "ClientError", "platform": "PlatformError"}.get(kind, "AlgorithmError")
-        write_failure(env, f"{label}: {exc}")
-        print(f"{label}: {exc}", file=sys.stderr, flush=True)
-        if not isinstance(exc, UserError):
-            traceback.print_exc()
-        code = EXIT_CODES.get(kind, 1)
-    except MemoryError:
-        write_failure(env, "PlatformError: out of memory")
-        code = EXIT_CODES["platform"]
-    except OSError as exc:
-        write_failure(env, f"PlatformError: {exc}")
-        traceback.print_exc()
-        code = EXIT_CODES["platform"]
-    except Exception as exc:  # noqa: BLE001 - the top of the process: record every failure
-        write_failure(env, f"AlgorithmError: unexpected {type(exc).__name__}: {exc}")
-        traceback.print_exc()
-        code = EXIT_CODES["algorithm"]
+    code = run_job(lambda: run(env), env.failure_file,
+                   "the training job received SIGTERM (StopTrainingJob)")
     if argv is None:
         sys.exit(code)
     return code
