@@ -44,6 +44,7 @@ window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", deepL
 </script></body></html>
 """
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def loopback_target(host: str, port: int) -> str:
@@ -140,7 +141,7 @@ class HttpFace:
                 allowed.append(route.verb.upper())
                 continue
             assert self._caller is not None
-            return await self._caller.call(route, request, found, request["request_id"])
+            return await self._caller.call(route, request, found, request[REQUEST_ID])
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound(text=f"no route {request.method} {path}; see /openapi.json")
@@ -148,7 +149,7 @@ class HttpFace:
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Request id, one access-log line per request, and HTTP's own refusals as JSON."""
-        rid = request["request_id"] = _request_id(request)
+        rid = request[REQUEST_ID] = _request_id(request)
         started = time.perf_counter()
         try:
             response = await handler(request)

@@ -108,7 +108,7 @@ class _Schemas:
             return {"type": "object",
                     "additionalProperties": self._scalar(message.fields_by_name["value"])}
         schema = self._scalar(field)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             return {"type": "array", "items": schema}
         return schema
 

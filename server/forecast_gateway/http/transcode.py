@@ -23,7 +23,6 @@ from google.protobuf.message import Message
 from forecast_gateway.http.routes import Route
 
 EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_LABEL_REPEATED = FieldDescriptor.LABEL_REPEATED
 _INT_TYPES = {FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64,
               FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64}
 
@@ -116,7 +115,7 @@ def _set_path(data: dict[str, Any], fields: list[FieldDescriptor], value: Any, w
 
 def _is_columnar(descriptor: Descriptor) -> bool:
     return bool(descriptor.fields) and all(
-        f.label == _LABEL_REPEATED and f.message_type is None for f in descriptor.fields)
+        f.is_repeated and f.message_type is None for f in descriptor.fields)
 
 
 def _day(value: Any, where: str, cache: dict[str, int]) -> int:
@@ -232,7 +231,7 @@ def _take_columnar(descriptor: Descriptor, data: dict[str, Any], where: str,
     found: list[tuple[list[str], dict[str, list[Any]], str]] = []
     for key in list(data):
         field = _field(descriptor, key)
-        if field is None or field.message_type is None or field.label == _LABEL_REPEATED:
+        if field is None or field.message_type is None or field.is_repeated:
             continue
         here = f"{where}.{field.name}" if where else field.name
         value = data[key]
@@ -295,7 +294,7 @@ def request_data(route: Route, path_vars: Mapping[str, str], query: Iterable[tup
         fields = _resolve(descriptor, path)
         leaf = fields[-1]
         where = f"query parameter {path!r}"
-        if leaf.label == _LABEL_REPEATED:
+        if leaf.is_repeated:
             value: Any = [_text_value(leaf, v, where) for v in values]
         elif len(values) > 1:
             raise BadRequest(f"{where}: given {len(values)} times; it takes one value")
