@@ -88,14 +88,8 @@ def ours(path: str, horizon: int, rounds: int, nthread: int, keep_dir: str | Non
             "rmsle_held_out_fit": _rmsle(held_out, actual)}
 
 
-def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
-    """mlforecast with the same lags, rolling means, calendar, promotions and categoricals."""
-    import xgboost as xgb
-    from mlforecast import MLForecast
-    from mlforecast.lag_transforms import RollingMean
-    from mlforecast.target_transforms import GlobalSklearnTransformer
-    from sklearn.preprocessing import FunctionTransformer
-
+def peer_frames(path: str, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """mlforecast's long format: (history with y, future rows, the test rows as read)."""
     history, test = _split(path, horizon)
 
     def long(frame: pd.DataFrame, with_y: bool) -> pd.DataFrame:
@@ -110,51 +104,69 @@ def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
             out["family"] = frame["family"].astype("category")
         return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
 
-    def fill(frame: pd.DataFrame) -> pd.DataFrame:
-        """mlforecast needs gap-free series: add the missing days (Dec 25) with zero sales,
-        as our cleaning does. Timed as part of the peer's featurize and fit."""
-        from utilsforecast.preprocessing import fill_gaps
-        full = fill_gaps(frame[["unique_id", "ds"]], freq="D", start="per_serie", end="global")
-        full = full.merge(frame, on=["unique_id", "ds"], how="left")
-        full[["y", "onpromotion"]] = full[["y", "onpromotion"]].fillna(0)
-        static = frame.drop_duplicates("unique_id").set_index("unique_id")
-        for col in ("store_nbr", "family"):
-            full[col] = pd.Categorical(full["unique_id"].map(static[col]).astype(str)
-                                       if col == "family" else full["unique_id"].map(
-                                           static[col]).astype(int),
-                                       categories=frame[col].cat.categories)
-        return full
+    return long(history, True), long(test, False), test
 
-    raw_df, future = long(history, True), long(test, False)
+
+def peer_fill(frame: pd.DataFrame) -> pd.DataFrame:
+    """mlforecast needs gap-free series: add the missing days (Dec 25) with zero sales, as our
+    cleaning does. Timed as part of the peer's featurize and fit."""
+    from utilsforecast.preprocessing import fill_gaps
+    full = fill_gaps(frame[["unique_id", "ds"]], freq="D", start="per_serie", end="global")
+    full = full.merge(frame, on=["unique_id", "ds"], how="left")
+    full[["y", "onpromotion"]] = full[["y", "onpromotion"]].fillna(0)
+    static = frame.drop_duplicates("unique_id").set_index("unique_id")
+    for col in ("store_nbr", "family"):
+        full[col] = pd.Categorical(full["unique_id"].map(static[col]).astype(str)
+                                   if col == "family" else full["unique_id"].map(
+                                       static[col]).astype(int),
+                                   categories=frame[col].cat.categories)
+    return full
+
+
+def peer_forecaster(rounds: int, nthread: int):
+    """An MLForecast with the same lags, rolling means, calendar and XGBoost settings as ours."""
+    import xgboost as xgb
+    from mlforecast import MLForecast
+    from mlforecast.lag_transforms import RollingMean
+    from mlforecast.target_transforms import GlobalSklearnTransformer
+    from sklearn.preprocessing import FunctionTransformer
+
     model = xgb.XGBRegressor(
         n_estimators=rounds, learning_rate=XGB["eta"], max_depth=XGB["max_depth"],
         subsample=XGB["subsample"], colsample_bytree=XGB["colsample_bytree"],
         min_child_weight=XGB["min_child_weight"], max_bin=XGB["max_bin"],
         max_cat_to_onehot=XGB["max_cat_to_onehot"], tree_method="hist",
         enable_categorical=True, n_jobs=nthread, random_state=XGB["seed"])
+    return MLForecast(
+        models={"xgb": model}, freq="D", lags=[1, 7, 14],
+        lag_transforms={1: [RollingMean(window_size=7), RollingMean(window_size=14)]},
+        date_features=["dayofweek", "month", "year"],
+        target_transforms=[GlobalSklearnTransformer(FunctionTransformer(np.log1p, np.expm1))],
+        num_threads=nthread)
 
-    def make() -> MLForecast:
-        return MLForecast(
-            models={"xgb": model}, freq="D", lags=[1, 7, 14],
-            lag_transforms={1: [RollingMean(window_size=7), RollingMean(window_size=14)]},
-            date_features=["dayofweek", "month", "year"],
-            target_transforms=[GlobalSklearnTransformer(
-                FunctionTransformer(np.log1p, np.expm1))],
-            num_threads=nthread)
 
+def peer_join(test: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    """mlforecast's answers in the order of the test rows."""
+    key = test["store_nbr"].astype(str) + "/" + test["family"].astype(str)
+    return pd.DataFrame({"unique_id": key, "ds": pd.to_datetime(test["date"])}).merge(
+        out, on=["unique_id", "ds"], how="left")
+
+
+def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
+    """mlforecast with the same lags, rolling means, calendar, promotions and categoricals."""
+    raw_df, future, test = peer_frames(path, horizon)
     t = time.perf_counter()
-    make().preprocess(fill(raw_df), static_features=["store_nbr", "family"])
+    peer_forecaster(rounds, nthread).preprocess(peer_fill(raw_df),
+                                                static_features=["store_nbr", "family"])
     featurize = time.perf_counter() - t
-    fcst = make()
+    fcst = peer_forecaster(rounds, nthread)
     t = time.perf_counter()
-    fcst.fit(fill(raw_df), static_features=["store_nbr", "family"])
+    fcst.fit(peer_fill(raw_df), static_features=["store_nbr", "family"])
     fit = time.perf_counter() - t
     t = time.perf_counter()
     out = fcst.predict(h=horizon, X_df=future)
     predict = time.perf_counter() - t
-    key = test["store_nbr"].astype(str) + "/" + test["family"].astype(str)
-    joined = pd.DataFrame({"unique_id": key, "ds": pd.to_datetime(test["date"])}).merge(
-        out, on=["unique_id", "ds"], how="left")
+    joined = peer_join(test, out)
     return {"featurize_s": featurize, "featurize_fit_s": fit, "predict_s": predict,
             "rmsle": _rmsle(joined["xgb"].to_numpy(), test["sales"].to_numpy())}
 
