@@ -9,12 +9,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from forecast_gateway.backends.sagemaker.aws import AwsClients
 from moto_server import MotoServer
-from sagemaker_helpers import GOLDEN_ARTIFACT, Recorder, client, pack
+from sagemaker_helpers import GOLDEN_ARTIFACT, SESSION, Recorder, client, pack
 
 
 @pytest.fixture()
@@ -26,7 +25,7 @@ def recorder() -> Recorder:
 def bucket(moto_server: MotoServer) -> str:
     """A new bucket on moto for this test."""
     name = f"forecast-{uuid.uuid4().hex[:12]}"
-    boto3.session.Session(region_name="us-east-1").client(
+    SESSION.client(
         "s3", endpoint_url=moto_server.url).create_bucket(Bucket=name)
     return name
 

@@ -19,6 +19,8 @@ from moto_server import MotoServer
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN_ARTIFACT = ROOT / "tests" / "forecasting" / "fixtures" / "artifact_v1"
 ROLE = "arn:aws:iam::123456789012:role/forecast-sagemaker-execution"
+#: One session for every test client: it loads each service model once.
+SESSION = boto3.session.Session(region_name="us-east-1")
 
 
 @dataclass
@@ -39,8 +41,7 @@ class Recorder:
 def client(service: str, moto: MotoServer | None, recorder: Recorder):
     """A boto3 client on moto (or on nothing, for a Stubber), requests checked and recorded."""
     extra = {"endpoint_url": moto.url} if moto is not None else {}
-    made = boto3.session.Session(region_name="us-east-1").client(
-        service, config=retry_config(2), **extra)
+    made = SESSION.client(service, config=retry_config(2), **extra)
     return validation.enforce(made, recorder.calls)
 
 

@@ -3,12 +3,11 @@ only presence and types)."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from forecast_gateway.backends.sagemaker import training, validation
 from forecast_gateway.backends.sagemaker.layout import S3Layout
-from sagemaker_helpers import Recorder, client, settings
+from sagemaker_helpers import SESSION, Recorder, client, settings
 
 
 def _request(**changes):
@@ -21,7 +20,7 @@ def _request(**changes):
 
 
 def _operation(name: str):
-    return boto3.session.Session(region_name="us-east-1").client(
+    return SESSION.client(
         "sagemaker").meta.service_model.operation_model(name)
 
 
@@ -55,7 +54,7 @@ def test_an_invalid_request_never_leaves_the_client() -> None:
 
 
 def test_java_unicode_classes_and_surrogate_ranges_compile() -> None:
-    model = boto3.session.Session(region_name="us-east-1").client("sagemaker").meta.service_model
+    model = SESSION.client("sagemaker").meta.service_model
     patterns = {model.shape_for(n).metadata.get("pattern") for n in model.shape_names}
     unreadable = [p for p in patterns if p and validation._pattern(p) is None]
     assert unreadable == []

@@ -271,7 +271,8 @@ class SageMakerBackend(Backend):
         endpoint = self._endpoint_for(model)
         return invoke.predict(self.clients.runtime, endpoint, rows,
                               limit=self.settings.max_body_bytes,
-                              concurrency=self.settings.invoke_concurrency, pool=self._pool)
+                              concurrency=self.settings.invoke_concurrency, pool=self._pool,
+                              first_pause_s=self._first_pause_s / 2)
 
     def unload_model(self, model: ModelRef) -> None:
         """Nothing to free: the endpoint already serves the new version; the previous one is

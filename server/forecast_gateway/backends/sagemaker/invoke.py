@@ -141,7 +141,7 @@ def invoke(runtime: Any, endpoint: str, body: bytes, expected: int, *,
 
 
 def predict(runtime: Any, endpoint: str, rows: RowColumns, *, limit: int, concurrency: int,
-            pool: Executor) -> np.ndarray:
+            pool: Executor, first_pause_s: float = 0.5) -> np.ndarray:
     """Forecasts for `rows` in row order, through as many payloads as the limit needs, at most
     `concurrency` in flight."""
     out = np.empty(len(rows), dtype=np.float64)
@@ -154,11 +154,12 @@ def predict(runtime: Any, endpoint: str, rows: RowColumns, *, limit: int, concur
     try:
         for idx, body in payloads(rows, limit):
             if concurrency <= 1:
-                out[idx] = invoke(runtime, endpoint, body, len(idx))
+                out[idx] = invoke(runtime, endpoint, body, len(idx), first_pause_s=first_pause_s)
                 continue
             if len(pending) >= concurrency:
                 settle(pending.pop(0))
-            pending.append((idx, pool.submit(invoke, runtime, endpoint, body, len(idx))))
+            pending.append((idx, pool.submit(invoke, runtime, endpoint, body, len(idx),
+                                             first_pause_s=first_pause_s)))
         while pending:
             settle(pending.pop(0))
     finally:
