@@ -154,7 +154,8 @@ def coverage(calibration: Calibration, forecast: np.ndarray, actual: np.ndarray,
     return out
 
 
-def _final_forecast(members: dict, final: str, inp) -> np.ndarray:
+def final_forecast(members: dict, final: str, inp) -> np.ndarray:
+    """The final member's (series, days) forecast of ``inp`` (a hybrid blends the members')."""
     from forecasting.models.hybrid import HybridMember
 
     forecasts: dict = {}
@@ -177,7 +178,7 @@ def calibrate_members(panel, split, members: dict, final: str, store_code: np.nd
 
     def forecast_and_actual(origin: int) -> tuple[np.ndarray, np.ndarray]:
         inp = panel_forecast_input(panel, origin, horizon, lookback, store_code, family_code)
-        return (_final_forecast(members, final, inp),
+        return (final_forecast(members, final, inp),
                 panel_window(panel, origin + horizon, horizon)[0])
 
     valid_forecast, valid_actual = forecast_and_actual(split.train_end)
