@@ -26,9 +26,10 @@ class ForecastClientError(Exception):
         details = (err.details() if hasattr(err, "details") else None) or str(err)
         request_id = None
         try:
-            for key, value in (err.trailing_metadata() or ()):  # type: ignore[attr-defined]
-                if key == "x-request-id":
-                    request_id = value
+            for item in err.trailing_metadata() or ():
+                if item.key == "x-request-id":  # text keys carry str values at run time
+                    value: str | bytes = item.value
+                    request_id = value.decode() if isinstance(value, bytes) else str(value)
         except Exception:  # noqa: BLE001, S110 - trailing metadata is optional
             pass
         if code is None:

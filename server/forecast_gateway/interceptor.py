@@ -2,8 +2,11 @@
 
 `to_status` maps the domain taxonomy (forecasting.errors + forecast_gateway.errors) to a status
 code and a message; `ServerInterceptor` wraps every handler: it sets the request id (metadata
-`x-request-id`, or a new one), echoes it in the trailing metadata, logs one line per call and
-aborts with `to_status(exc)` when the handler raises. Servicers never call `context.abort`.
+`x-request-id`, or a new one), echoes it in the trailing metadata, authenticates the caller once
+(the `Principal` goes inward in a context variable; health and reflection stay open; the admin
+service needs an admin), logs one line per call and aborts with `to_status(exc)` when the
+handler raises. Servicers never call `context.abort`. Refused calls are counted in
+`auth.authenticator.AUTH_FAILURES` and logged with the request id, never the credential.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 
 from forecast_gateway import errors as gw
+from forecast_gateway.auth.authenticator import AUTH_FAILURES, Authenticator
+from forecast_gateway.auth.principal import PRINCIPAL, UNRESTRICTED, Principal
 from forecast_gateway.logs import REQUEST_ID
 
 log = logging.getLogger("forecast_gateway.rpc")
 
 INTERNAL_MESSAGE = "internal error; the gateway logged the details under request id {rid}"
+#: Services any caller may use: the standard health check and server reflection.
+OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                 "grpc.reflection.v1.ServerReflection")
+#: The service whose every method needs an admin principal.
+ADMIN_SERVICE = "forecastapi.v1.AdminService"
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -37,10 +47,16 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     notes = getattr(exc, "__notes__", None)
     if notes:
         message = "; ".join(notes) + ": " + message
+    if isinstance(exc, gw.Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, message
+    if isinstance(exc, gw.PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, message
     if isinstance(exc, (gw.InvalidArgument,)):
         return grpc.StatusCode.INVALID_ARGUMENT, message
     if isinstance(exc, gw.NotFound):
         return grpc.StatusCode.NOT_FOUND, message
+    if isinstance(exc, gw.AlreadyExists):
+        return grpc.StatusCode.ALREADY_EXISTS, message
     if isinstance(exc, (gw.NoLiveModel, gw.FailedPrecondition)):
         return grpc.StatusCode.FAILED_PRECONDITION, message
     if isinstance(exc, gw.PayloadTooLarge):
@@ -100,9 +116,9 @@ async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield _decoded(request)
 
 
-def _reset(token: contextvars.Token[str]) -> None:
+def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
     try:
-        REQUEST_ID.reset(token)
+        var.reset(token)
     except ValueError:  # finalised in another context (a closed stream)
         pass
 
@@ -114,8 +130,28 @@ def _request_id(context: aio.ServicerContext) -> str:
     return uuid.uuid4().hex
 
 
+def _service(method: str) -> str:
+    """"/pkg.Service/Method" -> "pkg.Service"."""
+    return method.lstrip("/").split("/", 1)[0]
+
+
 class ServerInterceptor(aio.ServerInterceptor):
-    """Request ids, one access-log line per call and the error mapping, for every RPC."""
+    """Request ids, authentication, one access-log line per call and the error mapping, for
+    every RPC. `authenticator` None turns authentication off (`--no-auth`): every caller is
+    `UNRESTRICTED`."""
+
+    def __init__(self, authenticator: Authenticator | None = None):
+        self._authenticator = authenticator
+
+    def _principal(self, method: str, context: aio.ServicerContext) -> Principal | None:
+        """The caller of `method` (None for the open services); raises Unauthenticated."""
+        service = _service(method)
+        if service in OPEN_SERVICES:
+            return None
+        if self._authenticator is None:
+            return UNRESTRICTED
+        return self._authenticator.authenticate(context.invocation_metadata(),
+                                                context.auth_context())
 
     async def intercept_service(
         self,
@@ -150,10 +186,17 @@ class ServerInterceptor(aio.ServerInterceptor):
         `messages` in it)."""
         rid = _request_id(context)
         token = REQUEST_ID.set(rid)
+        principal_token = PRINCIPAL.set(None)
         context.set_trailing_metadata((("x-request-id", rid),))
         started = time.perf_counter()
         extra: dict[str, Any] = {}
         try:
+            principal = self._principal(method, context)
+            PRINCIPAL.set(principal)
+            if principal is not None:
+                extra["principal"] = principal.credential
+                if _service(method) == ADMIN_SERVICE:
+                    principal.authorise_admin()
             yield extra
             self._done(method, started, **extra)
         except (asyncio.CancelledError, GeneratorExit):
@@ -162,14 +205,19 @@ class ServerInterceptor(aio.ServerInterceptor):
         except aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped in one place
-            await self._fail(context, method, started, exc)
+            await self._fail(context, method, started, exc, extra)
         finally:
-            _reset(token)
+            _reset(PRINCIPAL, principal_token)
+            _reset(REQUEST_ID, token)
 
     @staticmethod
-    async def _fail(context: aio.ServicerContext, method: str, started: float, exc: Exception) -> None:
+    async def _fail(context: aio.ServicerContext, method: str, started: float, exc: Exception,
+                    extra: dict[str, Any]) -> None:
         code, message = to_status(exc)
-        fields = {"method": method, "code": code.name, "ms": round((time.perf_counter() - started) * 1e3, 2)}
+        fields = {"method": method, "code": code.name,
+                  "ms": round((time.perf_counter() - started) * 1e3, 2), **extra}
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            AUTH_FAILURES.inc(code.name, getattr(exc, "reason", "denied"))
         if code == grpc.StatusCode.INTERNAL:
             log.error("rpc failed: %s", message, exc_info=exc, extra={"fields": fields})
         else:

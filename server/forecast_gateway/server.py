@@ -1,5 +1,6 @@
-"""Builds and runs the grpc.aio server: the servicer behind the interceptor, the standard health
-service, server reflection, explicit message-size limits and a graceful stop.
+"""Builds and runs the grpc.aio server: the servicers (forecasting and admin) behind the
+interceptor that authenticates every call, the standard health service, server reflection (v1
+and v1alpha), TLS or mTLS when configured, explicit message-size limits and a graceful stop.
 
 Why grpc.aio: the grpcio docs warn that streaming on the sync server is slow (a thread per
 stream); with asyncio one event loop serves every stream and CPU-bound work (predictions,
@@ -14,24 +15,32 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from forecast_client._gen.forecastapi.v1 import admin_service_pb2 as apb
+from forecast_client._gen.forecastapi.v1 import admin_service_pb2_grpc as apb_grpc
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from forecast_gateway.admin_servicer import AdminServicer
+from forecast_gateway.auth.admin import KeyAdmin
+from forecast_gateway.auth.authenticator import Authenticator
+from forecast_gateway.auth.keys import KeyStore
 from forecast_gateway.backends import create_backend
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.datadir_lock import DataDirLock
+from forecast_gateway.dataplane import ForecastService
 from forecast_gateway.http.app import HttpFace
 from forecast_gateway.interceptor import ServerInterceptor
-from forecast_gateway.dataplane import ForecastService
+from forecast_gateway.reflection import enable_reflection
 from forecast_gateway.servicer import ForecastServicer
+from forecast_gateway.tls import server_credentials
 
 log = logging.getLogger("forecast_gateway.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ForecastService"].full_name
+ADMIN_SERVICE_NAME = apb.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 class GatewayServer:
@@ -47,6 +56,11 @@ class GatewayServer:
         self._predict_pool = ThreadPoolExecutor(config.predict_threads, thread_name_prefix="predict")
         self._control_pool = ThreadPoolExecutor(config.control_threads, thread_name_prefix="control")
         self._health = health.aio.HealthServicer()
+        self.keys = KeyStore(self.service.storage.root / "registry.sqlite3")
+        self.authenticator = (Authenticator(self.keys, config.auth_cache_s) if config.auth
+                              else None)
+        self.admin = KeyAdmin(self.service.registry, self.keys,
+                              on_revoke=self.authenticator.forget if self.authenticator else None)
         self._server: aio.Server | None = None
         self._stopped = asyncio.Event()
         # The HTTP/JSON face (--http-port): calls this server's gRPC service over loopback.
@@ -58,7 +72,7 @@ class GatewayServer:
         self.service.start()
         limit = self.config.max_message_bytes
         server = aio.server(
-            interceptors=[ServerInterceptor()],
+            interceptors=[ServerInterceptor(self.authenticator)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -69,12 +83,16 @@ class GatewayServer:
         )
         pb_grpc.add_ForecastServiceServicer_to_server(
             ForecastServicer(self.service, self._predict_pool, self._control_pool), server)
+        apb_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(self.admin, self._control_pool), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), server)
+        if self.config.reflection:
+            enable_reflection(server, (SERVICE_NAME, ADMIN_SERVICE_NAME,
+                                       health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         address = f"{self.config.host}:{self.config.port}"
-        port = server.add_insecure_port(address)
+        credentials = server_credentials(self.config)
+        port = (server.add_insecure_port(address) if credentials is None
+                else server.add_secure_port(address, credentials))
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         await server.start()
@@ -87,7 +105,12 @@ class GatewayServer:
                 write_port_file(self.config.http_port_file, self.http_port)
         if self.config.port_file is not None:
             write_port_file(self.config.port_file, port)
+        if self.authenticator is None:
+            log.warning("authentication is OFF (--no-auth): any caller on this host acts for any "
+                        "retailer and runs admin operations; use only for local experiments")
         log.info("gateway serving", extra={"fields": {
+            "auth": self.config.auth, "tls": credentials is not None,
+            "mtls": self.config.tls_client_ca is not None,
             "address": f"{self.config.host}:{port}", "data_dir": str(self.service.storage.root),
             "http_address": f"{self.config.host}:{self.http_port}" if self.http else None,
             "pid": os.getpid(), **self.backend.describe()}})
@@ -107,6 +130,7 @@ class GatewayServer:
                              *([self.http.stop()] if self.http is not None else []))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.service.close)
+        self.keys.close()
         self.data_dir_lock.release()
         self._predict_pool.shutdown(wait=False, cancel_futures=True)
         self._control_pool.shutdown(wait=False, cancel_futures=True)
