@@ -100,3 +100,12 @@ def run_train(root: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPT_ML": str(root)}
     return subprocess.run([str(BIN / "train")], env=env, capture_output=True, text=True,
                           check=False, timeout=timeout)
+
+
+def run_processing(entrypoint: str, root: Path, *args: str,
+                   timeout: float = 300) -> subprocess.CompletedProcess:
+    """A processing entrypoint (`clean`, `evaluate`) as a real process on the /opt/ml tree at
+    `root` (its processing tree is `root/processing`)."""
+    env = {**os.environ, "OPT_ML": str(root)}
+    return subprocess.run([str(BIN / entrypoint), *args], env=env, capture_output=True,
+                          text=True, check=False, timeout=timeout)

@@ -5,6 +5,7 @@ default."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -68,6 +69,19 @@ class GatewayConfig:
     """Loaded models kept in memory (live models are loaded first when they go live)."""
     allow_file_uris: bool = False
     """Let Train read `file://` URIs on the gateway's disk (off: remote callers upload instead)."""
+    auth: bool = True
+    """Require a credential on every RPC but health and reflection (docs/security.md).
+    `--no-auth` is accepted only with a loopback `host`."""
+    auth_cache_s: float = 10.0
+    """Seconds a verified API key stays cached (an offline revocation takes this long)."""
+    tls_cert: Path | None = None
+    """PEM server certificate (chain); with `tls_key`, the gateway speaks only TLS."""
+    tls_key: Path | None = None
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
+    reflection: bool = True
+    """Serve gRPC server reflection (v1 and v1alpha)."""
     docker_training_image: str = "retail-forecast-training:latest"
     """Docker backend: the image run as `IMAGE train`."""
     docker_inference_image: str = "retail-forecast-inference:latest"
@@ -151,6 +165,33 @@ class GatewayConfig:
             _check_sagemaker(self)
         if self.max_upload_chunk_bytes > self.max_message_bytes:
             raise ValueError("max_upload_chunk_bytes cannot exceed max_message_bytes")
+        _check_security(self)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_security(config: GatewayConfig) -> None:
+    """Auth and TLS settings, checked once at start-up."""
+    if not config.auth and not _is_loopback(config.host):
+        raise ValueError(f"--no-auth is accepted only with a loopback --host (127.0.0.1, ::1 or "
+                         f"localhost), not {config.host!r}")
+    if config.auth_cache_s < 0:
+        raise ValueError("auth_cache_s cannot be negative")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if config.tls_client_ca is not None and config.tls_cert is None:
+        raise ValueError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(config, name)
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{name}: no such file: {path}")
 
 
 def _check_sagemaker(config: GatewayConfig) -> None:
@@ -224,6 +265,11 @@ _DOCS = {
     "cancel_grace_s": "SIGTERM->SIGKILL delay for cancelled training",
     "shutdown_grace_s": "drain time on SIGTERM", "model_cache_size": "models kept loaded",
     "allow_file_uris": "let Train read file:// URIs",
+    "auth": "require a credential (--no-auth: loopback only)",
+    "auth_cache_s": "seconds a verified API key stays cached",
+    "tls_cert": "PEM server certificate (turns TLS on)", "tls_key": "PEM server private key",
+    "tls_client_ca": "PEM CA that client certificates must chain to (mTLS)",
+    "reflection": "serve gRPC server reflection",
     "docker_training_image": "docker backend: training image",
     "docker_inference_image": "docker backend: inference image",
     "docker_cli": "docker backend: the docker command",
@@ -280,7 +326,8 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
                 value = int(raw)
             elif isinstance(default, float):
                 value = float(raw)
-            elif f.name in ("data_dir", "port_file", "http_port_file"):
+            elif f.name in ("data_dir", "port_file", "http_port_file", "tls_cert", "tls_key",
+                            "tls_client_ca"):
                 value = Path(str(raw))
             else:
                 value = str(raw)
