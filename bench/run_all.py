@@ -2,7 +2,7 @@
 
 1. The forecasting core beside mlforecast on the full-scale synthetic data (3,000,888 rows).
 2. The gRPC gateway: bulk PredictStream and unary Predict against in-process calls, serving
-   the full-scale model trained in step 1.
+   the full-scale model trained in step 1; and the HTTP/JSON face beside gRPC on that model.
 3. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
 
     python -m bench.run_all [--small] [--skip-models] [--output FILE]
@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         results["grpc"] = grpc_bench.run(a.grpc_rows if not a.small else 20_000, model_dir)
         sections.append(("gRPC gateway beside in-process calls", grpc_markdown(results["grpc"])))
         print(sections[-1][1], flush=True)
+        from bench import http_bench
+
+        print("== HTTP/JSON face vs gRPC", flush=True)
+        results["http"] = http_bench.run(min(a.grpc_rows, 200_000) if not a.small else 20_000,
+                                         model_dir)
+        sections.append(("HTTP/JSON face beside gRPC", http_bench.markdown(results["http"])))
+        print(sections[-1][1], flush=True)
     if not a.skip_models:
         print("== model kinds", flush=True)
         results["models"] = models_bench.run(frame)
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
         ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
-        "`bench/models_bench.py` (module docstrings)."),
+        "`bench/http_bench.py`, `bench/models_bench.py` (module docstrings)."),
     ]
     body = [f"\n## {title}\n\n{table}" for title, table in sections]
     Path(a.output).write_text("\n".join(header + body) + "\n")
