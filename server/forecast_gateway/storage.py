@@ -1,4 +1,4 @@
-"""The per-retailer storage layout under --data-dir (DESIGN.md contract 6).
+"""The per-retailer storage layout under --data-dir (docs/contracts.md, contract 6).
 
 ```
 <data-dir>/registry.sqlite3                      the registry (registry.py)

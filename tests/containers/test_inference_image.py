@@ -1,4 +1,4 @@
-"""The inference container contract (DESIGN.md contract 3): `docker run IMAGE serve` with the
+"""The inference container contract (docs/contracts.md, contract 3): `docker run IMAGE serve` with the
 model trained by the training image mounted at /opt/ml/model, published on 127.0.0.1."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The training container contract (DESIGN.md contract 2), run the way SageMaker runs it:
+"""The training container contract (docs/contracts.md, contract 2), run the way SageMaker runs it:
 `docker run IMAGE train` with an /opt/ml tree mounted."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ storage layout and every decision about jobs and model versions. A backend only 
 
 - training: given a `TrainingSpec` (a job id, a job directory to work in, the dataset file and
   SageMaker-style string hyperparameters), run the training container contract
-  (DESIGN.md contract 2) somewhere and report back through a `TrainingListener`;
+  (docs/contracts.md, contract 2) somewhere and report back through a `TrainingListener`;
 - prediction: given a `ModelRef` (an artifact directory on the gateway's disk) and `RowColumns`,
   return one float64 forecast per row, in row order.
 

@@ -1,7 +1,7 @@
 """The embedded default backend: no Docker, no AWS.
 
 - Training runs the container's own entrypoint, `python -m forecasting.container.train`, as a
-  child process with `OPT_ML=<job_dir>/opt_ml` (the /opt/ml tree of DESIGN.md contract 2, built
+  child process with `OPT_ML=<job_dir>/opt_ml` (the /opt/ml tree of docs/contracts.md contract 2, built
   and read by `opt_ml`). At most `training_slots` jobs run at once; waiting jobs are picked fairly
   (`training_queue`: a retailer with a running job waits behind one without). Children run at a
   higher niceness, so a retailer's training cannot starve another retailer's predictions, which
