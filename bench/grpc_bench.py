@@ -123,7 +123,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
-def _unary_with_streams_held(target: str, one: pd.DataFrame) -> dict:
+def _unary_with_streams_held(target: str, one: pd.DataFrame, api_key: str) -> dict:
     """Unary Predict latency while HELD_STREAMS PredictStream calls stay open: the p50 of the
     answered calls (ms, None if none) and how many ran past HELD_TIMEOUT_S."""
     import grpc
@@ -141,8 +141,9 @@ def _unary_with_streams_held(target: str, one: pd.DataFrame) -> dict:
 
     channel = grpc.insecure_channel(target)
     stub = pb_grpc.ForecastServiceStub(channel)
-    calls = [stub.PredictStream(held(i)) for i in range(HELD_STREAMS)]
-    config = ClientConfig(target=target, retry=RetryPolicy(max_attempts=1),
+    calls = [stub.PredictStream(held(i), metadata=(("authorization", f"Bearer {api_key}"),))
+             for i in range(HELD_STREAMS)]
+    config = ClientConfig(target=target, api_key=api_key, retry=RetryPolicy(max_attempts=1),
                           timeouts=Timeouts(predict_s=HELD_TIMEOUT_S))
     try:
         time.sleep(1.0)  # the held calls reach the server
@@ -195,10 +196,12 @@ def run(rows: int, model_dir: str) -> dict:
         service = ForecastService(config, LocalBackend(training_slots=1))
         service.models.import_model(Tenant(RETAILER), Path(model_dir))
         service.close()
-        with (_gateway(data_dir) as aio_server,
+        aio_gateway = _gateway(data_dir)
+        key = aio_gateway.api_key(RETAILER)  # the sync server reads the same key store
+        with (aio_gateway as aio_server,
               _gateway(data_dir, "bench.sync_server") as sync_server,
-              ForecastClient(target=aio_server.target) as aio,
-              ForecastClient(target=sync_server.target) as sync):
+              ForecastClient(target=aio_server.target, api_key=key) as aio,
+              ForecastClient(target=sync_server.target, api_key=key) as sync):
             clients = {"aio": aio, "sync": sync}
             for client in clients.values():
                 client.wait_until_ready(10)
@@ -212,7 +215,7 @@ def run(rows: int, model_dir: str) -> dict:
                     max_abs_diff = max(max_abs_diff, float(np.max(np.abs(got - expected))))
             latency = {name: _timed(_predict_one(client, one), UNARY_CALLS)[0]
                        for name, client in clients.items()}
-            held = {name: _unary_with_streams_held(server.target, one)
+            held = {name: _unary_with_streams_held(server.target, one, key)
                     for name, server in (("aio", aio_server), ("sync", sync_server))}
 
     in_rate = rows / statistics.median(in_process)
@@ -257,7 +260,8 @@ def _train_sample_model(workdir: Path) -> str:
     from forecast_client import ForecastClient
 
     data_dir = workdir / "train-data"
-    with _gateway(data_dir) as gateway, ForecastClient(target=gateway.target) as client:
+    gateway = _gateway(data_dir)
+    with gateway, ForecastClient(target=gateway.target, api_key=gateway.api_key(RETAILER)) as client:
         client.wait_until_ready(10)
         ds = client.upload_dataset(RETAILER, ROOT / "data" / "sample" / "train.csv")
         job = client.train(RETAILER, dataset_id=ds.dataset_id,

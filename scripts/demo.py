@@ -2,7 +2,8 @@
 """`make demo`: the whole product on one machine, no Docker, no AWS.
 
 Starts `forecast-gateway` (embedded local backend) on a free port with a fresh data dir
-(./var/demo), uploads data/sample/train.csv, trains with a live progress line, streams forecasts
+(./var/demo), creates the demo retailer and its API key with the offline admin command
+(`forecast-gateway keys create-retailer`, printed so you can repeat it), uploads data/sample/train.csv, trains with a live progress line, streams forecasts
 for the 16 days after the history, prints a few of them and the metrics table (model against
 the seasonal-naive baseline), then stops the gateway with SIGTERM and checks that it exited
 cleanly.
@@ -50,8 +51,16 @@ def main() -> int:
     except RuntimeError as exc:
         raise SystemExit(f"demo: {exc}") from None
     print(f"   serving on {gateway.target}; logs in {log_file}")
+    print(f"   API key for {RETAILER} (auth is on): forecast-gateway keys --data-dir {data_dir} "
+          f"create-retailer {RETAILER} --exist-ok --print")
     try:
-        with ForecastClient(target=gateway.target) as client:
+        api_key = gateway.api_key(RETAILER)
+    except RuntimeError as exc:
+        gateway.stop()
+        raise SystemExit(f"demo: {exc}") from None
+    print(f"   then: export FORECAST_API_KEY={api_key}   (the SDK and the `forecast` CLI read it)")
+    try:
+        with ForecastClient(target=gateway.target, api_key=api_key) as client:
             client.wait_until_ready(10)
             print(f"2. uploading {SAMPLE.relative_to(ROOT)}")
             ds = client.upload_dataset(RETAILER, SAMPLE)

@@ -51,15 +51,18 @@ class ForecastClient(FrameMethods):
     Calls are thread-safe; one client can be shared by many threads.
     """
 
-    def __init__(self, config: ClientConfig | None = None, *, target: str | None = None):
-        """Open a channel to `config.target` (or `target`, a shortcut for the default config).
+    def __init__(self, config: ClientConfig | None = None, *, target: str | None = None,
+                 api_key: str | None = None):
+        """Open a channel to `config.target` (or `target` and `api_key`, shortcuts for the
+        default config; the key otherwise comes from FORECAST_API_KEY).
 
         The channel connects lazily; call `wait_until_ready` to fail fast when the gateway is down.
         """
         if config is None:
-            config = ClientConfig(target=target) if target else ClientConfig()
-        elif target is not None:
-            raise ValueError("give either config or target, not both")
+            shortcuts = {k: v for k, v in (("target", target), ("api_key", api_key)) if v}
+            config = ClientConfig(**shortcuts)  # type: ignore[arg-type]
+        elif target is not None or api_key is not None:
+            raise ValueError("give either config or target/api_key, not both")
         self.config = config
         if config.tls is None:
             self._channel = grpc.insecure_channel(config.target, options=config.channel_options())
@@ -101,7 +104,7 @@ class ForecastClient(FrameMethods):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("x-request-id", uuid.uuid4().hex), *self.config.metadata)
+        return (("x-request-id", uuid.uuid4().hex), *self.config.call_metadata())
 
     def _unary(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
         metadata = self._metadata()

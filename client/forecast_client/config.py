@@ -7,6 +7,7 @@ around without anyone changing it underneath.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 #: The gRPC service name, as written in protos/forecastapi/v1/forecast_service.proto.
@@ -15,6 +16,13 @@ SERVICE_NAME = "forecastapi.v1.ForecastService"
 DEFAULT_TARGET = "127.0.0.1:50051"
 #: Messages up to this size are accepted by default (the gateway's default limit too).
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: The environment variable `ClientConfig.api_key` defaults to.
+API_KEY_ENV = "FORECAST_API_KEY"
+
+
+def api_key_from_env() -> str | None:
+    """The API key in FORECAST_API_KEY, or None when it is unset or empty."""
+    return os.environ.get(API_KEY_ENV, "").strip() or None
 
 
 @dataclass(frozen=True)
@@ -22,9 +30,11 @@ class TlsConfig:
     """TLS settings. Leave `ClientConfig.tls` as None for a plaintext channel (loopback, tests)."""
 
     root_certificates: bytes | None = None
-    """PEM-encoded root certificates to trust; None uses gRPC's default roots."""
+    """PEM-encoded root certificates to trust (the CA that signed the gateway's certificate);
+    None uses gRPC's default roots."""
     private_key: bytes | None = None
-    """PEM-encoded client private key, for mutual TLS; needs `certificate_chain` too."""
+    """PEM-encoded client private key, for mutual TLS (a gateway started with
+    --tls-client-ca); needs `certificate_chain` too."""
     certificate_chain: bytes | None = None
     """PEM-encoded client certificate chain, for mutual TLS; needs `private_key` too."""
     server_name_override: str | None = None
@@ -33,6 +43,25 @@ class TlsConfig:
     def __post_init__(self) -> None:
         if (self.private_key is None) != (self.certificate_chain is None):
             raise ValueError("TlsConfig: private_key and certificate_chain go together")
+
+    @classmethod
+    def from_files(cls, root_ca: str | None = None, cert: str | None = None,
+                   key: str | None = None, server_name: str | None = None) -> TlsConfig:
+        """Read the PEM files by path (any may be None); ValueError names a file that cannot be
+        read."""
+        def read(path: str | None, what: str) -> bytes | None:
+            if not path:
+                return None
+            try:
+                with open(path, "rb") as fh:
+                    return fh.read()
+            except OSError as exc:
+                raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+        return cls(root_certificates=read(root_ca, "TLS root CA file"),
+                   certificate_chain=read(cert, "TLS client certificate"),
+                   private_key=read(key, "TLS client key"),
+                   server_name_override=server_name or None)
 
 
 @dataclass(frozen=True)
@@ -91,8 +120,12 @@ class ClientConfig:
     """Per-call deadlines."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Largest message the client sends or receives."""
+    api_key: str | None = field(default_factory=api_key_from_env)
+    """The API key sent as `authorization: Bearer <key>` with every call. Defaults to the
+    FORECAST_API_KEY environment variable; None sends none (an mTLS client certificate, or a
+    gateway running with --no-auth). It is never logged or put in error messages."""
     metadata: tuple[tuple[str, str], ...] = ()
-    """Extra metadata sent with every call, e.g. (("authorization", "Bearer ..."),)."""
+    """Extra metadata sent with every call, e.g. (("x-tenant-note", "..."),)."""
     wait_for_ready: bool = False
     """Queue calls while the gateway is unreachable instead of failing fast with UNAVAILABLE."""
 
@@ -101,6 +134,20 @@ class ClientConfig:
             raise ValueError(f"ClientConfig.target must be HOST:PORT, got {self.target!r}")
         if self.max_message_bytes <= 0:
             raise ValueError("ClientConfig.max_message_bytes must be positive")
+        if self.api_key is not None and (not self.api_key or any(
+                c.isspace() or not c.isprintable() for c in self.api_key)):
+            raise ValueError("ClientConfig.api_key must be a non-empty key without spaces")
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        key = "None" if self.api_key is None else "'***'"
+        return (f"ClientConfig(target={self.target!r}, tls={self.tls!r}, api_key={key}, "
+                f"retry={self.retry!r}, timeouts={self.timeouts!r}, "
+                f"max_message_bytes={self.max_message_bytes}, wait_for_ready={self.wait_for_ready})")
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata every call carries: the API key (when set), then `metadata`."""
+        auth = (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+        return (*auth, *self.metadata)
 
     def service_config_json(self) -> str:
         """The gRPC service config (JSON) that implements `retry`."""

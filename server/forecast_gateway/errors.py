@@ -58,3 +58,21 @@ class PayloadTooLarge(GatewayError):
 
 class BackendUnavailable(GatewayError):
     """The backend (or the gateway itself, while stopping) cannot serve the call now; retry."""
+
+
+class AlreadyExists(GatewayError):
+    """Something the caller asked to create exists already (a retailer)."""
+
+
+class Unauthenticated(GatewayError):
+    """The call carries no credential, or one that is malformed, unknown or revoked. The message
+    never repeats the credential; `reason` is a short tag for the failure counter."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        self.reason = reason
+        super().__init__(message)
+
+
+class PermissionDenied(GatewayError):
+    """The caller is authenticated but may not do this (another retailer's data, an admin
+    operation with a retailer key). Says the same whether or not the target exists."""

@@ -1,6 +1,7 @@
 """`forecast-gateway`: serve the forecastapi.v1 API until SIGTERM or SIGINT, then drain and exit.
 
     forecast-gateway --host 127.0.0.1 --port 50051 --data-dir ./var --backend local
+    forecast-gateway keys create-retailer acme --data-dir ./var   # offline admin (auth.command)
 
 Every flag also reads FORECAST_GATEWAY_<NAME> (see `forecast-gateway --help`).
 Exit codes: 0 after a clean stop, 1 when the gateway cannot start, 2 for bad flags.
@@ -41,7 +42,12 @@ async def serve(config: GatewayConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `forecast-gateway` console script."""
-    config = load_config(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["keys"]:
+        from forecast_gateway.auth import command
+
+        return command.main(args[1:])
+    config = load_config(args)
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(serve(config))

@@ -3,8 +3,10 @@ benchmarks and `make demo` share.
 
 The gateway writes its bound port to `--port-file` once it serves; `start` polls that file
 against a deadline and fails at once when the process exits first. `stop` is the graceful path
-(SIGTERM: drain, then exit), with SIGKILL when the drain overruns. `child_pythonpath` is also
-how the local backend's training children find the gateway's code.
+(SIGTERM: drain, then exit), with SIGKILL when the drain overruns. `api_key(retailer)` and
+`admin_key()` issue keys with the offline `forecast-gateway keys` command, as an operator
+would. `child_pythonpath` is also how the local backend's training children find the gateway's
+code.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class GatewayProcess:
         self.port_file = self.data_dir.parent / f"{self.data_dir.name}.port"
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self._keys: dict[str, str] = {}
         self.http_port_file = (self.data_dir.parent / f"{self.data_dir.name}.http-port"
                                if http else None)
         self.http_port = 0
@@ -77,6 +80,34 @@ class GatewayProcess:
         """The HTTP/JSON face's base URL, "http://127.0.0.1:PORT" (with `http=True`, once
         started)."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    def keys_command(self, *args: str) -> str:
+        """Run `forecast-gateway keys --data-dir DATA_DIR ARGS...` (the offline admin command)
+        and return its stdout; RuntimeError with its stderr when it fails."""
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH"))
+        proc = subprocess.run([sys.executable, "-m", "forecast_gateway.main", "keys",
+                               "--data-dir", str(self.data_dir), *args], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"forecast-gateway keys {' '.join(args)} exited "
+                               f"{proc.returncode}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def api_key(self, retailer: str) -> str:
+        """An API key for `retailer` (the retailer is created when new), issued once per
+        GatewayProcess with the offline `keys` command and then reused."""
+        if retailer not in self._keys:
+            self._keys[retailer] = self.keys_command(
+                "create-retailer", retailer, "--exist-ok", "--print", "--name", "launcher").strip()
+        return self._keys[retailer]
+
+    def admin_key(self) -> str:
+        """An admin API key (AdminService), issued once per GatewayProcess."""
+        if "" not in self._keys:
+            self._keys[""] = self.keys_command("issue", "--admin", "--print",
+                                               "--name", "launcher").strip()
+        return self._keys[""]
 
     def command(self) -> list[str]:
         """The child's command line."""

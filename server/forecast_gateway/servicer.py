@@ -2,7 +2,8 @@
 
 No decisions live here: validation, limits and errors belong to the data plane
 (`forecast_gateway.dataplane`), status codes to `interceptor.to_status`. The retailer a request
-names becomes a `Tenant` in one place, `_tenant`. Blocking work runs in the thread pools given
+names becomes a `Tenant` in one place, `_tenant`, which also checks that the caller may act for
+it. Blocking work runs in the thread pools given
 at construction (prediction and control), so the event loop keeps serving other calls.
 """
 
@@ -21,6 +22,8 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from forecast_gateway.auth.principal import current_principal
+from forecast_gateway.dataplane import ForecastService, Tenant
 from forecast_gateway.domain import (
     Dataset,
     Evaluation,
@@ -32,7 +35,6 @@ from forecast_gateway.domain import (
     Scores,
 )
 from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.dataplane import ForecastService, Tenant
 
 T = TypeVar("T")
 
@@ -144,8 +146,12 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     @staticmethod
     def _tenant(retailer: str, field: str = "retailer") -> Tenant:
-        """The one place a request's retailer becomes the data plane's `Tenant`."""
-        return Tenant.parse(retailer, field)
+        """The one place a request's retailer becomes the data plane's `Tenant`: validated, then
+        authorised against the caller's principal (resolved from its credential by the
+        interceptor). Another retailer is PERMISSION_DENIED whether or not it exists."""
+        tenant = Tenant.parse(retailer, field)
+        current_principal().authorise_retailer(tenant.retailer)
+        return tenant
 
     async def UploadDataset(self, request_iterator: AsyncIterator[pb.UploadDatasetRequest],
                             context: Any) -> pb.UploadDatasetResponse:

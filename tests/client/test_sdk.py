@@ -93,7 +93,7 @@ def test_bulk_chunks_never_split_a_series(gateway, trained, future_rows: pd.Data
 
 def test_errors_carry_the_status_code(gateway) -> None:
     with ForecastClient(target=gateway.target) as client, pytest.raises(ForecastClientError) as info:
-        client.get_job("nobody", "job-1")
+        client.get_job("acme", "job-1")
     assert info.value.code == grpc.StatusCode.NOT_FOUND
     assert str(info.value).startswith("NOT_FOUND: ")
 

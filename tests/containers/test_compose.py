@@ -107,11 +107,18 @@ def test_stack_comes_up_healthy(stack: dict) -> None:
 
 def test_cli_flow_against_the_stack(stack: dict, tmp_path: Path) -> None:
     wait_until_healthy(stack)
+    # The second of the two documented commands: the key, made inside the container.
+    made = stack["run"]("exec", "-T", "gateway", "forecast-gateway", "keys", "create-retailer",
+                        "composeco")
+    assert made.returncode == 0, made.stderr[-2000:]
+    key = next(line for line in made.stdout.splitlines() if line.startswith("fgk_"))
+    assert f"export FORECAST_API_KEY={key}" in made.stdout
+    env = dict(os.environ, FORECAST_API_KEY=key)
 
     def cli(*args: str, timeout: float = 120) -> str:
         proc = subprocess.run([sys.executable, "-m", "forecast_client.cli", "--target",
                                stack["target"], *args], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, env=env)
         assert proc.returncode == 0, f"forecast {args[0]} exited {proc.returncode}:\n" \
                                      f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
         return proc.stdout

@@ -39,7 +39,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, training_image: str,
     }, args=("--backend", "docker", "--log-format", "text", "--cancel-grace-s", "20"))
     try:
         gw.start()  # RuntimeError with the exit code or timeout and the log tail
-        with ForecastClient(target=gw.target) as client:
+        with ForecastClient(target=gw.target, api_key=gw.api_key(RETAILER)) as client:
             client.wait_until_ready(30)
             yield {"client": client, "data_dir": data_dir, "log": gw.log_path}
     finally:

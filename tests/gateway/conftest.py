@@ -91,6 +91,16 @@ class InProcessGateway:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def api_key(self, retailer: str) -> str:
+        """A new API key for `retailer` (created when new), through the gateway's own admin
+        operations (the same code as AdminService and `forecast-gateway keys`)."""
+        from forecast_gateway.auth.principal import Role
+
+        admin = self.server.admin
+        if admin.registry.retailer_exists(retailer):
+            return admin.issue_key(Role.RETAILER, retailer, "test").key
+        return admin.create_retailer(retailer, "test").key
+
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -28,7 +28,7 @@ def test_restart_mid_job_then_recovered_state(tmp_path, sample_csv, fast_hp, gat
     data_dir = tmp_path / "data"
     gw = gateway_factory(data_dir).start()
     try:
-        with ForecastClient(target=gw.target) as client:
+        with ForecastClient(target=gw.target, api_key=gw.api_key("acme")) as client:
             ds = client.upload_dataset("acme", sample_csv)
             done = client.wait_for_job("acme", client.train("acme", dataset_id=ds.dataset_id,
                                                             hyperparameters=fast_hp).job_id)
@@ -38,7 +38,7 @@ def test_restart_mid_job_then_recovered_state(tmp_path, sample_csv, fast_hp, gat
         gw.kill()  # SIGKILL: no chance to clean up
 
         gw = gateway_factory(data_dir).start()
-        with ForecastClient(target=gw.target) as client:
+        with ForecastClient(target=gw.target, api_key=gw.api_key("acme")) as client:
             cut = client.get_job("acme", long_job.job_id)
             assert cut.state == pb.JOB_STATE_FAILED
             assert "gateway stopped" in cut.failure_reason and "running" in cut.failure_reason
@@ -54,7 +54,7 @@ def test_restart_mid_job_then_recovered_state(tmp_path, sample_csv, fast_hp, gat
         assert gw.stop(timeout_s=60) == 0  # graceful: drained and exited cleanly
 
         gw = gateway_factory(data_dir).start()
-        with ForecastClient(target=gw.target) as client:
+        with ForecastClient(target=gw.target, api_key=gw.api_key("acme")) as client:
             stopped = client.get_job("acme", again.job_id)
             assert stopped.state == pb.JOB_STATE_FAILED
             assert "stopped" in stopped.failure_reason
@@ -66,7 +66,7 @@ def test_restart_mid_job_then_recovered_state(tmp_path, sample_csv, fast_hp, gat
 def test_watch_ends_with_unavailable_when_the_gateway_stops(tmp_path, sample_csv, gateway_factory) -> None:
     gw = gateway_factory(tmp_path / "data").start()
     try:
-        with ForecastClient(target=gw.target) as client:
+        with ForecastClient(target=gw.target, api_key=gw.api_key("acme")) as client:
             ds = client.upload_dataset("acme", sample_csv)
             job = client.train("acme", dataset_id=ds.dataset_id, hyperparameters=SLOW_HP)
             events = client.watch_job("acme", job.job_id)

@@ -18,7 +18,8 @@ from forecast_gateway.dataplane import Tenant
 
 
 def _client(gw, **kwargs) -> ForecastClient:
-    return ForecastClient(ClientConfig(target=gw.target, retry=RetryPolicy(max_attempts=1), **kwargs))
+    return ForecastClient(ClientConfig(target=gw.target, api_key=gw.api_key("shop"),
+                                       retry=RetryPolicy(max_attempts=1), **kwargs))
 
 
 def _batch(n: int = 4) -> pb.RowBatch:
@@ -55,12 +56,11 @@ def test_a_bug_is_internal_with_a_generic_message(scripted) -> None:
 
 def test_request_id_is_taken_from_metadata(scripted) -> None:
     scripted.backend.fail_with = RuntimeError("boom")
-    config = ClientConfig(target=scripted.target, retry=RetryPolicy(max_attempts=1))
-    with ForecastClient(config) as client:
+    with _client(scripted) as client:
         call = client._stub.Predict.with_call
         with pytest.raises(grpc.RpcError) as info:
             call(pb.PredictRequest(retailer="shop", rows=_batch()), timeout=5,
-                 metadata=(("x-request-id", "req-123"),))
+                 metadata=(("x-request-id", "req-123"), *client.config.call_metadata()))
         assert "req-123" in info.value.details()
         assert ("x-request-id", "req-123") in tuple(info.value.trailing_metadata())
 
@@ -197,7 +197,8 @@ def test_stream_answers_a_chunk_before_the_next_one_arrives(scripted) -> None:
             answers.get(timeout=10)  # the answer must come while the stream stays open
 
     with _client(scripted) as client:
-        responses = client._stub.PredictStream(ping_pong(), timeout=15)
+        responses = client._stub.PredictStream(ping_pong(), timeout=15,
+                                             metadata=client.config.call_metadata())
         got = []
         for response in responses:
             got.append(response.chunk_id)
@@ -216,7 +217,8 @@ def test_stream_keeps_the_version_it_resolved_at_its_first_chunk(scripted, make_
 
     with _client(scripted) as client:
         versions = []
-        for response in client._stub.PredictStream(chunks(), timeout=15):
+        for response in client._stub.PredictStream(chunks(), timeout=15,
+                                                   metadata=client.config.call_metadata()):
             versions.append(response.model_version)
             answered.put(response)
         assert versions == ["v1", "v1"]

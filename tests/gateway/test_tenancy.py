@@ -10,7 +10,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_retailers_are_isolated(gateway, trained, sample_csv) -> None:
-    with ForecastClient(target=gateway.target) as client:
+    """Each retailer with its own key: ids of the other retailer are NOT_FOUND in its own scope
+    (naming the other retailer is PERMISSION_DENIED: tests/gateway/test_security.py)."""
+    with ForecastClient(target=gateway.target, api_key=gateway.api_key("globex")) as client, \
+            ForecastClient(target=gateway.target, api_key=gateway.api_key("acme")) as acme:
         other = client.upload_dataset("globex", sample_csv)
         acme_job = trained["job"].job_id
 
@@ -31,6 +34,6 @@ def test_retailers_are_isolated(gateway, trained, sample_csv) -> None:
             client.predict("globex", date=["2017-08-16"], store_nbr=[1], family=["BREAD/BAKERY"])
         assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
         # ... and acme cannot reach globex's dataset.
-        not_found(client.train, "acme", dataset_id=other.dataset_id)
+        not_found(acme.train, "acme", dataset_id=other.dataset_id)
         # Listing jobs is per retailer.
-        assert all(j.retailer == "acme" for j in client.list_jobs("acme"))
+        assert all(j.retailer == "acme" for j in acme.list_jobs("acme"))

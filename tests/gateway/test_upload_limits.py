@@ -39,7 +39,8 @@ def _date(offset: int) -> str:
 @pytest.fixture()
 def limited(scripted_gateway) -> Iterator[tuple]:
     gw = scripted_gateway(max_upload_chunk_bytes=CHUNK_LIMIT, max_upload_bytes=FILE_LIMIT)
-    config = ClientConfig(target=gw.target, retry=RetryPolicy(max_attempts=1))
+    config = ClientConfig(target=gw.target, api_key=gw.api_key("shop"),
+                          retry=RetryPolicy(max_attempts=1))
     with ForecastClient(config) as client:
         yield gw, client
 

@@ -26,7 +26,7 @@ from forecast_client.cli.messages import (
 )
 from forecast_client.cli.parsing import Commands, Parser, positive_float
 from forecast_client.client import ForecastClient
-from forecast_client.config import DEFAULT_TARGET, ClientConfig, Timeouts
+from forecast_client.config import API_KEY_ENV, DEFAULT_TARGET, ClientConfig, Timeouts, TlsConfig
 from forecast_client.errors import ForecastClientError
 
 
@@ -46,6 +46,14 @@ def build_parser() -> Parser:
                         help="gateway address (env FORECAST_TARGET; default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECONDS",
                         help="deadline of each small call (default %(default)s)")
+    parser.add_argument("--api-key", metavar="KEY",
+                        help=f"the API key (default: env {API_KEY_ENV}, which keeps it out of "
+                             "the process list)")
+    parser.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA")
+    parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+    parser.add_argument("--tls-key", metavar="PEM", help="client private key (mTLS)")
+    parser.add_argument("--tls-server-name", metavar="NAME",
+                        help="expect this name in the gateway's certificate (testing)")
     commands = Commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     for group in (datasets, jobs, forecasts, models):
         group.register(commands)
@@ -60,7 +68,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = ClientConfig(target=args.target, timeouts=Timeouts(unary_s=args.timeout))
+        tls_files = (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+        tls = TlsConfig.from_files(*tls_files) if any(tls_files) else None
+        key = {"api_key": args.api_key} if args.api_key else {}
+        config = ClientConfig(target=args.target, timeouts=Timeouts(unary_s=args.timeout),
+                              tls=tls, **key)
     except ValueError as exc:
         parser.error(in_cli_words(str(exc)))
     try:
