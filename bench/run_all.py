@@ -3,7 +3,8 @@
 1. The forecasting core beside mlforecast on the full-scale synthetic data (3,000,888 rows).
 2. The gRPC gateway: bulk PredictStream and unary Predict against in-process calls, serving
    the full-scale model trained in step 1; and the HTTP/JSON face beside gRPC on that model.
-3. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
+3. Authentication: the credential check alone, and ListModels with auth on against auth off.
+4. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
 
     python -m bench.run_all [--small] [--skip-models] [--output FILE]
 
@@ -25,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import forecast_bench, grpc_bench, models_bench
+from bench import auth_bench, forecast_bench, grpc_bench, models_bench
 from bench.child import bench_frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                                          model_dir)
         sections.append(("HTTP/JSON face beside gRPC", http_bench.markdown(results["http"])))
         print(sections[-1][1], flush=True)
+    print("== authentication overhead", flush=True)
+    results["auth"] = auth_bench.run()
+    sections.append(("Authentication: what the credential check costs a call",
+                     auth_bench.markdown(results["auth"])))
+    print(sections[-1][1], flush=True)
     if not a.skip_models:
         print("== model kinds", flush=True)
         results["models"] = models_bench.run(frame)
@@ -122,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
         ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
-        "`bench/http_bench.py`, `bench/models_bench.py` (module docstrings)."),
+        "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/models_bench.py` "
+        "(module docstrings)."),
     ]
     body = [f"\n## {title}\n\n{table}" for title, table in sections]
     Path(a.output).write_text("\n".join(header + body) + "\n")
