@@ -81,9 +81,28 @@ def _read_csv(src) -> pd.DataFrame:
 def _read_parquet(src) -> pd.DataFrame:
     check_parquet_shape(src)  # column count, from the footer
     try:
-        return pd.read_parquet(src)
+        return _read_contract_columns(src)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
         raise DataValidationError(None, f"input is not a readable Parquet file: {exc}") from None
+
+
+def _read_contract_columns(src) -> pd.DataFrame:
+    """Only the columns the contract knows, text columns as categories (pyarrow dictionaries):
+    a 59M-row history never becomes 59M Python strings. The names of the columns not read
+    are kept in ``attrs["unread_columns"]`` for the report's ``ignored_columns``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(src)
+    schema = parquet.schema_arrow
+    known = {*HISTORY_REQUIRED, *OPTIONAL_COLUMNS} - {"id"}   # the id is never used
+    wanted = [f.name for f in schema if str(f.name).strip() in known]
+    text = [name for name in wanted if pa.types.is_string(schema.field(name).type)
+            or pa.types.is_large_string(schema.field(name).type)]
+    table = pq.read_table(src, columns=wanted, read_dictionary=text)
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    frame.attrs["unread_columns"] = [f.name for f in schema if f.name not in wanted]
+    return frame
 
 
 def validate_history(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -102,17 +121,19 @@ def load_history(source: Source) -> tuple[pd.DataFrame, dict]:
 
 
 def _validate(raw: pd.DataFrame, required: tuple[str, ...], with_sales: bool):
+    unread = raw.attrs.get("unread_columns", [])   # columns the Parquet reader skipped
     raw = raw.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
     missing = [c for c in required if c not in raw.columns]
     if missing:
-        found = ", ".join(map(str, raw.columns[:12])) or "no columns"
+        found = ", ".join(map(str, [*raw.columns, *unread][:12])) or "no columns"
         raise DataValidationError(missing[0], f"required column is missing (found: {found})")
     if len(raw) == 0:
         raise DataValidationError(None, "input has a header but no data rows")
     known = set(required) | set(OPTIONAL_COLUMNS) | ({"sales"} if with_sales else set())
     report: dict = {
         "rows_read": len(raw),
-        "ignored_columns": [str(c) for c in raw.columns if c not in known],
+        "ignored_columns": [str(c) for c in raw.columns if c not in known]
+        + [str(c).strip() for c in unread if str(c).strip() != "id"],
     }
     out = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     out["date"] = _dates(raw["date"])

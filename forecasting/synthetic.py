@@ -3,7 +3,12 @@
 At full scale (54 stores x 33 families, 2013-01-01 to 2017-08-15 without Dec 25) it yields
 exactly 3,000,888 rows, like the competition's train.csv. The series have weekly and yearly
 seasonality, promotions that lift sales, trends, autocorrelated noise, zero-inflated families,
-stores that open late and a few series that never sell.
+stores that open late and a few series that never sell. ``level_shift`` moves half the stores'
+sales by a factor over the last days (where a model that has seen the latest days wins).
+
+``m5_like`` has Walmart's M5 shape instead: stores x items (10 x 3,049 over 1,941 days is
+59,181,090 rows) with intermittent, low-volume Poisson demand; it is made one store at a time
+(``write_m5_like`` streams it to Parquet) so the full size never sits in memory at once.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ def generate(
     start: str = FULL_START,
     end: str = FULL_END,
     seed: int = 0,
+    level_shift: tuple[int, float] | None = None,
 ) -> pd.DataFrame:
-    """Rows ``id, date, store_nbr, family, sales, onpromotion`` sorted by date, store, family."""
+    """Rows ``id, date, store_nbr, family, sales, onpromotion`` sorted by date, store, family.
+
+    ``level_shift=(days, factor)``: over the last ``days`` days a seeded half of the stores
+    sell ``factor`` times as much (e.g. a competitor closed)."""
     if not 1 <= n_families <= len(FAMILIES):
         raise ValueError(f"n_families must be between 1 and {len(FAMILIES)}")
     if n_stores < 1:
@@ -73,6 +82,10 @@ def generate(
     lift = rng.uniform(0.01, 0.04, n_series)[:, None] * np.minimum(promos, 30)
 
     log_sales = level[:, None] + trend + weekly + yearly + noise + lift
+    if level_shift is not None:
+        days_shifted, factor = level_shift
+        shifted = np.random.default_rng(seed + 1).random(n_stores) < 0.5
+        log_sales[shifted[store_of], n_days - days_shifted:] += np.log(factor)
     sales = np.expm1(np.clip(log_sales, 0, None))
     is_unit = rng.random(n_families) < 0.6                       # most families sell units
     sales = np.where(is_unit[fam_of][:, None], np.round(sales), np.round(sales, 3))
@@ -97,6 +110,69 @@ def generate(
     })
     frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
     return frame
+
+
+M5_START, M5_DAYS, M5_STORES, M5_ITEMS = "2011-01-29", 1941, 10, 3049
+
+
+def m5_like(n_stores: int = M5_STORES, n_items: int = M5_ITEMS, n_days: int = M5_DAYS,
+            start: str = M5_START, seed: int = 0):
+    """M5-shaped history, one store at a time: yields a frame ``date, store_nbr, family,
+    sales, onpromotion`` per store (``family`` holds the item, e.g. ``ITEM_00042``; ``date``
+    and ``family`` are categoricals). Every day is present (as in M5); items start selling on
+    their launch day and most sell 0-3 units a day: Poisson demand around a low, item-specific
+    rate with weekly and yearly seasonality and promotion lifts."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range(start, periods=n_days, freq="D")
+    items = np.array([f"ITEM_{i:05d}" for i in range(n_items)])
+    item_rate = rng.lognormal(mean=-0.6, sigma=1.1, size=n_items)   # median ~0.55 units/day
+    weekly = rng.normal(0, 0.1, (n_items, 7))
+    weekly[:, 5:] += 0.2
+    yearly = rng.normal(0, 0.1, n_items)[:, None] * np.sin(
+        2 * np.pi * (days.dayofyear.to_numpy() - 80) / 365.25)[None, :]
+    launch = np.where(rng.random(n_items) < 0.3, rng.integers(0, n_days // 2, n_items), 0)
+    date_cat = pd.Categorical(days.strftime("%Y-%m-%d"))
+    item_cat = pd.Categorical(items)
+    dow = days.dayofweek.to_numpy()
+    for store in range(n_stores):
+        srng = np.random.default_rng([seed, store])
+        store_level = srng.lognormal(0, 0.3)
+        promo = (srng.random((n_items, n_days)) < 0.05).astype(np.int32)
+        log_rate = (np.log(item_rate * store_level)[:, None] + weekly[:, dow] + yearly
+                    + 0.4 * promo)
+        sales = srng.poisson(np.exp(log_rate)).astype(np.float64)
+        before = np.arange(n_days)[None, :] < launch[:, None]
+        sales[before] = 0.0
+        promo[before] = 0
+        yield pd.DataFrame({
+            "date": pd.Categorical.from_codes(np.repeat(np.arange(n_days), n_items),
+                                              dtype=date_cat.dtype),
+            "store_nbr": np.full(n_items * n_days, store + 1, dtype=np.int32),
+            "family": pd.Categorical.from_codes(np.tile(np.arange(n_items), n_days),
+                                                dtype=item_cat.dtype),
+            "sales": sales.T.reshape(-1),
+            "onpromotion": promo.T.reshape(-1),
+        })
+
+
+def write_m5_like(path: str, n_stores: int = M5_STORES, n_items: int = M5_ITEMS,
+                  n_days: int = M5_DAYS, seed: int = 0) -> int:
+    """Stream ``m5_like`` into one Parquet file (a row group per store); returns the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, writer = 0, None
+    try:
+        for frame in m5_like(n_stores, n_items, n_days, seed=seed):
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

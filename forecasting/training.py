@@ -121,24 +121,16 @@ def train(
         frames = [frame, *(validate_history(read_table(extra))[0] for extra in extra_sources)]
         frame = pd.concat(frames, ignore_index=True)
         check_unique_keys(frame)   # each file is valid; only keys can clash across files
+    rows_in, sha256 = len(frame), data_hash(frame)
     progress("clean", 0.05)
     panel, cleaning_report = clean(frame)
+    del frame   # the panel has everything training needs; the rows are not held twice
     cleaning_report = {"schema": schema_report, **cleaning_report}
-    split = split_by_date(panel.last_day, hp.horizon)
-
-    stores = np.unique(np.concatenate([panel.store_nbr,
-                                       panel.zero_series["store_nbr"].to_numpy(np.int32)]))
-    families = np.unique(np.concatenate([panel.family.astype(str),
-                                         panel.zero_series["family"].to_numpy(str)]))
-    store_code = np.searchsorted(stores, panel.store_nbr).astype(np.int32)
-    family_code = np.searchsorted(families, panel.family.astype(str)).astype(np.int32)
-    keep, weight = downsample_zeros(panel.sales, hp.zero_sample_rate, hp.seed)
-    train_rows = panel.day <= split.train_end
-    cleaning_report["zero_rows_downsampled_out"] = int((~keep & train_rows).sum())
+    data, encoders = training_data(panel, hp, log, progress)
+    cleaning_report["zero_rows_downsampled_out"] = int(
+        (~data.keep & (panel.day <= data.split.train_end)).sum())
     cleaning_report["zero_sample_rate"] = hp.zero_sample_rate
-
-    data = TrainingData(panel, split, store_code, family_code, len(stores), len(families),
-                        keep, weight, hp, log, progress)
+    split, store_code, family_code = data.split, data.store_code, data.family_code
     kinds = MEMBERS_OF_KIND[hp.model_kind]
     fitted = 0.45 if hp.refit else 0.9       # the share of progress the first fit takes
     members: dict = {}
@@ -181,10 +173,10 @@ def train(
         "data": {
             "start": str(first),
             "end": str(history.last_date),
-            "rows": len(frame),
+            "rows": rows_in,
             "series": int(panel.n_series + len(panel.zero_series)),
             "trained_series": int(panel.n_series),
-            "sha256": data_hash(frame),
+            "sha256": sha256,
         },
         "split": {"train_end": str(panel.dates(np.array([split.train_end]))[0]),
                   "validation_end": str(panel.dates(np.array([split.valid_end]))[0]),
@@ -196,10 +188,25 @@ def train(
         "training_seconds": round(time.perf_counter() - started, 3),
     }
     progress("done", 1.0)
-    return TrainedModel(hp, members, kinds[-1], {"store_nbr": stores.tolist(),
-                                                 "family": families.tolist()},
-                        history, panel.zero_series, evaluation, cleaning_report, metadata,
-                        calibration)
+    return TrainedModel(hp, members, kinds[-1], encoders, history, panel.zero_series,
+                        evaluation, cleaning_report, metadata, calibration)
+
+
+def training_data(panel: Panel, hp: Hyperparameters, log: Callable[[str], None],
+                  progress: Callable[[str, float], None]) -> tuple[TrainingData, dict]:
+    """What the members learn from (the date split, the categorical codes, the zero-row
+    sample) and the encoders saved with the model."""
+    split = split_by_date(panel.last_day, hp.horizon)
+    stores = np.unique(np.concatenate([panel.store_nbr,
+                                       panel.zero_series["store_nbr"].to_numpy(np.int32)]))
+    families = np.unique(np.concatenate([panel.family.astype(str),
+                                         panel.zero_series["family"].to_numpy(str)]))
+    store_code = np.searchsorted(stores, panel.store_nbr).astype(np.int32)
+    family_code = np.searchsorted(families, panel.family.astype(str)).astype(np.int32)
+    keep, weight = downsample_zeros(panel.sales, hp.zero_sample_rate, hp.seed)
+    data = TrainingData(panel, split, store_code, family_code, len(stores), len(families),
+                        keep, weight, hp, log, progress)
+    return data, {"store_nbr": stores.tolist(), "family": families.tolist()}
 
 
 def _refit(members: dict, data: TrainingData, progress: _Progress, span: tuple[float, float],

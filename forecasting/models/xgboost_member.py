@@ -15,6 +15,7 @@ from forecasting.history import ForecastInput
 from forecasting.models.base import TrainingData, from_target, to_target
 
 MODEL_FILE = "model.ubj"
+CHUNK_ROWS = 1 << 20      # rows featurized at a time while building a matrix
 
 
 class XGBoostMember:
@@ -31,59 +32,68 @@ class XGBoostMember:
 
     def fit(self, data: TrainingData) -> dict:
         """Boost up to ``num_round`` rounds, early-stopped on the validation days."""
-        return self._fit(data, data.hp.num_round, early_stopping=True)
-
-    def refit(self, data: TrainingData) -> tuple[XGBoostMember, dict]:
-        """A new member fit on every training day of ``data`` for the rounds this one's
-        validation chose (no early stopping: nothing is held out)."""
-        member = XGBoostMember()
-        return member, member._fit(data, self.best_iteration + 1, early_stopping=False)
-
-    def _fit(self, data: TrainingData, rounds: int, early_stopping: bool) -> dict:
         hp, panel = data.hp, data.panel
         self.log_target = hp.log_target
-        target = to_target(panel.sales, hp.log_target)
-        data.progress("featurize", 0.15)
-        X = features.training_matrix(target, panel.offsets, panel.dates(panel.day),
-                                     panel.onpromotion, data.store_code, data.family_code)
+        target = _target(panel.sales, hp.log_target)
         train, valid, _ = data.split.masks(panel.day)
-        train &= data.keep
-        common = {"feature_names": list(features.FEATURES),
-                  "feature_types": list(features.FEATURE_TYPES), "enable_categorical": True}
-        dtrain = xgb.QuantileDMatrix(X[train], label=target[train], weight=data.weight[train],
-                                     max_bin=hp.max_bin, **common)
-        evals = []
-        if early_stopping:
-            evals = [(xgb.QuantileDMatrix(X[valid], label=target[valid], ref=dtrain, **common),
-                      "validation")]
-        del X
-        params = {
-            "objective": "reg:squarederror", "tree_method": "hist", "eval_metric": "rmse",
-            "eta": hp.eta, "max_depth": hp.max_depth, "min_child_weight": hp.min_child_weight,
-            "subsample": hp.subsample, "colsample_bytree": hp.colsample_bytree,
-            "lambda": getattr(hp, "lambda"), "alpha": hp.alpha, "max_bin": hp.max_bin,
-            "max_cat_to_onehot": hp.max_cat_to_onehot, "seed": hp.seed,
-            "nthread": hp.nthread or None,
-        }
-        params = {k: v for k, v in params.items() if v is not None}
+        data.progress("featurize", 0.15)
+        dtrain = _matrix(data, target, train & data.keep, max_bin=hp.max_bin)
+        dvalid = _matrix(data, target, valid, ref=dtrain)
         data.progress("fit", 0.25)
         history: dict = {}
         self.booster = xgb.train(
-            params, dtrain, num_boost_round=rounds, evals=evals,
-            early_stopping_rounds=hp.early_stopping_rounds if early_stopping else None,
-            evals_result=history, verbose_eval=False, callbacks=[_Progress(data, rounds)],
-        )
-        if not early_stopping:
-            self.best_iteration = rounds - 1
-            data.log(f"xgboost: refit rounds={rounds} train_rows={int(train.sum())}")
-            return {"rounds": rounds, "train_rows": int(train.sum())}
+            _params(hp), dtrain, num_boost_round=hp.num_round, evals=[(dvalid, "validation")],
+            early_stopping_rounds=hp.early_stopping_rounds, evals_result=history,
+            verbose_eval=False, callbacks=[_Progress(data, hp.num_round)])
         self.best_iteration = int(self.booster.best_iteration)
+        if hp.refit:   # the refit bins all days with these cuts (no second quantile sketch)
+            self._cuts, self._fit_end = dtrain, data.split.train_end
         curve = history["validation"]["rmse"]
         data.log(f"xgboost: best_iteration={self.best_iteration} "
                  f"validation.rmse={curve[self.best_iteration]:.6f} rounds_run={len(curve)}")
         return {"best_iteration": self.best_iteration, "rounds_run": len(curve),
                 "validation_rmse": float(curve[self.best_iteration]),
-                "train_rows": int(train.sum()), "validation_rows": int(valid.sum())}
+                "train_rows": dtrain.num_row(), "validation_rows": dvalid.num_row()}
+
+    def refit(self, data: TrainingData) -> tuple[XGBoostMember, dict]:
+        """A new member that has also seen the days after this fit's train end (``data.split``
+        is ``everything()``), by ``refit_method`` (docs/models.md):
+
+        - ``full``: ``best_iteration + 1`` rounds regrown on every day;
+        - ``refresh``: the same trees, their leaf values recomputed on every day;
+        - ``continue``: ``refit_rounds`` more trees boosted on the days after the train end.
+
+        The matrices reuse this fit's quantile cuts, so no day is sketched twice."""
+        hp, panel = data.hp, data.panel
+        method = hp.refit_method
+        target = _target(panel.sales, hp.log_target)
+        cuts, self._cuts = getattr(self, "_cuts", None), None
+        rounds = self.best_iteration + 1
+        first = self.booster[:rounds]
+        data.progress("featurize", 0.15)
+        if method == "continue":
+            fit_end = getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
+            new_days = panel.day > fit_end
+            matrix = _matrix(data, target, new_days & data.keep, ref=cuts, max_bin=hp.max_bin)
+            data.progress("fit", 0.25)
+            booster = xgb.train(_params(hp), matrix, num_boost_round=hp.refit_rounds,
+                                xgb_model=first, verbose_eval=False)
+            rounds += hp.refit_rounds
+        else:
+            matrix = _matrix(data, target, data.keep, ref=cuts, max_bin=hp.max_bin)
+            data.progress("fit", 0.25)
+            if method == "refresh":
+                params = {**_params(hp), "process_type": "update", "updater": "refresh",
+                          "refresh_leaf": True}
+                booster = xgb.train(params, matrix, num_boost_round=rounds, xgb_model=first,
+                                    verbose_eval=False)
+            else:
+                booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
+                                    verbose_eval=False, callbacks=[_Progress(data, rounds)])
+        member = XGBoostMember(booster, hp.log_target, rounds - 1)
+        data.log(f"xgboost: refit method={method} rounds={rounds} "
+                 f"train_rows={matrix.num_row()}")
+        return member, {"method": method, "rounds": rounds, "train_rows": matrix.num_row()}
 
     def predict_features(self, matrix: np.ndarray) -> np.ndarray:
         """Model output (target scale) for ready feature rows in ``features.FEATURES`` order."""
@@ -117,6 +127,68 @@ class XGBoostMember:
         booster.load_model(directory / MODEL_FILE)
         booster.set_param({"nthread": 1})
         return cls(booster, bool(meta["log_target"]), int(meta["best_iteration"]))
+
+
+def _target(sales: np.ndarray, log_target: bool) -> np.ndarray:
+    """The learning target as float32 (XGBoost keeps labels as float32 anyway)."""
+    return to_target(sales, log_target).astype(np.float32)
+
+
+def _params(hp) -> dict:
+    params = {
+        "objective": "reg:squarederror", "tree_method": "hist", "eval_metric": "rmse",
+        "eta": hp.eta, "max_depth": hp.max_depth, "min_child_weight": hp.min_child_weight,
+        "subsample": hp.subsample, "colsample_bytree": hp.colsample_bytree,
+        "lambda": getattr(hp, "lambda"), "alpha": hp.alpha, "max_bin": hp.max_bin,
+        "max_cat_to_onehot": hp.max_cat_to_onehot, "seed": hp.seed,
+        "nthread": hp.nthread or None,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _matrix(data: TrainingData, target: np.ndarray, rows: np.ndarray,
+            ref: xgb.QuantileDMatrix | None = None, max_bin: int | None = None
+            ) -> xgb.QuantileDMatrix:
+    """A ``QuantileDMatrix`` of the panel rows in ``rows``, fed a few series at a time, so the
+    feature table of all rows is never held in memory (only its 1-byte bins). With ``ref``
+    the bins reuse that matrix's quantile cuts and the sketching pass is skipped."""
+    return xgb.QuantileDMatrix(_PanelChunks(data, target, rows), ref=ref, max_bin=max_bin,
+                               enable_categorical=True)
+
+
+class _PanelChunks(xgb.DataIter):
+    """Feature rows (``features.training_matrix``) of a panel, whole series at a time, about
+    ``CHUNK_ROWS`` rows per chunk. Sample weights are passed only when zero rows were
+    down-sampled (otherwise they are all 1 and cost memory and time for nothing)."""
+
+    def __init__(self, data: TrainingData, target: np.ndarray, rows: np.ndarray):
+        super().__init__(release_data=True)
+        self.data, self.target, self.rows = data, target, rows
+        offsets = data.panel.offsets
+        cut = np.searchsorted(offsets, np.arange(CHUNK_ROWS, offsets[-1], CHUNK_ROWS))
+        self.bounds = np.unique(np.concatenate([[0], cut, [len(offsets) - 1]]))
+        self.weighted = data.hp.zero_sample_rate < 1.0
+        self.chunk = 0
+
+    def next(self, input_data) -> bool:
+        if self.chunk >= len(self.bounds) - 1:
+            return False
+        d, i0, i1 = self.data, self.bounds[self.chunk], self.bounds[self.chunk + 1]
+        self.chunk += 1
+        panel = d.panel
+        a, b = panel.offsets[i0], panel.offsets[i1]
+        X = features.training_matrix(self.target[a:b], panel.offsets[i0:i1 + 1] - a,
+                                     panel.dates(panel.day[a:b]), panel.onpromotion[a:b],
+                                     d.store_code[i0:i1], d.family_code[i0:i1])
+        take = self.rows[a:b]
+        input_data(data=X[take], label=self.target[a:b][take],
+                   weight=d.weight[a:b][take] if self.weighted else None,
+                   feature_names=list(features.FEATURES),
+                   feature_types=list(features.FEATURE_TYPES))
+        return True
+
+    def reset(self) -> None:
+        self.chunk = 0
 
 
 class _Progress(xgb.callback.TrainingCallback):
