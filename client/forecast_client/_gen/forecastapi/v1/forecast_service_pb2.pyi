@@ -9,6 +9,13 @@ asks for forecasts, one row or millions of rows at a time. Every request names t
 a retailer's datasets, jobs and models are never visible through another retailer's requests
 (an id that belongs to another retailer answers NOT_FOUND).
 
+Credentials: every call carries the metadata `authorization: Bearer <api key>` (or, when the
+gateway requires client certificates, a certificate whose subject CN is the retailer). A
+retailer's credential acts for that retailer only: naming another retailer answers
+PERMISSION_DENIED, the same whether that retailer exists or not. No credential, or an unknown
+or revoked key, answers UNAUTHENTICATED. Keys are managed with AdminService
+(admin_service.proto) or `forecast-gateway keys`; docs/security.md.
+
 Rows travel in columnar form (RowBatch): one packed field per column, never one message per
 row.
 
@@ -20,8 +27,9 @@ Limits (defaults; the gateway can be configured with larger or smaller values):
   - rows in one PredictStream chunk:                     200,000
 Over a limit the call fails with RESOURCE_EXHAUSTED and a message naming the limit.
 
-Status codes: INVALID_ARGUMENT (the message names the field and the reason), NOT_FOUND (unknown
-retailer, dataset, job or model version), FAILED_PRECONDITION (no model trained yet, job not
+Status codes: UNAUTHENTICATED and PERMISSION_DENIED (see Credentials), INVALID_ARGUMENT (the
+message names the field and the reason), NOT_FOUND (unknown dataset, job or model version),
+FAILED_PRECONDITION (no model trained yet, job not
 cancellable), RESOURCE_EXHAUSTED (payload over a limit), UNAVAILABLE (backend down or gateway
 shutting down; safe to retry), DEADLINE_EXCEEDED, CANCELLED, INTERNAL (a bug; details are in the
 gateway's log under the request id). The gateway never answers UNKNOWN.
