@@ -90,3 +90,40 @@ def pack(artifact_dir: Path, target: Path) -> Path:
         for child in sorted(artifact_dir.iterdir()):
             tar.add(child, arcname=child.name)
     return target
+
+
+def local_mode_env(root: Path, moto_url: str, bucket: str, serving_port: int) -> dict[str, str]:
+    """The environment of a gateway whose SageMaker backend runs in SageMaker local mode: the
+    real images in docker containers, S3 on moto, dummy credentials (local mode passes them into
+    the containers), SDK telemetry off, and the SDK's local config in `root/.sagemaker` (HOME):
+    its working directories under `root/containers` (so teardown finds every container it
+    started by its mounts) and the endpoint on `serving_port` instead of 8080."""
+    from moto_server import DUMMY_AWS_ENV
+
+    (root / ".sagemaker").mkdir(parents=True, exist_ok=True)
+    (root / "containers").mkdir(exist_ok=True)
+    (root / ".sagemaker" / "config.yaml").write_text(
+        f"local:\n  container_root: {root / 'containers'}\n  serving_port: {serving_port}\n")
+    (root / "sdk.yaml").write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n"
+                                   "    Modules:\n      TelemetryOptOut: true\n")
+    return {**DUMMY_AWS_ENV, "HOME": str(root), "SAGEMAKER_USER_CONFIG_OVERRIDE":
+            str(root / "sdk.yaml"),
+            "FORECAST_GATEWAY_BACKEND": "sagemaker", "FORECAST_GATEWAY_AUTH": "false",
+            "FORECAST_GATEWAY_AWS_REGION": "us-east-1", "FORECAST_GATEWAY_AWS_ENDPOINT_URL": moto_url,
+            "FORECAST_GATEWAY_SAGEMAKER_BUCKET": bucket, "FORECAST_GATEWAY_SAGEMAKER_PREFIX": "tenants",
+            "FORECAST_GATEWAY_SAGEMAKER_LOCAL_MODE": "true",
+            "FORECAST_GATEWAY_SAGEMAKER_POLL_MAX_S": "1"}
+
+
+def local_mode_containers(root: Path) -> list[str]:
+    """Ids of the containers local mode started with its working directories under `root`."""
+    import subprocess
+
+    ids = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True,
+                         check=False).stdout.split()
+    if not ids:
+        return []
+    mounts = subprocess.run(["docker", "inspect", "-f", ("{{.Id}} {{range .Mounts}}{{.Source}} "
+                             "{{end}}"), *ids], capture_output=True, text=True, check=False).stdout
+    return [line.split()[0][:12] for line in mounts.splitlines()
+            if any(part.startswith(str(root)) for part in line.split()[1:])]

@@ -123,12 +123,17 @@ class Endpoints:
                 raise
         current = self.describe(target.endpoint)
         started = time.monotonic()
-        if current is None:
-            self._sm.create_endpoint(EndpointName=target.endpoint,
-                                     EndpointConfigName=target.config, Tags=tags[:1])
-        elif current.get("EndpointConfigName") != target.config:
-            self._update(target)
-        # else: already there (a restart); wait until it is in service
+        try:
+            if current is None:
+                self._sm.create_endpoint(EndpointName=target.endpoint,
+                                         EndpointConfigName=target.config, Tags=tags[:1])
+            elif current.get("EndpointConfigName") != target.config:
+                self._update(target)
+            # else: already there (a restart); wait until it is in service
+        except RuntimeError as exc:  # local mode starts the container inside the call
+            self.delete(target.endpoint)
+            raise DeployFailed(f"endpoint {target.endpoint} did not start {target.config}: "
+                               f"{exc} (the inference container's log says why)") from None
         self._wait(target)
         log.info("endpoint serves the version", extra={"fields": {
             "retailer": retailer, "model_version": version, "endpoint": target.endpoint,
