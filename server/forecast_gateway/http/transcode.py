@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -118,19 +119,6 @@ def _is_columnar(descriptor: Descriptor) -> bool:
         f.is_repeated and f.message_type is None for f in descriptor.fields)
 
 
-def _day(value: Any, where: str, cache: dict[str, int]) -> int:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where}: expected a date as YYYY-MM-DD, got {value!r}")
-    day = cache.get(value)
-    if day is None:
-        try:
-            day = dt.date.fromisoformat(value).toordinal() - EPOCH_ORDINAL
-        except ValueError:
-            raise BadRequest(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
-        cache[value] = day
-    return day
-
-
 def rows_to_columns(descriptor: Descriptor, rows: list[Any], where: str) -> dict[str, list[Any]]:
     """A list of row objects -> the columns of a columnar message (proto field names). Every
     row must give the same keys; `date` fills `day`."""
@@ -157,19 +145,36 @@ def rows_to_columns(descriptor: Descriptor, rows: list[Any], where: str) -> dict
         if plan[-1][1] in columns:
             raise BadRequest(f"{where}[0]: {key!r} names the column {plan[-1][1]!r} twice")
         columns[plan[-1][1]] = []
-    dates: dict[str, int] = {}
     width = len(keys)
-    for i, row in enumerate(rows):
-        if not isinstance(row, Mapping) or len(row) != width:
+    for i, row in enumerate(rows):  # the same keys everywhere (rows come from json.loads)
+        if type(row) is not dict or len(row) != width:
             _row_mismatch(row, keys, f"{where}[{i}]")
+    for key, column, is_date in plan:  # one pass per column
         try:
-            for key, column, is_date in plan:
-                value = row[key]
-                columns[column].append(_day(value, f"{where}[{i}].date", dates) if is_date
-                                       else value)
+            values = [row[key] for row in rows]
         except KeyError:
-            _row_mismatch(row, keys, f"{where}[{i}]")
+            bad = next(i for i, row in enumerate(rows) if key not in row)
+            _row_mismatch(rows[bad], keys, f"{where}[{bad}]")
+        if is_date:
+            values = _days(values, f"{where}[{{}}].date")
+        columns[column] = values
     return columns
+
+
+def _days(values: list[Any], where: str) -> list[int]:
+    """YYYY-MM-DD texts -> days since 1970-01-01, parsing each distinct date once. `where` has
+    a `{}` for the row number of an error."""
+    cache: dict[str, int] = {}
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise BadRequest(f"{where.format(i)}: expected a date as YYYY-MM-DD, got {value!r}")
+        if value not in cache:
+            try:
+                cache[value] = dt.date.fromisoformat(value).toordinal() - EPOCH_ORDINAL
+            except ValueError:
+                raise BadRequest(f"{where.format(i)}: {value!r} is not a date (YYYY-MM-DD)") \
+                    from None
+    return [cache[v] for v in values]
 
 
 def _row_mismatch(row: Any, keys: list[str], where: str) -> None:
@@ -324,11 +329,49 @@ def parse_json(raw: bytes, where: str = "the body") -> Any:
         raise BadRequest(f"{where} is not valid JSON: {exc}") from None
 
 
+_FAST_LISTS = {FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_INT32,
+               FieldDescriptor.CPPTYPE_UINT32}
+FAST_LIST_LENGTH = 256
+
+
 def message_to_json(message: Message) -> dict[str, Any]:
     """A response message as a JSON object: proto field names, fields at their default
-    values included (so `forecast` is always there), int64 as strings (the JSON mapping)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    values included (so `forecast` is always there), int64 as strings (the JSON mapping).
+
+    Long repeated double/int32 fields (forecasts, row columns) skip json_format's per-value
+    conversion (the same values, as it writes them: non-finite doubles as "NaN"/"Infinity")."""
+    fast: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.is_repeated and field.cpp_type in _FAST_LISTS and len(value) >= FAST_LIST_LENGTH:
+            fast[field.name] = _number_list(field, value)
+        elif (not field.is_repeated and field.message_type is not None
+              and _has_long_lists(value)):
+            fast[field.name] = message_to_json(value)
+    if not fast:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+    rest = type(message)()
+    rest.CopyFrom(message)
+    for name in fast:
+        rest.ClearField(name)
+    out = json_format.MessageToDict(rest, preserving_proto_field_name=True,
+                                    always_print_fields_with_no_presence=True)
+    out.update(fast)
+    return out
+
+
+def _has_long_lists(message: Message) -> bool:
+    return any((f.is_repeated and f.cpp_type in _FAST_LISTS and len(v) >= FAST_LIST_LENGTH)
+               or (not f.is_repeated and f.message_type is not None and _has_long_lists(v))
+               for f, v in message.ListFields())
+
+
+def _number_list(field: FieldDescriptor, values: Any) -> list[Any]:
+    out = list(values)
+    if field.cpp_type == FieldDescriptor.CPPTYPE_DOUBLE and not all(map(math.isfinite, out)):
+        out = [v if math.isfinite(v) else ("NaN" if math.isnan(v) else
+                                           ("Infinity" if v > 0 else "-Infinity")) for v in out]
+    return out
 
 
 def response_json(route: Route, message: Message) -> Any:
