@@ -21,7 +21,7 @@ from forecast_client.cli.messages import (
 )
 from forecast_client.cli.output import score, state_name, timestamp, write_list
 from forecast_client.cli.parsing import Commands, add_json, add_quiet, positive_float
-from forecast_client.client import ForecastClient
+from forecast_client.client import PROMOTE_POLICIES, ForecastClient
 from forecast_client.errors import ForecastClientError
 from forecast_client.progress import JobProgress, ProgressLine
 
@@ -47,7 +47,8 @@ def cmd_train(client: ForecastClient, args: argparse.Namespace, out: TextIO, err
         err.write(f"uploaded {dataset_line(ds)}\n")
         dataset_id = ds.dataset_id
     job = client.train(args.retailer, dataset_id=dataset_id, data_uri=data_uri,
-                       model_kind=args.model_kind, hyperparameters=hp, horizon=args.horizon)
+                       model_kind=args.model_kind, hyperparameters=hp, horizon=args.horizon,
+                       promote=args.promote)
     if not args.wait:
         out.write(f"{job.job_id}\t{state_name(job.state)}\n")
         return EXIT_OK
@@ -164,7 +165,12 @@ def register(commands: Commands) -> None:
     """Add `train`, `wait`, `jobs` and `cancel`."""
     p = commands.add("train", "start a training job (optionally uploading the data first)",
                      "Start training a model. --data uploads a file first; --wait follows the "
-                     "job with a live progress display and exits 1 when it fails.", cmd_train)
+                     "job with a live progress display and exits 1 when it fails.\n\n"
+                     "--promote decides whether the new model goes live: if_better (the "
+                     "default) scores the live model on the new job's test window (the same "
+                     "days, the same metric) and switches only when the new one is at least as "
+                     "good; always; never (switch later with `forecast promote`). With --wait "
+                     "both scores are shown.", cmd_train)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="FILE", help="upload FILE and train on it")
     src.add_argument("--dataset-id", help="train on an already uploaded dataset")
@@ -174,6 +180,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--horizon", type=int, default=0, help="forecast horizon in days (default 16)")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE",
                    help="a hyperparameter, e.g. --hp num_round=300 (repeatable)")
+    p.add_argument("--promote", choices=tuple(PROMOTE_POLICIES), default="if_better",
+                   help="when the new model goes live (default %(default)s)")
     p.add_argument("--wait", action="store_true", help="wait for the job, showing progress")
     _add_wait_flags(p, "with --wait: ")
 

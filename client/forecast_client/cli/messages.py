@@ -66,6 +66,9 @@ def describe(error: ForecastClientError, target: str) -> str:
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
         where = f" under request id {error.request_id}" if error.request_id else ""
         return f"the gateway failed ({details}); its log has the details{where}"
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return (f"the gateway at {target} does not offer this yet ({details}); it runs an older "
+                "version than this client")
     if code == grpc.StatusCode.CANCELLED:
         return f"the call was cancelled ({details})"
     return details

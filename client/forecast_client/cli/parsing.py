@@ -26,11 +26,11 @@ class Parser(argparse.ArgumentParser):
 class Commands:
     """Adds the subcommands; each gets --retailer (or FORECAST_RETAILER)."""
 
-    def __init__(self, sub: argparse._SubParsersAction):  # type: ignore[type-arg]
+    def __init__(self, sub: argparse._SubParsersAction[Parser]):
         self._sub = sub
 
     def add(self, name: str, help_: str, description: str | None = None,
-            handler: Handler | None = None) -> argparse.ArgumentParser:
+            handler: Handler | None = None) -> Parser:
         """A subcommand `name` that runs `handler` (set later with set_defaults if None)."""
         p = self._sub.add_parser(name, help=help_, description=description or help_,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
