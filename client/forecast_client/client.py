@@ -14,14 +14,15 @@ import grpc
 from forecast_client import rows as _rows
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
+from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
 from forecast_client.config import ClientConfig
 from forecast_client.errors import ForecastClientError
 from forecast_client.frames import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, FrameMethods  # noqa: F401 - re-exported
+from forecast_client.monitoring import MonitoringMethods
+from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
 
 T = TypeVar("T")
 
-#: Bytes per UploadDataset message (the gateway accepts up to 4 MiB per chunk).
-UPLOAD_CHUNK_BYTES = 1024 * 1024
 TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
 #: `train(promote=...)` values and the policies they name.
@@ -32,14 +33,7 @@ PROMOTE_POLICIES = {
 }
 Promote = Literal["if_better", "always", "never"]
 
-_FORMATS = {
-    "csv": pb.DATASET_FORMAT_CSV,
-    "parquet": pb.DATASET_FORMAT_PARQUET,
-    "pq": pb.DATASET_FORMAT_PARQUET,
-}
-
-
-class ForecastClient(FrameMethods):
+class ForecastClient(FrameMethods, MonitoringMethods):
     """A connection to a forecast gateway.
 
     >>> with ForecastClient(ClientConfig(target="127.0.0.1:50051")) as client:
@@ -74,6 +68,7 @@ class ForecastClient(FrameMethods):
             )
             self._channel = grpc.secure_channel(config.target, creds, options=config.channel_options())
         self._stub = pb_grpc.ForecastServiceStub(self._channel)
+        self._monitoring_stub = mpb_grpc.MonitoringServiceStub(self._channel)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -135,45 +130,16 @@ class ForecastClient(FrameMethods):
         is called after each chunk. Bad data fails with INVALID_ARGUMENT naming the column, the
         rule and example rows; an oversized file with RESOURCE_EXHAUSTED.
         """
-        if chunk_bytes <= 0 or chunk_bytes > 4 * 1024 * 1024:
-            raise ValueError("chunk_bytes must be between 1 and 4 MiB")
-        total: int | None
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            filename = filename or path.name
-            total = path.stat().st_size
-            stream: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
-        elif isinstance(source, (bytes, bytearray)):
-            import io
+        with UploadSource(source, filename, format, chunk_bytes) as upload:
+            def requests() -> Iterator[pb.UploadDatasetRequest]:
+                yield pb.UploadDatasetRequest(header=pb.UploadHeader(
+                    retailer=retailer, filename=upload.filename, format=upload.format,
+                    size_bytes=upload.total or 0))
+                for chunk in upload.chunks(on_progress):
+                    yield pb.UploadDatasetRequest(chunk=chunk)
 
-            stream, total = io.BytesIO(bytes(source)), len(source)
-        else:
-            stream, total = source, None
-        if not filename:
-            raise ValueError("filename is required when uploading bytes or a file object")
-        fmt = pb.DATASET_FORMAT_UNSPECIFIED
-        if format is not None:
-            try:
-                fmt = _FORMATS[format.lower().lstrip(".")]
-            except KeyError:
-                raise ValueError(f"format must be csv or parquet, got {format!r}") from None
-
-        def requests() -> Iterator[pb.UploadDatasetRequest]:
-            header = pb.UploadHeader(retailer=retailer, filename=filename, format=fmt,
-                                     size_bytes=total or 0)
-            yield pb.UploadDatasetRequest(header=header)
-            sent = 0
-            while chunk := stream.read(chunk_bytes):
-                sent += len(chunk)
-                yield pb.UploadDatasetRequest(chunk=chunk)
-                if on_progress is not None:
-                    on_progress(sent, total)
-
-        try:
-            response = self._unary(self._stub.UploadDataset, requests(), self.config.timeouts.upload_s)
-        finally:
-            if isinstance(source, (str, Path)):
-                stream.close()
+            response = self._unary(self._stub.UploadDataset, requests(),
+                                   self.config.timeouts.upload_s)
         return response.dataset
 
     # -- training ----------------------------------------------------------------------------

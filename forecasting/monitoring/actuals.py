@@ -60,10 +60,12 @@ def _keys(frame: pd.DataFrame) -> str:
                      frame[["date", "store_nbr", "family"]].head(EXAMPLE_KEYS).itertuples(index=False))
 
 
-def roll_history(table: SeriesTable, actuals: pd.DataFrame,
-                 correct: bool = False) -> tuple[SeriesTable, ActualsReport]:
+def roll_history(table: SeriesTable, actuals: pd.DataFrame, correct: bool = False,
+                 zero_series: list[tuple[int, str]] = ()) -> tuple[SeriesTable, ActualsReport]:
     """The model's history tail after `actuals` (validated rows of the data schema), and a report.
 
+    `zero_series` are series the model knows but keeps out of its tail (they never sold and are
+    forecast as 0 until the next training): their rows are neither unknown nor in the tail.
     Raises DataValidationError when rows repeat known days without `correct`.
     """
     dates = actuals["date"].to_numpy().astype("datetime64[D]")
@@ -77,7 +79,10 @@ def roll_history(table: SeriesTable, actuals: pd.DataFrame,
     index = pd.MultiIndex.from_arrays([table.store_nbr.astype(np.int64), table.family.astype(str)])
     rows = index.get_indexer(pd.MultiIndex.from_arrays(
         [actuals["store_nbr"].to_numpy(np.int64), actuals["family"].astype(str).to_numpy()]))
-    unknown = rows < 0
+    zero = pd.MultiIndex.from_tuples([(int(s), str(f)) for s, f in zero_series]) \
+        if len(zero_series) else pd.MultiIndex.from_arrays([[], []])
+    unknown = (rows < 0) & (zero.get_indexer(pd.MultiIndex.from_arrays(
+        [actuals["store_nbr"].to_numpy(np.int64), actuals["family"].astype(str).to_numpy()])) < 0)
     unknown_keys = actuals.loc[unknown, ["store_nbr", "family"]].drop_duplicates()
     new_last = max(last, dates.max())
     shift = int((new_last - last).astype(np.int64))
@@ -86,7 +91,7 @@ def roll_history(table: SeriesTable, actuals: pd.DataFrame,
     sales = np.concatenate([table.sales, np.full((n, shift), np.nan)], axis=1)
     promo = np.concatenate([table.promo, np.zeros((n, shift), dtype=table.promo.dtype)], axis=1)
     cols = (lookback - 1 + (dates - last).astype(np.int64))
-    ok = ~unknown & (cols >= 0)
+    ok = (rows >= 0) & (cols >= 0)
     sales[rows[ok], cols[ok]] = actuals["sales"].to_numpy(np.float64)[ok]
     promo[rows[ok], cols[ok]] = actuals["onpromotion"].to_numpy()[ok]
     new = sales[:, lookback:]
@@ -99,7 +104,7 @@ def roll_history(table: SeriesTable, actuals: pd.DataFrame,
     report = ActualsReport(
         rows=len(actuals), new_days=shift,
         first_date=str(dates.min()), last_date=str(dates.max()), history_end=str(new_last),
-        corrected_rows=int((known_days & ~unknown).sum()), filled_cells=int(fill.sum()),
+        corrected_rows=int((known_days & (rows >= 0)).sum()), filled_cells=int(fill.sum()),
         dates_missing_in_every_series=[str(last + np.timedelta64(int(i) + 1, "D"))
                                        for i in missing_everywhere[:50]],
         unknown_series=[(int(s), str(f)) for s, f in
@@ -109,6 +114,13 @@ def roll_history(table: SeriesTable, actuals: pd.DataFrame,
     rolled = SeriesTable(table.store_nbr, table.family, sales[:, -lookback:].copy(),
                          promo[:, -lookback:].copy(), new_last)
     return rolled, report
+
+
+def trained_version(meta: dict, version: str) -> str:
+    """The version that trained the members of an artifact (`meta` is its artifact.json):
+    `version` itself, or the version an actuals update was made from. Live accuracy is kept
+    per trained version, since every update publishes a new version of the same model."""
+    return str((meta.get("actuals") or {}).get("base_version") or version)
 
 
 def merge_history(stored: pd.DataFrame | None, actuals: pd.DataFrame) -> pd.DataFrame:

@@ -38,7 +38,7 @@ class Thresholds:
     watch: float = 0.1
     alert: float = 0.25
     min_rows: int = 100
-    """Families with fewer recent rows are not scored (too few to tell)."""
+    """Families (or a whole window) with fewer recent rows are not scored (too few to tell)."""
 
 
 @dataclass
@@ -50,11 +50,12 @@ class DriftReport:
     overall: dict[str, float]
     per_family: dict[str, dict[str, float]]
     drifted: list[dict] = field(default_factory=list)
-    """[{family, feature, psi}] at or above the alert threshold, worst first."""
+    """[{family, feature, psi}] at or above the alert threshold, worst first (family "" is all
+    series together)."""
     moved_series: list[dict] = field(default_factory=list)
     """[{store_nbr, family, reference_mean, recent_mean}] whose level moved most."""
     score: float = 0.0
-    """The largest PSI over families and features (the headline number)."""
+    """The largest PSI over families (and all series together) and features: the headline."""
 
     @property
     def alert(self) -> bool:
@@ -107,9 +108,12 @@ def compare(reference: pd.DataFrame, recent: pd.DataFrame,
             thresholds: Thresholds = Thresholds()) -> DriftReport:
     """Compare `recent` rows with `reference` rows (both of the data schema: date, store_nbr,
     family, sales, onpromotion)."""
+    enough = len(recent) >= thresholds.min_rows and len(reference) >= thresholds.min_rows
     report = DriftReport(reference=_span(reference), recent=_span(recent),
-                         overall=_features(reference, recent) if len(recent) else {},
-                         per_family={})
+                         overall=_features(reference, recent) if enough else {}, per_family={})
+    for name, value in report.overall.items():
+        if value >= thresholds.alert:
+            report.drifted.append({"family": "", "feature": name, "psi": value})
     ref_groups = dict(tuple(reference.groupby("family", sort=True)))
     for family, new in recent.groupby("family", sort=True):
         ref = ref_groups.get(family)
@@ -121,7 +125,8 @@ def compare(reference: pd.DataFrame, recent: pd.DataFrame,
             if value >= thresholds.alert:
                 report.drifted.append({"family": str(family), "feature": name, "psi": value})
     report.drifted.sort(key=lambda d: -d["psi"])
-    report.score = max((v for f in report.per_family.values() for v in f.values()), default=0.0)
+    report.score = max((v for f in (report.overall, *report.per_family.values())
+                        for v in f.values()), default=0.0)
     if report.drifted:
         report.moved_series = _moved_series(reference, recent)
     return report

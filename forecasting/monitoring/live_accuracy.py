@@ -22,8 +22,9 @@ def naive_forecasts(table: SeriesTable, store_nbr: np.ndarray, family: np.ndarra
     """(step, seasonal-naive forecast) of each row from the origin `table.last_date`.
 
     Day h after the origin gets the sales of day origin + h - 7*ceil(h/7), as
-    `forecasting.metrics.seasonal_naive` does in the test-window evaluation. Rows of series the
-    table lacks get NaN.
+    `forecasting.metrics.seasonal_naive` does in the test-window evaluation. A series the table
+    lacks never sold (the model forecasts it as 0), so its naive forecast is 0 too; rows for days
+    on or before the origin get NaN.
     """
     origin = np.datetime64(table.last_date, "D").astype(np.int64)
     step = day.astype(np.int64) - origin
@@ -34,7 +35,7 @@ def naive_forecasts(table: SeriesTable, store_nbr: np.ndarray, family: np.ndarra
     back = step - SEASON * -(-step // SEASON)        # h - 7*ceil(h/7), in (-7, 0]
     cols = lookback - 1 + back
     ok = (rows >= 0) & (step >= 1) & (cols >= 0)
-    naive = np.full(len(day), np.nan)
+    naive = np.where(step >= 1, 0.0, np.nan)
     naive[ok] = np.nan_to_num(table.sales[rows[ok], cols[ok]], nan=0.0)
     return step, naive
 

@@ -36,6 +36,14 @@ class GatewayConfig:
     `http_port_file`); -1 (the default) serves gRPC only."""
     http_port_file: Path | None = None
     """When set, the bound HTTP port is written here, before `port_file`."""
+    metrics_port: int = -1
+    """TCP port of the Prometheus metrics endpoint (`/metrics`) on `host`; 0 picks a free one
+    (see `metrics_port_file`); -1 (the default) serves none."""
+    metrics_port_file: Path | None = None
+    """When set, the bound metrics port is written here once serving."""
+    monitor_max_series: int = 1000
+    """Series per retailer whose served forecasts are recorded for live accuracy (a stable
+    sample of the model's series; 0 records none)."""
     log_level: str = "INFO"
     """Logging level."""
     log_format: str = "json"
@@ -52,6 +60,9 @@ class GatewayConfig:
     """Most rows in one PredictStream chunk."""
     predict_threads: int = 4
     """Threads that run predictions (CPU-bound work stays off the event loop)."""
+    unary_predict_threads: int = 2
+    """Threads that answer unary Predict calls, apart from `predict_threads` (which forecast
+    PredictStream chunks), so one small forecast never queues behind bulk streams."""
     stream_window: int = 2
     """Chunks of one PredictStream forecast at the same time; answers keep their order and
     no more chunks than this are read ahead, so flow control still holds a fast client back."""
@@ -68,7 +79,14 @@ class GatewayConfig:
     model_cache_size: int = 8
     """Loaded models kept in memory (live models are loaded first when they go live)."""
     allow_file_uris: bool = False
-    """Let Train read `file://` URIs on the gateway's disk (off: remote callers upload instead)."""
+    """Let Train read `file://` URIs on the gateway's disk (off: remote callers upload instead);
+    needs `file_uri_root`."""
+    file_uri_root: Path | None = None
+    """With `allow_file_uris`: a retailer's Train may read only files under
+    `<file_uri_root>/<retailer>/` (symbolic links resolved)."""
+    upload_threads: int = 2
+    """Threads that receive and validate uploads (and file:// datasets), apart from the control
+    threads, so a large or hostile upload never delays control calls."""
     auth: bool = True
     """Require a credential on every RPC but health and reflection (docs/security.md).
     `--no-auth` is accepted only with a loopback `host`."""
@@ -150,13 +168,18 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be -1 (off) or 0..65535, got {self.metrics_port}")
+        if self.monitor_max_series < 0:
+            raise ValueError("monitor_max_series must be 0 or more")
         if not -1 <= self.http_port <= 65535:
             raise ValueError(f"http_port must be -1 (off) or 0..65535, got {self.http_port}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
                      "max_predict_rows", "max_stream_chunk_rows", "predict_threads", "stream_window",
-                     "control_threads", "training_slots", "model_cache_size",
+                     "unary_predict_threads",
+                     "control_threads", "upload_threads", "training_slots", "model_cache_size",
                      "docker_ping_timeout_s", "docker_request_timeout_s", "docker_drain_s",
                      "docker_serve_workers", "docker_max_body_bytes"):
             if getattr(self, name) <= 0:
@@ -165,6 +188,9 @@ class GatewayConfig:
             _check_sagemaker(self)
         if self.max_upload_chunk_bytes > self.max_message_bytes:
             raise ValueError("max_upload_chunk_bytes cannot exceed max_message_bytes")
+        if self.allow_file_uris and self.file_uri_root is None:
+            raise ValueError("allow_file_uris needs file_uri_root (each retailer reads only "
+                             "<file_uri_root>/<retailer>/)")
         _check_security(self)
 
 
@@ -255,16 +281,22 @@ _DOCS = {
     "port_file": "write the bound port to this file once serving",
     "http_port": "HTTP/JSON port, 0 for any free port, -1 for none",
     "http_port_file": "write the bound HTTP port to this file once serving",
+    "metrics_port": "Prometheus /metrics port, 0 for any free port, -1 for none",
+    "metrics_port_file": "write the bound metrics port to this file once serving",
+    "monitor_max_series": "series per retailer recorded for live accuracy",
     "log_level": "DEBUG | INFO | WARNING | ERROR", "log_format": "json | text",
     "max_message_bytes": "largest gRPC message", "max_upload_bytes": "largest uploaded dataset",
     "max_upload_chunk_bytes": "largest upload chunk", "max_predict_rows": "most rows per Predict",
     "max_stream_chunk_rows": "most rows per PredictStream chunk",
-    "predict_threads": "prediction worker threads",
+    "predict_threads": "PredictStream chunk threads",
+    "unary_predict_threads": "unary Predict threads (apart from stream chunks)",
     "stream_window": "chunks of one PredictStream forecast at once", "control_threads": "registry/file threads",
     "training_slots": "concurrent training jobs", "training_nice": "niceness of training processes",
     "cancel_grace_s": "SIGTERM->SIGKILL delay for cancelled training",
     "shutdown_grace_s": "drain time on SIGTERM", "model_cache_size": "models kept loaded",
-    "allow_file_uris": "let Train read file:// URIs",
+    "allow_file_uris": "let Train read file:// URIs (under --file-uri-root)",
+    "file_uri_root": "file:// URIs of retailer R must lie under FILE_URI_ROOT/R/",
+    "upload_threads": "upload/validation threads (apart from control threads)",
     "auth": "require a credential (--no-auth: loopback only)",
     "auth_cache_s": "seconds a verified API key stays cached",
     "tls_cert": "PEM server certificate (turns TLS on)", "tls_key": "PEM server private key",
@@ -326,8 +358,7 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
                 value = int(raw)
             elif isinstance(default, float):
                 value = float(raw)
-            elif f.name in ("data_dir", "port_file", "http_port_file", "tls_cert", "tls_key",
-                            "tls_client_ca"):
+            elif f.type in ("Path", "Path | None"):  # annotations are strings here
                 value = Path(str(raw))
             else:
                 value = str(raw)

@@ -28,6 +28,7 @@ from forecast_gateway import errors as gw
 from forecast_gateway.auth.authenticator import AUTH_FAILURES, Authenticator
 from forecast_gateway.auth.principal import PRINCIPAL, UNRESTRICTED, Principal
 from forecast_gateway.logs import REQUEST_ID
+from forecast_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("forecast_gateway.rpc")
 
@@ -140,8 +141,10 @@ class ServerInterceptor(aio.ServerInterceptor):
     every RPC. `authenticator` None turns authentication off (`--no-auth`): every caller is
     `UNRESTRICTED`."""
 
-    def __init__(self, authenticator: Authenticator | None = None):
+    def __init__(self, authenticator: Authenticator | None = None,
+                 metrics: GatewayMetrics | None = None):
         self._authenticator = authenticator
+        self._metrics = metrics
 
     def _principal(self, method: str, context: aio.ServicerContext) -> Principal | None:
         """The caller of `method` (None for the open services); raises Unauthenticated."""
@@ -210,12 +213,13 @@ class ServerInterceptor(aio.ServerInterceptor):
             _reset(PRINCIPAL, principal_token)
             _reset(REQUEST_ID, token)
 
-    @staticmethod
-    async def _fail(context: aio.ServicerContext, method: str, started: float, exc: Exception,
-                    extra: dict[str, Any]) -> None:
+    async def _fail(self, context: aio.ServicerContext, method: str, started: float,
+                    exc: Exception, extra: dict[str, Any]) -> None:
         code, message = to_status(exc)
-        fields = {"method": method, "code": code.name,
-                  "ms": round((time.perf_counter() - started) * 1e3, 2), **extra}
+        seconds = time.perf_counter() - started
+        if self._metrics is not None:
+            self._metrics.observe_rpc(method, code.name, seconds)
+        fields = {"method": method, "code": code.name, "ms": round(seconds * 1e3, 2), **extra}
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             AUTH_FAILURES.inc(code.name, getattr(exc, "reason", "denied"))
         if code == grpc.StatusCode.INTERNAL:
@@ -224,10 +228,12 @@ class ServerInterceptor(aio.ServerInterceptor):
             log.info("rpc failed: %s", message, extra={"fields": fields})
         await context.abort(code, message, trailing_metadata=(("x-request-id", REQUEST_ID.get()),))
 
-    @staticmethod
-    def _done(method: str, started: float, code: str = "OK", **extra: Any) -> None:
+    def _done(self, method: str, started: float, code: str = "OK", **extra: Any) -> None:
+        seconds = time.perf_counter() - started
+        if self._metrics is not None:
+            self._metrics.observe_rpc(method, code, seconds)
         log.info("rpc done", extra={"fields": {
-            "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1e3, 2), **extra}})
+            "method": method, "code": code, "ms": round(seconds * 1e3, 2), **extra}})
 
     def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]],
                     decoded: Callable[[Any], Any]) -> Callable[..., Awaitable[Any]]:

@@ -48,14 +48,16 @@ class GatewayProcess:
     added to the command line (e.g. `--backend docker`). `module` is the server run with
     `python -m`: the gateway, or a stand-in with the same start-up flags (the benchmark's sync
     server). With `http=True` the gateway also serves its HTTP/JSON face on a free port
-    (`http_port`, `http_url`). The port file and, by default, the log
+    (`http_port`, `http_url`); with `metrics=True` its Prometheus endpoint too (`metrics_url`).
+    The port file and, by default, the log
     (stdout and stderr, appended so a restart keeps the earlier run) sit beside `data_dir`.
     Usable as a context manager: entering starts it if needed, leaving stops it.
     """
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, *,
                  args: Sequence[str] = (), log_path: Path | None = None,
-                 module: str = "forecast_gateway.main", http: bool = False):
+                 module: str = "forecast_gateway.main", http: bool = False,
+                 metrics: bool = False):
         self.data_dir = Path(data_dir)
         self.module = module
         self.env = dict(env or {})
@@ -65,10 +67,13 @@ class GatewayProcess:
         self.port_file = self.data_dir.parent / f"{self.data_dir.name}.port"
         self.proc: subprocess.Popen | None = None
         self.port = 0
-        self._keys: dict[str, str] = {}
         self.http_port_file = (self.data_dir.parent / f"{self.data_dir.name}.http-port"
                                if http else None)
         self.http_port = 0
+        self.metrics_port_file = (self.data_dir.parent / f"{self.data_dir.name}.metrics-port"
+                                  if metrics else None)
+        self.metrics_port = 0
+        self._keys: dict[str, str] = {}
 
     @property
     def target(self) -> str:
@@ -80,6 +85,11 @@ class GatewayProcess:
         """The HTTP/JSON face's base URL, "http://127.0.0.1:PORT" (with `http=True`, once
         started)."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The Prometheus endpoint, "http://127.0.0.1:PORT/metrics" (with `metrics=True`)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def keys_command(self, *args: str) -> str:
         """Run `forecast-gateway keys --data-dir DATA_DIR ARGS...` (the offline admin command)
@@ -115,7 +125,9 @@ class GatewayProcess:
                 "--port", "0", "--data-dir", str(self.data_dir),
                 "--port-file", str(self.port_file),
                 *(["--http-port", "0", "--http-port-file", str(self.http_port_file)]
-                  if self.http_port_file is not None else []), *self.args]
+                  if self.http_port_file is not None else []),
+                *(["--metrics-port", "0", "--metrics-port-file", str(self.metrics_port_file)]
+                  if self.metrics_port_file is not None else []), *self.args]
 
     def start(self, timeout_s: float = 60.0) -> Self:
         """Start the child and wait until it serves; returns self.
@@ -126,8 +138,9 @@ class GatewayProcess:
         for folder in {self.port_file.parent, self.log_path.parent}:
             folder.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
-        if self.http_port_file is not None:
-            self.http_port_file.unlink(missing_ok=True)
+        for extra in (self.http_port_file, self.metrics_port_file):
+            if extra is not None:
+                extra.unlink(missing_ok=True)
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH"))
         with open(self.log_path, "ab") as log:
@@ -140,6 +153,8 @@ class GatewayProcess:
                 self.port = int(text)
                 if self.http_port_file is not None:  # written before the port file
                     self.http_port = int(self.http_port_file.read_text().strip())
+                if self.metrics_port_file is not None:  # likewise
+                    self.metrics_port = int(self.metrics_port_file.read_text().strip())
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the gateway exited with code {self.proc.returncode} before "

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from forecast_gateway.domain import Dataset, Job, JobState, ModelVersion
+from forecasting.promotion import Decision
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,11 +85,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The artifact manifest ({relative path: sha256}) recorded at publish, verified at load
     # ('' for versions published before it existed: recorded by the next start's reconcile).
     1: ("ALTER TABLE models ADD COLUMN manifest TEXT NOT NULL DEFAULT ''",),
+    # The promotion gate: each job's policy, and the decision (JSON, '' before it is taken) on
+    # the job and on the version it registered.
+    2: ("ALTER TABLE jobs ADD COLUMN promote TEXT NOT NULL DEFAULT 'if_better'",
+        "ALTER TABLE jobs ADD COLUMN promotion TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE models ADD COLUMN promotion TEXT NOT NULL DEFAULT ''"),
 }
 
 _JOB_COLUMNS = ("job_id, retailer, dataset_id, model_kind, hyperparameters, horizon, state, "
                 "created_at, started_at, ended_at, failure_reason, model_version, stage, progress, "
-                "metrics, seq")
+                "metrics, seq, promote, promotion")
 
 
 class Registry:
@@ -217,11 +223,12 @@ class Registry:
         """Record a new job."""
         with self._tx() as db:
             db.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.job_id, job.retailer, job.dataset_id, job.model_kind,
                  json.dumps(job.hyperparameters, sort_keys=True), job.horizon, job.state.value,
                  job.created_at, job.started_at, job.ended_at, job.failure_reason,
-                 job.model_version, job.stage, job.progress, json.dumps(job.metrics), job.seq),
+                 job.model_version, job.stage, job.progress, json.dumps(job.metrics), job.seq,
+                 job.promote, _decision_json(job.promotion)),
             )
 
     def update_job(self, job_id: str, **changes: object) -> Job | None:
@@ -262,6 +269,14 @@ class Registry:
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('QUEUED', 'RUNNING')").fetchall()
         return [_job(r) for r in rows]
 
+    def job_counts(self) -> dict[str, int]:
+        """Jobs by state, every state present (all retailers; for the metrics)."""
+        counts = {state.value: 0 for state in JobState}
+        with self._lock:
+            for state, count in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+                counts[state] = count
+        return counts
+
     # -- models ------------------------------------------------------------------------------
 
     def next_model_number(self, retailer: str) -> int:
@@ -277,12 +292,13 @@ class Registry:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO models (retailer, version, number, path, job_id, dataset_id, "
-                "model_kind, final_model, data_start, data_end, horizon, created_at, manifest) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "model_kind, final_model, data_start, data_end, horizon, created_at, manifest, "
+                "promotion) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model.retailer, model.version, number, self._rel(model.path), model.job_id,
                  model.dataset_id, model.model_kind, model.final_model, model.data_start,
                  model.data_end, model.horizon, model.created_at,
-                 json.dumps(model.manifest, sort_keys=True) if model.manifest else ""),
+                 json.dumps(model.manifest, sort_keys=True) if model.manifest else "",
+                 _decision_json(model.promotion)),
             )
             if make_live:
                 db.execute("UPDATE retailers SET live_version = ? WHERE retailer = ?",
@@ -329,18 +345,28 @@ class Registry:
             final_model=row["final_model"], data_start=row["data_start"], data_end=row["data_end"],
             horizon=row["horizon"], created_at=row["created_at"], live=bool(row["live"]),
             manifest=json.loads(row["manifest"]) if row["manifest"] else {},
+            promotion=_decision(row["promotion"]),
         )
 
 
 _UPDATABLE = frozenset({"state", "started_at", "ended_at", "failure_reason", "model_version",
-                        "stage", "progress", "metrics"})
+                        "stage", "progress", "metrics", "promotion"})
+
+
+def _decision_json(decision: Decision | None) -> str:
+    return "" if decision is None else json.dumps(decision.to_dict(), sort_keys=True)
+
+
+def _decision(stored: str) -> Decision | None:
+    return Decision.from_dict(json.loads(stored)) if stored else None
 
 
 def _update_job(db: sqlite3.Connection, job_id: str, changes: dict[str, object]) -> Job | None:
     unknown = set(changes) - _UPDATABLE
     if unknown:
         raise ValueError(f"cannot update job fields {sorted(unknown)}")
-    values = {k: (v.value if isinstance(v, JobState) else json.dumps(v) if k == "metrics" else v)
+    values = {k: (v.value if isinstance(v, JobState) else json.dumps(v) if k == "metrics"
+                  else _decision_json(v) if k == "promotion" else v)  # type: ignore[arg-type]
               for k, v in changes.items()}
     if values:
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -357,5 +383,5 @@ def _job(row: sqlite3.Row) -> Job:
         started_at=row["started_at"], ended_at=row["ended_at"],
         failure_reason=row["failure_reason"], model_version=row["model_version"],
         stage=row["stage"], progress=row["progress"], metrics=json.loads(row["metrics"]),
-        seq=row["seq"],
+        seq=row["seq"], promote=row["promote"], promotion=_decision(row["promotion"]),
     )

@@ -19,12 +19,14 @@ from forecast_client._gen.forecastapi.v1 import admin_service_pb2 as apb
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2_grpc as apb_grpc
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
+from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
+from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from forecast_gateway.admin_servicer import AdminServicer
 from forecast_gateway.auth.admin import KeyAdmin
-from forecast_gateway.auth.authenticator import Authenticator
+from forecast_gateway.auth.authenticator import AUTH_FAILURES, Authenticator
 from forecast_gateway.auth.keys import KeyStore
 from forecast_gateway.backends import create_backend
 from forecast_gateway.backends.base import Backend
@@ -33,6 +35,8 @@ from forecast_gateway.datadir_lock import DataDirLock
 from forecast_gateway.dataplane import ForecastService
 from forecast_gateway.http.app import HttpFace
 from forecast_gateway.interceptor import ServerInterceptor
+from forecast_gateway.metrics import StateCollector
+from forecast_gateway.monitoring_servicer import MonitoringServicer
 from forecast_gateway.reflection import enable_reflection
 from forecast_gateway.servicer import ForecastServicer
 from forecast_gateway.tls import server_credentials
@@ -41,6 +45,7 @@ log = logging.getLogger("forecast_gateway.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ForecastService"].full_name
 ADMIN_SERVICE_NAME = apb.DESCRIPTOR.services_by_name["AdminService"].full_name
+MONITORING_SERVICE_NAME = mpb.DESCRIPTOR.services_by_name["MonitoringService"].full_name
 
 
 class GatewayServer:
@@ -55,6 +60,11 @@ class GatewayServer:
         self.port: int | None = None
         self._predict_pool = ThreadPoolExecutor(config.predict_threads, thread_name_prefix="predict")
         self._control_pool = ThreadPoolExecutor(config.control_threads, thread_name_prefix="control")
+        # Apart from the two above: unary Predict never waits behind stream chunks, and a large
+        # upload's validation never delays control calls.
+        self._unary_pool = ThreadPoolExecutor(config.unary_predict_threads,
+                                              thread_name_prefix="predict-unary")
+        self._upload_pool = ThreadPoolExecutor(config.upload_threads, thread_name_prefix="upload")
         self._health = health.aio.HealthServicer()
         self.keys = KeyStore(self.service.storage.root / "registry.sqlite3")
         self.authenticator = (Authenticator(self.keys, config.auth_cache_s) if config.auth
@@ -66,13 +76,14 @@ class GatewayServer:
         # The HTTP/JSON face (--http-port): calls this server's gRPC service over loopback.
         self.http = HttpFace(config) if config.http_port >= 0 else None
         self.http_port: int | None = None
+        self.metrics_port: int | None = None
 
     async def start(self) -> int:
         """Recover the registry, bind and start serving; returns the bound port."""
         self.service.start()
         limit = self.config.max_message_bytes
         server = aio.server(
-            interceptors=[ServerInterceptor(self.authenticator)],
+            interceptors=[ServerInterceptor(self.authenticator, self.service.state.metrics)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -82,12 +93,15 @@ class GatewayServer:
             ],
         )
         pb_grpc.add_ForecastServiceServicer_to_server(
-            ForecastServicer(self.service, self._predict_pool, self._control_pool), server)
+            ForecastServicer(self.service, self._predict_pool, self._control_pool,
+                             unary_pool=self._unary_pool, upload_pool=self._upload_pool), server)
         apb_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(self.admin, self._control_pool), server)
+        mpb_grpc.add_MonitoringServiceServicer_to_server(
+            MonitoringServicer(self.service, self._control_pool), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if self.config.reflection:
-            enable_reflection(server, (SERVICE_NAME, ADMIN_SERVICE_NAME,
+            enable_reflection(server, (SERVICE_NAME, ADMIN_SERVICE_NAME, MONITORING_SERVICE_NAME,
                                        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         address = f"{self.config.host}:{self.config.port}"
         credentials = server_credentials(self.config)
@@ -99,6 +113,8 @@ class GatewayServer:
         self._server, self.port = server, port
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.metrics_port >= 0:
+            self.metrics_port = self._serve_metrics()
         if self.http is not None:
             self.http_port = await self.http.start(port)
             if self.config.http_port_file is not None:
@@ -130,12 +146,27 @@ class GatewayServer:
                              *([self.http.stop()] if self.http is not None else []))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.service.close)
-        self.keys.close()
         self.data_dir_lock.release()
+        self.service.state.metrics.stop()
+        self.keys.close()
         self._predict_pool.shutdown(wait=False, cancel_futures=True)
         self._control_pool.shutdown(wait=False, cancel_futures=True)
+        self._unary_pool.shutdown(wait=False, cancel_futures=True)
+        self._upload_pool.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
         log.info("gateway stopped")
+
+    def _serve_metrics(self) -> int:
+        """Prometheus /metrics on the gateway's host (see `metrics.py`)."""
+        metrics = self.service.state.metrics
+        metrics.add_collector(StateCollector(
+            jobs_by_state=self.service.registry.job_counts,
+            retailers=self.service.monitoring.summary,
+            auth_failures=AUTH_FAILURES.snapshot))
+        port = metrics.serve(self.config.host, self.config.metrics_port)
+        if self.config.metrics_port_file is not None:
+            write_port_file(self.config.metrics_port_file, port)
+        return port
 
     async def wait_stopped(self) -> None:
         """Return once `stop` has finished."""

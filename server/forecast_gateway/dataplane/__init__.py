@@ -6,7 +6,9 @@ and one service per concern on top of it:
 - `datasets` (`DatasetService`): uploads and stored datasets;
 - `jobs` (`JobService`): training jobs and the backend's events;
 - `models` (`ModelService`): publishing, live versions, evaluations;
-- `predictions` (`PredictionService`): forecasts for rows.
+- `planning` (`PlanningService`): the next N days without a file, and days of supply;
+- `predictions` (`PredictionService`): forecasts for rows;
+- `monitoring` (`MonitoringService`): actuals, live accuracy and drift.
 
 Every method takes a `Tenant` the edge has already validated. Blocking methods are plain
 functions (the gRPC layer runs them in thread pools); `jobs.watch` is an async generator because
@@ -20,9 +22,13 @@ from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.datasets import DatasetService, UploadSession
 from forecast_gateway.dataplane.jobs import JobService
 from forecast_gateway.dataplane.models import ModelService
+from forecast_gateway.dataplane.monitoring import MonitoringService
+from forecast_gateway.dataplane.planning import PlanningService
 from forecast_gateway.dataplane.predictions import PredictionService
+from forecast_gateway.dataplane.served import ServedRecorder
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
+from forecast_gateway.monitoring_store import MonitoringStore
 from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage
 
@@ -40,7 +46,13 @@ class ForecastService:
         self.datasets = DatasetService(self.state)
         self.models = ModelService(self.state)
         self.jobs = JobService(self.state, self.datasets, self.models)
-        self.predictions = PredictionService(self.state, self.models)
+        self.planning = PlanningService(self.state, self.models)
+        self._monitoring_store = MonitoringStore(storage.root / "monitoring.sqlite3")
+        recorder = ServedRecorder(self._monitoring_store, config.monitor_max_series,
+                                  self.state.metrics.served_dropped.inc)
+        self.predictions = PredictionService(self.state, self.models, recorder)
+        self.monitoring = MonitoringService(self.state, self.models, self.datasets,
+                                            self._monitoring_store, recorder)
 
     @property
     def config(self) -> GatewayConfig:
@@ -58,9 +70,11 @@ class ForecastService:
         return self.state.registry
 
     def start(self) -> None:
-        """Recover after a restart: fail jobs that were cut off, load the live pointers."""
+        """Recover after a restart: fail jobs that were cut off, make the model directories agree
+        with the registry (see `artifacts.py`), load the live pointers."""
         self.state.storage.clean_incoming()
         self.jobs.fail_cut_off()
+        self.models.artifacts.reconcile()
         self.state.live.reload(self.state.registry)
 
     def begin_shutdown(self) -> None:
@@ -73,4 +87,6 @@ class ForecastService:
         self.state.closing.set()
         self.state.backend.close("the gateway was stopped while this job was running. Submit it again.")
         self.state.hub.notify()
+        self.monitoring.recorder.close()
+        self._monitoring_store.close()
         self.state.registry.close()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 import shutil
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,12 +34,10 @@ def new_id(prefix: str) -> str:
 
 @dataclass
 class UploadSession:
-    """An upload in progress: bytes go to a temporary file, `commit` validates and stores it."""
+    """A file arriving in chunks: bytes go to a temporary file, `commit` hands it (and its
+    sha256) to `finish`, which validates and stores it. Used by dataset and actuals uploads."""
 
-    datasets: DatasetService
-    tenant: Tenant
-    filename: str
-    format: str
+    finish: Callable[[Path, str], Any]
     tmp_path: Path
     limit: int
     chunk_limit: int
@@ -58,16 +58,15 @@ class UploadSession:
         self._hash.update(chunk)
         self.size += len(chunk)
 
-    def commit(self) -> Dataset:
-        """Validate the file against the store-sales schema and register it."""
+    def commit(self) -> Any:
+        """Hand the complete file to `finish` and return what it returns."""
         if self._file is not None:
             self._file.close()
         if self.size == 0:
             self.abort()
             raise InvalidArgument("chunk", "the upload carried no data")
         try:
-            return self.datasets.store(self.tenant, self.filename, self.format, self.tmp_path,
-                                       self._hash.hexdigest(), move=True)
+            return self.finish(self.tmp_path, self._hash.hexdigest())
         finally:
             self.abort()
 
@@ -85,8 +84,13 @@ class DatasetService:
         self._s = state
 
     def begin_upload(self, tenant: Tenant, filename: str, fmt: str, declared_size: int) -> UploadSession:
-        """Start an upload. `fmt` is "csv", "parquet" or "" (inferred from `filename`)."""
-        config = self._s.config
+        """Start a dataset upload. `fmt` is "csv", "parquet" or "" (inferred from `filename`)."""
+        fmt = self.check_file(filename, fmt, declared_size)
+        return self.begin_file(tenant, lambda path, sha256: self.store(
+            tenant, filename, fmt, path, sha256, move=True))
+
+    def check_file(self, filename: str, fmt: str, declared_size: int) -> str:
+        """Check an upload's header; returns its format ("csv" or "parquet")."""
         if not filename:
             raise InvalidArgument("header.filename", "is required")
         if "/" in filename or "\\" in filename or len(filename) > 255:
@@ -96,12 +100,17 @@ class DatasetService:
             if not fmt:
                 raise InvalidArgument("header.format", f"cannot infer the format of {filename!r}: "
                                       "name a .csv or .parquet file or set the format")
-        if declared_size > config.max_upload_bytes:
-            raise PayloadTooLarge("the uploaded file", config.max_upload_bytes, "bytes", declared_size)
+        if declared_size > self._s.config.max_upload_bytes:
+            raise PayloadTooLarge("the uploaded file", self._s.config.max_upload_bytes, "bytes",
+                                  declared_size)
+        return fmt
+
+    def begin_file(self, tenant: Tenant, finish: Callable[[Path, str], Any]) -> UploadSession:
+        """An upload session into the retailer's incoming directory, under the upload limits."""
         self._s.check_open()
+        config = self._s.config
         tmp = self._s.storage.incoming_dir(tenant.retailer) / f"{secrets.token_hex(8)}.part"
-        return UploadSession(self, tenant, filename, fmt, tmp, config.max_upload_bytes,
-                             config.max_upload_chunk_bytes)
+        return UploadSession(finish, tmp, config.max_upload_bytes, config.max_upload_chunk_bytes)
 
     def store(self, tenant: Tenant, filename: str, fmt: str, source: Path, sha256: str,
               move: bool) -> Dataset:
@@ -152,23 +161,37 @@ class DatasetService:
         return found
 
     def from_uri(self, tenant: Tenant, uri: str) -> Dataset:
-        """Store the file a `file://` URI names (only with --allow-file-uris)."""
+        """Store the file a `file://` URI names (only with --allow-file-uris), confined to the
+        retailer's own directory `<file_uri_root>/<retailer>/`.
+
+        Every path that cannot be used gets the same answer, whether it exists or not, so the
+        error tells nothing about the gateway's disk; a file outside the retailer's directory
+        (symbolic links resolved) is never opened.
+        """
         parsed = urllib.parse.urlparse(uri)
         if parsed.scheme != "file":
             raise InvalidArgument("data_uri", f"scheme {parsed.scheme or '(none)'!r} is not supported "
                                   "by this gateway; upload the file with UploadDataset")
-        if not self._s.config.allow_file_uris:
+        root = self._s.config.file_uri_root
+        if not self._s.config.allow_file_uris or root is None:
             raise InvalidArgument("data_uri", "file:// URIs are disabled on this gateway "
                                   "(--allow-file-uris); upload the file with UploadDataset")
-        path = Path(urllib.parse.unquote(parsed.path))
-        if not path.is_file():
-            raise InvalidArgument("data_uri", f"{str(path)!r} is not a readable file")
+        unusable = InvalidArgument(
+            "data_uri", "must name a readable .csv or .parquet file in this retailer's directory "
+            "of the gateway's file root (file:///<root>/<retailer>/<name>)")
+        if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
+            raise unusable
+        allowed = Path(os.path.realpath(Path(root) / tenant.retailer))
+        path = Path(os.path.realpath(urllib.parse.unquote(parsed.path)))
         fmt = EXTENSIONS.get(path.suffix.lower())
-        if fmt is None:
-            raise InvalidArgument("data_uri", "must name a .csv or .parquet file")
+        if fmt is None or not path.is_relative_to(allowed) or path == allowed or not path.is_file():
+            raise unusable
         digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            raise unusable from None
         self._s.registry.ensure_retailer(tenant.retailer)
         return self.store(tenant, path.name, fmt, path, digest.hexdigest(), move=False)

@@ -14,8 +14,14 @@ from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import Job, JobState
-from forecast_gateway.errors import BackendUnavailable, FailedPrecondition, InvalidArgument, NotFound
+from forecast_gateway.errors import (
+    BackendUnavailable,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from forecasting import hyperparameters as hp_schema
+from forecasting import promotion
 from forecasting.errors import HyperparameterError
 from forecasting.joblog import FAILURE_REASON_CHARS
 
@@ -25,6 +31,7 @@ log = logging.getLogger("forecast_gateway.dataplane.jobs")
 MODEL_KINDS = hp_schema.MODEL_KINDS
 DEFAULT_HORIZON = int(hp_schema.SPECS["horizon"].default)
 MAX_HORIZON = int(hp_schema.SPECS["horizon"].high)
+MAX_PAGE_OFFSET = 2**31 - 1  # far past any retailer's job count; page tokens are offsets
 RESTART_REASON = ("the gateway stopped while this job was {state}; its work is lost. "
                   "Submit the job again.")
 
@@ -50,9 +57,13 @@ class JobService:
                         extra={"fields": {"job_id": job.job_id, "retailer": job.retailer}})
 
     def train(self, tenant: Tenant, dataset_id: str, data_uri: str, model_kind: str,
-              hyperparameters: dict[str, str], horizon: int) -> Job:
+              hyperparameters: dict[str, str], horizon: int,
+              promote: str = promotion.DEFAULT_POLICY) -> Job:
         """Validate the request, record a QUEUED job and hand it to the backend."""
         model_kind = model_kind or "xgboost"
+        if promote not in promotion.POLICIES:
+            raise InvalidArgument("promote", f"{promote!r} is not one of "
+                                             f"{', '.join(promotion.POLICIES)}")
         if model_kind not in MODEL_KINDS:
             raise InvalidArgument("model_kind", f"{model_kind!r} is not one of {', '.join(MODEL_KINDS)}")
         horizon = horizon or DEFAULT_HORIZON
@@ -81,7 +92,7 @@ class JobService:
         job = Job(
             job_id=new_id("job"), retailer=tenant.retailer, dataset_id=dataset.dataset_id,
             model_kind=model_kind, hyperparameters=dict(hyperparameters), horizon=horizon,
-            state=JobState.QUEUED, created_at=time.time(),
+            state=JobState.QUEUED, created_at=time.time(), promote=promote,
         )
         self._s.registry.add_job(job)
         self._s.storage.write_job_record(job)
@@ -122,7 +133,7 @@ class JobService:
         size = page_size or 100
         try:
             offset = int(page_token) if page_token else 0
-            if offset < 0:
+            if not 0 <= offset <= MAX_PAGE_OFFSET:  # SQLite's OFFSET overflows past 2**63 - 1
                 raise ValueError
         except ValueError:
             raise InvalidArgument("page_token", "is not a token from a previous response") from None
@@ -178,6 +189,7 @@ class JobService:
     def _finish(self, job_id: str, state: JobState, reason: str = "") -> None:
         changes: dict[str, object] = {"state": state, "ended_at": time.time(), "failure_reason": reason}
         job = self._update(job_id, **changes)
+        self._observe(job)
         log.info("training job finished", extra={"fields": {
             "job_id": job_id, "state": state.value, "failure_reason": reason[:200],
             "retailer": job.retailer if job else ""}})
@@ -200,13 +212,21 @@ class JobService:
         if job is None:
             raise RuntimeError(f"job {job_id} vanished from the registry")
         assert outcome.model_dir is not None
+        decision = self._models.promotion_for(job, outcome.model_dir)
         self._models.publish(job, outcome.model_dir, job_update={
             "state": JobState.SUCCEEDED, "ended_at": time.time(), "progress": 1.0,
-            "failure_reason": ""})
+            "failure_reason": "", "promotion": decision}, decision=decision)
         done = self._s.registry.job_by_id(job_id)
         if done is not None:
             self._s.storage.write_job_record(done)
+        self._observe(done)
         self._s.hub.notify(job_id)
+
+    def _observe(self, job: Job | None) -> None:
+        """A finished job's training time, for the metrics."""
+        if job is not None and job.started_at and job.ended_at:
+            self._s.metrics.training_seconds.labels(job.state.value).observe(
+                job.ended_at - job.started_at)
 
 
 class _Listener:

@@ -10,11 +10,14 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from forecast_gateway.dataplane.artifacts import ArtifactStore
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import (
+    Coverage,
     Evaluation,
     Job,
     MetricsReport,
@@ -24,6 +27,8 @@ from forecast_gateway.domain import (
 )
 from forecast_gateway.errors import FailedPrecondition, InvalidArgument, NoLiveModel, NotFound
 from forecasting import hyperparameters as hp_schema
+from forecasting import promotion
+from forecasting.promotion import ChampionScore, Decision
 
 log = logging.getLogger("forecast_gateway.dataplane.models")
 
@@ -65,26 +70,32 @@ class ModelService:
     def __init__(self, state: SharedState):
         self._s = state
         self._publish_lock = threading.Lock()
+        self.artifacts = ArtifactStore(state.storage, state.registry)
 
     # -- publishing --------------------------------------------------------------------------
 
-    def publish(self, job: Job, artifact_dir: Path, job_update: dict[str, object]) -> str:
-        """Move a trained artifact into `models/<version>`, load it and make it live; the job's
+    def publish(self, job: Job, artifact_dir: Path, job_update: dict[str, object],
+                decision: Decision | None = None) -> str:
+        """Install a trained artifact as the retailer's next version (staged, renamed into
+        `models/<version>`, then recorded with its manifest; see `artifacts.py`), loaded before
+        it goes live — unless the promotion `decision` keeps the live model; the job's
         `job_update` is stored in the same registry transaction. Returns the version."""
+        live = decision is None or decision.promoted
         with self._publish_lock:
-            number = self._s.registry.next_model_number(job.retailer)
-            version = f"v{number}"
-            dest = self._s.storage.model_dir(job.retailer, version)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(artifact_dir), str(dest))
-            model = _model_record(job.retailer, version, dest, job.job_id, job.dataset_id,
-                                  job.model_kind, job.horizon)
-            self._s.backend.load_model(model.ref)  # loaded before it goes live
-            self._make_live(model.ref, lambda: self._s.registry.add_model(
-                model, number, make_live=True, job_update={**job_update, "model_version": version}))
-        log.info("model version live", extra={"fields": {
-            "job_id": job.job_id, "retailer": job.retailer, "model_version": version}})
-        return version
+            model, number = self._install(job.retailer, artifact_dir, True, job.job_id,
+                                          job.dataset_id, job.model_kind, job.horizon)
+            model = replace(model, promotion=decision)
+            update = {**job_update, "model_version": model.version}
+            if live:
+                self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
+                    model, number, make_live=True, job_update=update)))
+            else:
+                self._commit(model, lambda: self._s.registry.add_model(
+                    model, number, make_live=False, job_update=update))
+        log.info("model version live" if live else "model version registered, not live",
+                 extra={"fields": {"job_id": job.job_id, "retailer": job.retailer,
+                                   "model_version": model.version}})
+        return model.version
 
     def import_model(self, tenant: Tenant, artifact_dir: Path, make_live: bool = True) -> ModelVersion:
         """Register an existing artifact directory (copied) as the retailer's next version.
@@ -94,18 +105,51 @@ class ModelService:
         retailer = tenant.retailer
         self._s.registry.ensure_retailer(retailer)
         with self._publish_lock:
-            number = self._s.registry.next_model_number(retailer)
-            version = f"v{number}"
-            dest = self._s.storage.model_dir(retailer, version)
-            shutil.copytree(artifact_dir, dest)
-            model = _model_record(retailer, version, dest, "", "", "", DEFAULT_HORIZON)
-            self._s.backend.load_model(model.ref)
+            model, number = self._install(retailer, artifact_dir, False, "", "", "", DEFAULT_HORIZON)
             if make_live:
-                self._make_live(model.ref, lambda: self._s.registry.add_model(
-                    model, number, make_live=True))
+                self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
+                    model, number, make_live=True)))
             else:
-                self._s.registry.add_model(model, number, make_live=False)
-        return self._s.registry.get_model(retailer, version)  # type: ignore[return-value]
+                self._commit(model, lambda: self._s.registry.add_model(model, number, make_live=False))
+        return self._s.registry.get_model(retailer, model.version)  # type: ignore[return-value]
+
+    def publish_update(self, base: ModelVersion, artifact_dir: Path) -> ModelVersion:
+        """Install `artifact_dir` (moved) as the next version of `base`'s retailer, with `base`'s
+        provenance (same job, dataset and kind: an update such as a history moved forward by
+        actuals), and make it live."""
+        with self._publish_lock:
+            model, number = self._install(base.retailer, artifact_dir, True, base.job_id,
+                                          base.dataset_id, base.model_kind, base.horizon)
+            self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
+                model, number, make_live=True)))
+        log.info("model version live", extra={"fields": {
+            "retailer": base.retailer, "model_version": model.version, "updated_from": base.version}})
+        return self._s.registry.get_model(base.retailer, model.version)  # type: ignore[return-value]
+
+    def _install(self, retailer: str, source: Path, move: bool, job_id: str, dataset_id: str,
+                 model_kind: str, horizon: int) -> tuple[ModelVersion, int]:
+        """Stage `source` and rename it into `models/<next version>` (not yet recorded)."""
+        staged, files = self.artifacts.stage(retailer, source, move)
+        number = self._s.registry.next_model_number(retailer)
+        version = f"v{number}"
+        try:
+            dest = self.artifacts.install(staged, retailer, version)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        model = replace(_model_record(retailer, version, dest, job_id, dataset_id, model_kind,
+                                      horizon), manifest=files)
+        return model, number
+
+    def _commit(self, model: ModelVersion, record: Callable[[], object]) -> None:
+        """Load the installed version, then `record()` it; if either fails, the directory leaves
+        `models/` so the version name is free for the next publish."""
+        try:
+            self._s.metrics.time_model_load(lambda: self._s.backend.load_model(model.ref))
+            record()
+        except BaseException:
+            self.artifacts.discard(model.path, model.retailer, "its publish failed")
+            raise
 
     def _make_live(self, ref: ModelRef, record: Callable[[], object]) -> None:
         """Switch the retailer's live version to `ref` (already loaded by the backend) as
@@ -115,17 +159,41 @@ class ModelService:
         if previous is not None and previous.path != ref.path:
             self._s.backend.unload_model(previous)
 
+    def promotion_for(self, job: Job, artifact_dir: Path) -> Decision:
+        """The promotion gate's decision for a finished job's artifact under the job's policy
+        (`forecasting.promotion`): under if_better the live model is scored on the new test
+        window. A live model that cannot be read never costs the new version: it is promoted
+        and the reason says why."""
+        challenger = json.loads((artifact_dir / "evaluation.json").read_text())
+        champion: ChampionScore | None = None
+        live = self._s.live.get(job.retailer) if job.promote == "if_better" else None
+        if live is not None:
+            dataset = self._s.registry.get_dataset(job.retailer, job.dataset_id)
+            try:
+                champion = promotion.champion_score(live.version, live.path, challenger,
+                                                    dataset.path if dataset else None)
+            except Exception as exc:  # reported in the decision, logged here
+                log.warning("the live model could not be scored for the promotion gate",
+                            exc_info=True, extra={"fields": {"job_id": job.job_id}})
+                champion = ChampionScore(live.version, float("nan"),
+                                         f"it could not be read ({type(exc).__name__}: {exc})")
+        return promotion.decide(job.promote, challenger, champion)
+
     # -- reading -----------------------------------------------------------------------------
 
     def resolve(self, tenant: Tenant, version: str) -> ModelRef:
-        """The live model (version "") or the named version of the retailer."""
+        """The live model (version "") or the named version of the retailer, its files checked
+        against the manifest recorded at publish (ArtifactError when they differ)."""
         if not version:
             ref = self._s.live.get(tenant.retailer)
             if ref is not None:
+                self.artifacts.verify(ref)
                 return ref
             self._s.existing(tenant)
             raise NoLiveModel(tenant.retailer)
-        return self.get(tenant, version).ref
+        model = self.get(tenant, version)
+        self.artifacts.verify(model.ref, model)
+        return model.ref
 
     def get(self, tenant: Tenant, version: str) -> ModelVersion:
         """The registered version (NOT_FOUND names the retailer or the version missing)."""
@@ -145,7 +213,8 @@ class ModelService:
         if not version:
             raise InvalidArgument("model_version", "is required")
         model = self.get(tenant, version)
-        self._s.backend.load_model(model.ref)
+        self.artifacts.verify(model.ref, model)
+        self._s.metrics.time_model_load(lambda: self._s.backend.load_model(model.ref))
         self._make_live(model.ref, lambda: self._s.registry.set_live(tenant.retailer, version))
         log.info("model version live", extra={"fields": {
             "retailer": tenant.retailer, "model_version": version}})
@@ -154,6 +223,7 @@ class ModelService:
     def metrics(self, tenant: Tenant, version: str) -> MetricsReport:
         """The evaluation of the live (or named) model against the baseline."""
         model = self.get(tenant, version or self.resolve(tenant, "").version)
+        self.artifacts.verify(model.ref, model)
         path = model.path / "evaluation.json"
         if not path.exists():
             raise FailedPrecondition(f"model version {model.version!r} has no evaluation.json")
@@ -175,4 +245,6 @@ class ModelService:
             model=model, horizon=int(ev.get("horizon") or model.horizon),
             origin=str(ev.get("origin") or "")[:10], test_start=str(ev.get("test_start") or "")[:10],
             test_end=str(ev.get("test_end") or "")[:10], evaluations=evaluations,
+            coverage=[Coverage(float(c["level"]), float(c["coverage"]), float(c["mean_width"]))
+                      for c in ((ev.get("intervals") or {}).get("coverage") or {}).values()],
         )

@@ -1,5 +1,5 @@
-"""What the data plane's services share: the registry, storage, backend, the live pointers and
-the hub that wakes job watchers. One `SharedState` is built by `ForecastService` and handed to
+"""What the data plane's services share: the registry, storage, backend, the live pointers, the
+hub that wakes job watchers and the metrics they update. One `SharedState` is built by `ForecastService` and handed to
 each service."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import ModelRef
 from forecast_gateway.errors import BackendUnavailable, NotFound
+from forecast_gateway.metrics import GatewayMetrics
 from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage
 
@@ -96,6 +97,7 @@ class SharedState:
     hub: JobHub = field(default_factory=JobHub)
     live: LivePointers = field(default_factory=LivePointers)
     closing: threading.Event = field(default_factory=threading.Event)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 
     def existing(self, tenant: Tenant) -> Tenant:
         """`tenant` if the retailer exists; NotFound otherwise."""

@@ -59,3 +59,10 @@ def test_merge_history_keeps_the_newest_row_per_key() -> None:
     merged = merge_history(stored, _rows(("2017-08-16", 1, "A", 6.0, 0),
                                          ("2017-08-17", 1, "A", 1.0, 0)))
     assert merged["sales"].tolist() == [6.0, 1.0]
+
+
+def test_series_that_never_sold_are_known_but_stay_out_of_the_tail() -> None:
+    rolled, report = roll_history(_table(), _rows(("2017-08-16", 7, "Q", 0.0, 0)),
+                                  zero_series=[(7, "Q")])
+    assert report.unknown_series_count == 0
+    assert rolled.sales.shape == (2, 4)

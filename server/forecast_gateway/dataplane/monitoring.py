@@ -1,0 +1,307 @@
+"""Monitoring a live model: new actuals, live accuracy and drift.
+
+`append_actuals` checks an upload against the live model's history (`forecasting.monitoring.
+actuals`), publishes the model again with its history tail moved forward (a new version with the
+same members: the next forecasts start after the latest actual day without a retrain), keeps
+the accumulated actuals, registers "training data + actuals" as a dataset the next Train can
+use, scores the served forecasts those days settle and checks drift. Nothing is stored before
+the upload has passed every check.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast_gateway.dataplane.datasets import DatasetService, new_id
+from forecast_gateway.dataplane.models import ModelService
+from forecast_gateway.dataplane.served import ServedRecorder
+from forecast_gateway.dataplane.state import SharedState
+from forecast_gateway.dataplane.tenant import Tenant
+from forecast_gateway.domain import ModelVersion
+from forecast_gateway.monitoring_store import MonitoringStore, read_actuals, write_actuals
+from forecasting import artifact as art
+from forecasting.monitoring import actuals as actuals_lib
+from forecasting.monitoring import drift as drift_lib
+from forecasting.monitoring import live_accuracy
+
+log = logging.getLogger("forecast_gateway.dataplane.monitoring")
+
+#: Days of actuals compared with the training window.
+DRIFT_WINDOW_DAYS = 28
+#: Days of training data the recent window is compared with.
+REFERENCE_DAYS = 364
+#: Live RMSLE this much above the test-window RMSLE recommends a retrain...
+LIVE_DEGRADATION = 0.20
+#: ...once this many served forecasts have been scored.
+MIN_SCORED = 100
+
+
+@dataclass
+class ActualsOutcome:
+    """What an accepted actuals upload did."""
+
+    report: dict
+    model_version: str
+    dataset_id: str
+    drift: dict | None
+    retrain_recommended: bool
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MonitoringReport:
+    """Live accuracy per version beside its test-window scores, and the last drift check."""
+
+    retailer: str
+    live_version: str
+    history_end: str
+    versions: list[dict]
+    last_upload: dict | None
+    drift: dict | None
+    drift_checked_at: float | None
+    retrain_recommended: bool
+    evidence: list[str]
+    served_records: int
+
+
+class MonitoringService:
+    """Actuals, live accuracy and drift for each retailer."""
+
+    def __init__(self, state: SharedState, models: ModelService, datasets: DatasetService,
+                 store: MonitoringStore, recorder: ServedRecorder):
+        self._s = state
+        self._models = models
+        self._datasets = datasets
+        self._store = store
+        self.recorder = recorder
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _lock(self, retailer: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(retailer, threading.Lock())
+
+    def _actuals_path(self, tenant: Tenant) -> Path:
+        return self._s.storage.retailer_dir(tenant.retailer) / "actuals" / "actuals.parquet"
+
+    def _live(self, tenant: Tenant) -> ModelVersion:
+        ref = self._models.resolve(tenant, "")
+        return self._models.get(tenant, ref.version)
+
+    # -- actuals -----------------------------------------------------------------------------
+
+    def append_actuals(self, tenant: Tenant, source: Path, correct: bool) -> ActualsOutcome:
+        """Check and apply an actuals file (see the module docstring)."""
+        from forecasting.schema import read_table, validate_history
+
+        frame, _ = validate_history(read_table(source))
+        with self._lock(tenant.retailer):
+            base = self._live(tenant)
+            table = art.load_history(base.path / "history.parquet")
+            zero = [tuple(k) for k in json.loads((base.path / "zero_series.json").read_text())]
+            rolled, report = actuals_lib.roll_history(table, frame, correct, zero)  # may reject
+            staging = self._s.storage.retailer_dir(tenant.retailer) / "staging" / new_id("actuals")
+            try:
+                shutil.copytree(base.path, staging)
+                art.save_history(staging / "history.parquet", rolled)
+                meta = json.loads((staging / "artifact.json").read_text())
+                previous = meta.get("actuals") or {}
+                meta["actuals"] = {
+                    "base_version": previous.get("base_version") or base.version,
+                    "base_dataset_id": previous.get("base_dataset_id") or base.dataset_id,
+                    "uploads": int(previous.get("uploads") or 0) + 1,
+                    "history_end": report.history_end,
+                }
+                (staging / "artifact.json").write_text(json.dumps(meta, indent=2))
+                model = self._models.publish_update(base, staging)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            accumulated = actuals_lib.merge_history(read_actuals(self._actuals_path(tenant)), frame)
+            write_actuals(self._actuals_path(tenant), accumulated)
+            dataset_id = self._training_dataset(tenant, meta["actuals"]["base_dataset_id"],
+                                                accumulated)
+            self._store.add_upload(tenant.retailer, report.as_dict(), model.version, dataset_id)
+        log.info("actuals appended", extra={"fields": {
+            "retailer": tenant.retailer, "rows": report.rows, "history_end": report.history_end,
+            "model_version": model.version}})
+        self.score(tenant)
+        drift = self.check_drift(tenant)
+        monitoring = self.report(tenant)
+        return ActualsOutcome(report=report.as_dict(), model_version=model.version,
+                              dataset_id=dataset_id, drift=drift,
+                              retrain_recommended=monitoring.retrain_recommended,
+                              evidence=monitoring.evidence)
+
+    def _training_dataset(self, tenant: Tenant, base_dataset_id: str,
+                          accumulated: pd.DataFrame) -> str:
+        """Register "the base model's training data + every actual" as a dataset for the next
+        Train; "" when the base version has no dataset (an imported model)."""
+        if not base_dataset_id:
+            return ""
+        from forecasting.schema import read_table, validate_history
+
+        base = self._datasets.get(tenant, base_dataset_id)
+        history, _ = validate_history(read_table(base.path))
+        merged = actuals_lib.merge_history(history, accumulated)
+        tmp = self._s.storage.incoming_dir(tenant.retailer) / f"{new_id('merge')}.parquet"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            merged.to_parquet(tmp, index=False)
+            name = f"{Path(base.filename).stem}+actuals.parquet"
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            return self._datasets.store(tenant, name, "parquet", tmp, digest, move=True).dataset_id
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # -- live accuracy -----------------------------------------------------------------------
+
+    def score(self, tenant: Tenant) -> pd.DataFrame:
+        """Score every recorded forecast whose day has an actual; store and return the scores."""
+        accumulated = read_actuals(self._actuals_path(tenant))
+        if accumulated is None:
+            return live_accuracy.score(pd.DataFrame(), pd.DataFrame())
+        self.recorder.flush()
+        actual = accumulated.assign(day=accumulated["date"].to_numpy()
+                                    .astype("datetime64[D]").astype(np.int64))
+        scores = live_accuracy.score(self._store.served(tenant.retailer), actual)
+        self._store.set_scores(tenant.retailer, scores)
+        self._store.prune(tenant.retailer, int(actual["day"].max()))
+        return scores
+
+    # -- drift -------------------------------------------------------------------------------
+
+    def check_drift(self, tenant: Tenant, window_days: int = DRIFT_WINDOW_DAYS) -> dict | None:
+        """Compare the newest `window_days` of actuals with the training window; None before
+        any actuals arrived. The report is kept for GetMonitoring and the metrics."""
+        accumulated = read_actuals(self._actuals_path(tenant))
+        if accumulated is None or accumulated.empty:
+            return None
+        live = self._live(tenant)
+        dates = accumulated["date"].to_numpy().astype("datetime64[D]")
+        recent = accumulated[dates > dates.max() - np.timedelta64(window_days, "D")]
+        reference = self._reference(tenant, live)
+        report = drift_lib.compare(reference, recent)
+        payload = {**{k: v for k, v in report.__dict__.items()}, "alert": report.alert,
+                   "window_days": window_days}
+        self._store.set_drift(tenant.retailer, payload)
+        return payload
+
+    def _reference(self, tenant: Tenant, live: ModelVersion) -> pd.DataFrame:
+        """The last REFERENCE_DAYS of the data the live model's base was trained on (or its
+        history tail when that dataset is unknown)."""
+        from forecasting.schema import read_table, validate_history
+
+        meta = json.loads((live.path / "artifact.json").read_text())
+        dataset_id = (meta.get("actuals") or {}).get("base_dataset_id") or live.dataset_id
+        if dataset_id:
+            frame, _ = validate_history(read_table(self._datasets.get(tenant, dataset_id).path))
+            end = frame["date"].max()
+            return frame[frame["date"] > end - pd.Timedelta(days=REFERENCE_DAYS)]
+        table = art.load_history(live.path / "history.parquet")
+        n, lookback = table.sales.shape
+        dates = table.last_date - np.arange(lookback - 1, -1, -1).astype("timedelta64[D]")
+        frame = pd.DataFrame({"date": np.tile(dates, n).astype("datetime64[ns]"),
+                              "store_nbr": np.repeat(table.store_nbr, lookback),
+                              "family": np.repeat(table.family.astype(str), lookback),
+                              "sales": table.sales.reshape(-1),
+                              "onpromotion": table.promo.reshape(-1)})
+        return frame[np.isfinite(frame["sales"])]
+
+    # -- the report --------------------------------------------------------------------------
+
+    def report(self, tenant: Tenant) -> MonitoringReport:
+        """Live accuracy per version next to its test-window scores, the last upload and drift,
+        and whether a retrain is recommended (with the evidence)."""
+        self._s.existing(tenant)
+        ref = self._s.live.get(tenant.retailer)
+        live_version = ref.version if ref is not None else ""
+        live_trained = _trained(ref.path, ref.version) if ref is not None else ""
+        scores = self._store.scores(tenant.retailer)
+        versions = []
+        for version in sorted(set(scores) | ({live_trained} - {""}), key=_number, reverse=True):
+            model = self._s.registry.get_model(tenant.retailer, version)
+            versions.append({"version": version, "live": version == live_trained,
+                             "test": _test_scores(model.path) if model is not None else None,
+                             "live_scores": scores.get(version, {})})
+        drift = self._store.drift(tenant.retailer)
+        evidence = []
+        if drift is not None and drift[1].get("alert"):
+            worst = drift[1]["drifted"][0]
+            where = f"family {worst['family']!r}" if worst["family"] else "all series"
+            evidence.append(f"drift: {worst['feature']} of {where} moved "
+                            f"(PSI {worst['psi']:.3f} >= {drift_lib.Thresholds().alert})")
+        for v in versions:
+            if not v["live"]:
+                continue
+            overall = v["live_scores"].get(0) or {}
+            test = (v["test"] or {}).get("rmsle")
+            if (overall.get("n") or 0) >= MIN_SCORED and test and overall.get("rmsle") is not None \
+                    and overall["rmsle"] > test * (1 + LIVE_DEGRADATION):
+                evidence.append(f"live accuracy: RMSLE {overall['rmsle']:.4f} on "
+                                f"{overall['n']} served forecasts vs {test:.4f} on the test "
+                                f"window (more than {LIVE_DEGRADATION:.0%} worse)")
+        history_end = ""
+        if ref is not None and (ref.path / "history.json").exists():
+            history_end = str(json.loads((ref.path / "history.json").read_text())["last_date"])
+        return MonitoringReport(
+            retailer=tenant.retailer, live_version=live_version, history_end=history_end,
+            versions=versions, last_upload=self._store.last_upload(tenant.retailer),
+            drift=drift[1] if drift else None, drift_checked_at=drift[0] if drift else None,
+            retrain_recommended=bool(evidence), evidence=evidence,
+            served_records=self._store.served_count(tenant.retailer))
+
+    def summary(self) -> list[dict]:
+        """Per retailer, for the metrics exporter: live version and its live RMSLE, drift score
+        and the age of the last actuals."""
+        now = time.time()
+        watched = {row["retailer"]: row for row in self._store.summary()}
+        live = self._s.registry.live_versions()
+        out = []
+        for retailer in sorted(set(watched) | set(live)):
+            row = watched.get(retailer) or {"live_rmsle": {}, "drift_score": None,
+                                            "last_upload": None}
+            version = live.get(retailer) or ""
+            trained = ""
+            if version:
+                model = self._s.registry.get_model(retailer, version)
+                trained = _trained(model.path, version) if model is not None else version
+            out.append({"retailer": retailer, "live_version": version, "trained_version": trained,
+                        "live_rmsle": row["live_rmsle"].get(trained),
+                        "drift_score": row["drift_score"],
+                        "actuals_age_s": (now - row["last_upload"]) if row["last_upload"] else None})
+        return out
+
+
+def _number(version: str) -> int:
+    return int(version[1:]) if version[1:].isdigit() else 0
+
+
+@functools.lru_cache(maxsize=256)
+def _trained(path: Path, version: str) -> str:
+    """The version that trained the artifact at `path` (artifacts never change in place)."""
+    meta_path = path / "artifact.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return actuals_lib.trained_version(meta, version)
+
+
+def _test_scores(path: Path) -> dict | None:
+    """The final model's and the baseline's test-window RMSLE/WAPE/bias from evaluation.json."""
+    ev_path = path / "evaluation.json"
+    if not ev_path.exists():
+        return None
+    ev = json.loads(ev_path.read_text())
+    final = ev.get("final_model") or next(iter(ev.get("models") or {}), "")
+    overall = ((ev.get("models") or {}).get(final) or {}).get("overall") or {}
+    baseline = (ev.get("baseline") or {}).get("overall") or {}
+    return {**overall, "baseline": baseline}
