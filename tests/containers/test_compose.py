@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,10 +52,10 @@ def base_image(gateway_image: str) -> str:
 def stack(gateway_image: str) -> Iterator[dict]:
     """The stack under a project name of its own, torn down with its volumes."""
     base = base_image(gateway_image)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     project = f"rfsmoke{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, BASE_IMAGE=base, GATEWAY_PORT=str(port),
-               COMPOSE_PROJECT_NAME=project)
+               METRICS_PORT=str(metrics_port), COMPOSE_PROJECT_NAME=project)
     compose = [*compose_command(), "-f", str(REPO / "docker-compose.yml"), "-p", project]
 
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -66,7 +67,8 @@ def stack(gateway_image: str) -> Iterator[dict]:
         assert up.returncode == 0, f"compose up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         cid = run("ps", "-q", "gateway").stdout.strip()
         assert cid, "compose started no gateway container"
-        yield {"port": port, "cid": cid, "run": run, "target": f"127.0.0.1:{port}"}
+        yield {"port": port, "cid": cid, "run": run, "target": f"127.0.0.1:{port}",
+               "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics"}
     finally:
         down = run("down", "-v", "--remove-orphans", timeout=300)
         assert down.returncode == 0, down.stderr[-2000:]
@@ -134,3 +136,9 @@ def test_cli_flow_against_the_stack(stack: dict, tmp_path: Path) -> None:
     forecasts = pd.read_csv(tmp_path / "forecasts.csv")
     assert len(forecasts) == len(future) and (forecasts["sales"] >= 0).all()
     assert "rmsle" in cli("metrics", "--retailer", "composeco").lower()
+    # The published Prometheus port counts the rows just forecast.
+    with urllib.request.urlopen(stack["metrics_url"], timeout=10) as response:
+        scrape = response.read().decode()
+    line = next(x for x in scrape.splitlines()
+                if x.startswith('forecast_gateway_rows_predicted_total{retailer="composeco"}'))
+    assert float(line.rsplit(" ", 1)[1]) >= len(future)
