@@ -1,20 +1,23 @@
 """The OpenAPI 3.0 document of the HTTP face, generated from the routes and the message
 descriptors (nothing written by hand: a field added to a proto shows up here).
 
-Schemas follow protobuf's JSON mapping as the HTTP face answers it: proto field names, int64 as
-strings, enums by name, Timestamp as RFC 3339 text. A columnar message (RowBatch) also accepts a
-list of row objects, and says so.
+Descriptions are the proto comments (`proto_comments`). Schemas follow protobuf's JSON mapping
+as the HTTP face answers it: proto field names, int64 as strings, enums by name, Timestamp as
+RFC 3339 text. A columnar message (RowBatch) also accepts a list of row objects, and says so.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from forecast_gateway.http import transcode
 from forecast_gateway.http.calls import NDJSON
-from forecast_gateway.http.routes import Route
+from forecast_gateway.http.routes import Route, generated_modules
 
 OPENAPI_VERSION = "3.0.3"
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -60,11 +63,31 @@ ERROR_STATUSES = {"400": "INVALID_ARGUMENT: a field is missing or malformed",
                   "500": "INTERNAL: a bug; the gateway logged it under the request id"}
 
 
-class _Schemas:
-    """components.schemas, filled on demand."""
+def proto_comments(modules: list[ModuleType] | None = None) -> dict[str, str]:
+    """The proto comments by full name, from the `<name>_comments.json` that `make protos`
+    writes beside each generated `<name>_pb2.py` (empty when one is missing)."""
+    comments: dict[str, str] = {}
+    for module in generated_modules() if modules is None else modules:
+        path = Path(module.__file__ or "")
+        sidecar = path.with_name(path.name.removesuffix("_pb2.py") + "_comments.json")
+        if sidecar.is_file():
+            comments.update(json.loads(sidecar.read_text()))
+    return comments
 
-    def __init__(self) -> None:
+
+def _with_text(schema: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """`schema` with a description (not beside a $ref, where OpenAPI 3.0 ignores it)."""
+    if text and "$ref" not in schema:
+        return {**schema, "description": text}
+    return schema
+
+
+class _Schemas:
+    """components.schemas, filled on demand, described by the proto comments."""
+
+    def __init__(self, comments: dict[str, str]) -> None:
         self.schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+        self.comments = comments
 
     def ref(self, descriptor: Descriptor) -> dict[str, Any]:
         if descriptor.full_name in _WELL_KNOWN:
@@ -76,9 +99,11 @@ class _Schemas:
         return {"$ref": f"#/components/schemas/{name}"}
 
     def _message(self, descriptor: Descriptor) -> dict[str, Any]:
-        properties = {f.name: self.field(f) for f in descriptor.fields}
-        schema: dict[str, Any] = {"type": "object", "properties": properties,
-                                  "title": descriptor.name}
+        properties = {f.name: _with_text(self.field(f), self.comments.get(f.full_name))
+                      for f in descriptor.fields}
+        schema: dict[str, Any] = _with_text({"type": "object", "properties": properties,
+                                             "title": descriptor.name},
+                                            self.comments.get(descriptor.full_name))
         if transcode._is_columnar(descriptor):
             row = {"type": "object", "properties": {
                 f.name: dict(self._scalar(f)) for f in descriptor.fields}}
@@ -175,6 +200,8 @@ def _operation(route: Route, schemas: _Schemas, index: int) -> dict[str, Any]:
     method = route.method
     service = method.containing_service
     parameters = [{"name": v, "in": "path", "required": True,
+                   "description": schemas.comments.get(
+                       transcode._resolve(method.input_type, v)[-1].full_name, ""),
                    "schema": schemas.field(transcode._resolve(method.input_type, v)[-1])}
                   for v in route.variables]
     parameters += _query_parameters(route, schemas)
@@ -188,7 +215,8 @@ def _operation(route: Route, schemas: _Schemas, index: int) -> dict[str, Any]:
         "tags": [service.name],
         "summary": method.name + ("" if route.bound else " (unbound: no HTTP annotation yet)"),
         "description": f"The {kind} `{service.full_name}.{method.name}` "
-                       f"(gRPC `{route.grpc_path}`).",
+                       f"(gRPC `{route.grpc_path}`).\n\n"
+                       + schemas.comments.get(method.full_name, ""),
         "parameters": parameters,
         "responses": {"200": {"description": "OK" + (" (NDJSON: one message per line; an "
                                                      "error after the first line is a last line "
@@ -207,7 +235,8 @@ def _operation(route: Route, schemas: _Schemas, index: int) -> dict[str, Any]:
 
 def build_openapi(routes: list[Route], title: str = "Retail forecasting HTTP/JSON API") -> dict[str, Any]:
     """The OpenAPI document of `routes`."""
-    schemas = _Schemas()
+    comments = proto_comments()
+    schemas = _Schemas(comments)
     paths: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
     for route in routes:
@@ -226,5 +255,6 @@ def build_openapi(routes: list[Route], title: str = "Retail forecasting HTTP/JSO
         "components": {"schemas": schemas.schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{}, {"bearer": []}],
-        "tags": [{"name": name.rsplit(".", 1)[-1]} for name in services],
+        "tags": [{"name": name.rsplit(".", 1)[-1], "description": comments.get(name, "")}
+                 for name in services],
     }
