@@ -214,6 +214,9 @@ def _check_security(config: GatewayConfig) -> None:
         raise ValueError("--tls-cert and --tls-key go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
         raise ValueError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
+    if config.tls_cert is not None and config.http_port >= 0:
+        raise ValueError("--http-port cannot be combined with --tls-cert: the HTTP/JSON face "
+                         "speaks plain HTTP (put it behind a TLS proxy; docs/http_api.md)")
     for name in ("tls_cert", "tls_key", "tls_client_ca"):
         path = getattr(config, name)
         if path is not None and not Path(path).is_file():

@@ -255,3 +255,19 @@ def test_docs_page_and_assets_come_from_the_installed_package(http) -> None:
     assert asset.status_code == 200
     assert asset.content == (Path(swagger_ui_bundle.swagger_ui_path)
                              / "swagger-ui-bundle.js").read_bytes()
+
+
+def test_http_port_settings(tmp_path: Path) -> None:
+    from forecast_gateway.config import load_config
+
+    assert load_config([], environ={}).http_port == -1  # off by default
+    assert load_config([], environ={"FORECAST_GATEWAY_HTTP_PORT": "8080"}).http_port == 8080
+    assert load_config(["--http-port", "0"], environ={"FORECAST_GATEWAY_HTTP_PORT": "8080"}) \
+        .http_port == 0
+    with pytest.raises(SystemExit):
+        load_config(["--http-port", "-2"], environ={})
+    pem = tmp_path / "cert.pem"
+    pem.write_text("not checked here")
+    with pytest.raises(SystemExit):  # the HTTP face speaks plain HTTP only
+        load_config(["--http-port", "0", "--tls-cert", str(pem), "--tls-key", str(pem)],
+                    environ={})

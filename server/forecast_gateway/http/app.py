@@ -95,10 +95,6 @@ class HttpFace:
     async def start(self, grpc_port: int) -> int:
         """Open the loopback channel to the gateway on `grpc_port` and listen on
         config.host:config.http_port; returns the bound port."""
-        if getattr(self.config, "tls_cert", None) is not None:  # settings of the TLS work
-            raise ValueError("--http-port cannot be combined with --tls-cert: the HTTP face "
-                             "speaks plain HTTP and dials the gRPC port without TLS "
-                             "(docs/http_api.md)")
         limit = self.config.max_message_bytes
         self._channel = aio.insecure_channel(
             loopback_target(self.config.host, grpc_port),
