@@ -23,36 +23,45 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"forecastapi/v1/admin_service.proto\x12\x0e\x66orecastapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12%\n\x04role\x18\x02 \x01(\x0e\x32\x17.forecastapi.v1.KeyRole\x12\x10\n\x08retailer\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x15\x43reateRetailerRequest\x12\x10\n\x08retailer\x18\x01 \x01(\t\x12\x10\n\x08key_name\x18\x02 \x01(\t\"c\n\x16\x43reateRetailerResponse\x12\x10\n\x08retailer\x18\x01 \x01(\t\x12\'\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x16.forecastapi.v1.ApiKey\x12\x0e\n\x06secret\x18\x03 \x01(\t\"[\n\x12IssueApiKeyRequest\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.forecastapi.v1.KeyRole\x12\x10\n\x08retailer\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"N\n\x13IssueApiKeyResponse\x12\'\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x16.forecastapi.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"?\n\x12ListApiKeysRequest\x12\x10\n\x08retailer\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\"?\n\x13ListApiKeysResponse\x12(\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x16.forecastapi.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"?\n\x14RevokeApiKeyResponse\x12\'\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x16.forecastapi.v1.ApiKey*N\n\x07KeyRole\x12\x18\n\x14KEY_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_ROLE_RETAILER\x10\x01\x12\x12\n\x0eKEY_ROLE_ADMIN\x10\x02\x32\xfa\x02\n\x0c\x41\x64minService\x12_\n\x0e\x43reateRetailer\x12%.forecastapi.v1.CreateRetailerRequest\x1a&.forecastapi.v1.CreateRetailerResponse\x12V\n\x0bIssueApiKey\x12\".forecastapi.v1.IssueApiKeyRequest\x1a#.forecastapi.v1.IssueApiKeyResponse\x12V\n\x0bListApiKeys\x12\".forecastapi.v1.ListApiKeysRequest\x1a#.forecastapi.v1.ListApiKeysResponse\x12Y\n\x0cRevokeApiKey\x12#.forecastapi.v1.RevokeApiKeyRequest\x1a$.forecastapi.v1.RevokeApiKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"forecastapi/v1/admin_service.proto\x12\x0e\x66orecastapi.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12%\n\x04role\x18\x02 \x01(\x0e\x32\x17.forecastapi.v1.KeyRole\x12\x10\n\x08retailer\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x15\x43reateRetailerRequest\x12\x10\n\x08retailer\x18\x01 \x01(\t\x12\x10\n\x08key_name\x18\x02 \x01(\t\"c\n\x16\x43reateRetailerResponse\x12\x10\n\x08retailer\x18\x01 \x01(\t\x12\'\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x16.forecastapi.v1.ApiKey\x12\x0e\n\x06secret\x18\x03 \x01(\t\"[\n\x12IssueApiKeyRequest\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.forecastapi.v1.KeyRole\x12\x10\n\x08retailer\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"N\n\x13IssueApiKeyResponse\x12\'\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x16.forecastapi.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"?\n\x12ListApiKeysRequest\x12\x10\n\x08retailer\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\"?\n\x13ListApiKeysResponse\x12(\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x16.forecastapi.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"?\n\x14RevokeApiKeyResponse\x12\'\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x16.forecastapi.v1.ApiKey*N\n\x07KeyRole\x12\x18\n\x14KEY_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_ROLE_RETAILER\x10\x01\x12\x12\n\x0eKEY_ROLE_ADMIN\x10\x02\x32\x82\x04\n\x0c\x41\x64minService\x12\x7f\n\x0e\x43reateRetailer\x12%.forecastapi.v1.CreateRetailerRequest\x1a&.forecastapi.v1.CreateRetailerResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/admin/retailers:\x01*\x12t\n\x0bIssueApiKey\x12\".forecastapi.v1.IssueApiKeyRequest\x1a#.forecastapi.v1.IssueApiKeyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/admin/apiKeys:\x01*\x12q\n\x0bListApiKeys\x12\".forecastapi.v1.ListApiKeysRequest\x1a#.forecastapi.v1.ListApiKeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/admin/apiKeys\x12\x87\x01\n\x0cRevokeApiKey\x12#.forecastapi.v1.RevokeApiKeyRequest\x1a$.forecastapi.v1.RevokeApiKeyResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/admin/apiKeys/{key_id}:revoke:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forecast_client._gen.forecastapi.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYROLE']._serialized_start=852
-  _globals['_KEYROLE']._serialized_end=930
-  _globals['_APIKEY']._serialized_start=88
-  _globals['_APIKEY']._serialized_end=281
-  _globals['_CREATERETAILERREQUEST']._serialized_start=283
-  _globals['_CREATERETAILERREQUEST']._serialized_end=342
-  _globals['_CREATERETAILERRESPONSE']._serialized_start=344
-  _globals['_CREATERETAILERRESPONSE']._serialized_end=443
-  _globals['_ISSUEAPIKEYREQUEST']._serialized_start=445
-  _globals['_ISSUEAPIKEYREQUEST']._serialized_end=536
-  _globals['_ISSUEAPIKEYRESPONSE']._serialized_start=538
-  _globals['_ISSUEAPIKEYRESPONSE']._serialized_end=616
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=618
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=681
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=683
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=746
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=748
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=785
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=787
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=850
-  _globals['_ADMINSERVICE']._serialized_start=933
-  _globals['_ADMINSERVICE']._serialized_end=1311
+  _globals['_ADMINSERVICE'].methods_by_name['CreateRetailer']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['CreateRetailer']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/admin/retailers:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['IssueApiKey']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['IssueApiKey']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/admin/apiKeys:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/admin/apiKeys'
+  _globals['_ADMINSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\202\323\344\223\002&\"!/v1/admin/apiKeys/{key_id}:revoke:\001*'
+  _globals['_KEYROLE']._serialized_start=882
+  _globals['_KEYROLE']._serialized_end=960
+  _globals['_APIKEY']._serialized_start=118
+  _globals['_APIKEY']._serialized_end=311
+  _globals['_CREATERETAILERREQUEST']._serialized_start=313
+  _globals['_CREATERETAILERREQUEST']._serialized_end=372
+  _globals['_CREATERETAILERRESPONSE']._serialized_start=374
+  _globals['_CREATERETAILERRESPONSE']._serialized_end=473
+  _globals['_ISSUEAPIKEYREQUEST']._serialized_start=475
+  _globals['_ISSUEAPIKEYREQUEST']._serialized_end=566
+  _globals['_ISSUEAPIKEYRESPONSE']._serialized_start=568
+  _globals['_ISSUEAPIKEYRESPONSE']._serialized_end=646
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=648
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=711
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=713
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=776
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=778
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=815
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=817
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=880
+  _globals['_ADMINSERVICE']._serialized_start=963
+  _globals['_ADMINSERVICE']._serialized_end=1477
 # @@protoc_insertion_point(module_scope)
