@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
@@ -75,22 +75,30 @@ class MonitoringMethods:
                                self.config.timeouts.unary_s)
         return response.drift if response.HasField("drift") else None
 
-    def monitoring_frame(self, retailer: str) -> pd.DataFrame:
-        """Live scores as a DataFrame: one row per (version, step), step 0 meaning all steps,
-        with `count`, the model's metrics and the baseline's (`baseline_<metric>`). Needs the
-        `pandas` extra."""
+    def monitoring_frame(self, retailer: str, *, by: Literal["step", "date"] = "step"
+                         ) -> pd.DataFrame:
+        """Live scores as a DataFrame, one row per (trained version, horizon step) with step 0
+        meaning all steps, or with `by="date"` per (trained version, target day): the live error
+        over time. Columns: `model_version`, `live`, `step` or `date`, `count`, the model's
+        metrics and the baseline's (`baseline_<metric>`). Needs the `pandas` extra."""
         import pandas as pd
 
+        if by not in ("step", "date"):
+            raise ValueError(f"by must be 'step' or 'date', got {by!r}")
         rows = []
         for v in self.monitoring(retailer).versions:
-            blocks = ([v.live_overall] if v.HasField("live_overall") else []) + list(v.live_per_step)
+            blocks: list[Any] = list(v.live_per_day) if by == "date" else (
+                ([v.live_overall] if v.HasField("live_overall") else []) + list(v.live_per_step))
             for block in blocks:
                 row: dict[str, Any] = {"model_version": v.model_version, "live": v.live,
-                                       "step": block.step, "count": block.count}
+                                       by: getattr(block, by), "count": block.count}
                 for metric in _METRICS:
                     row[metric] = getattr(block.model, metric)
                     row[f"baseline_{metric}"] = getattr(block.baseline, metric)
                 rows.append(row)
-        columns = ["model_version", "live", "step", "count", *_METRICS,
+        columns = ["model_version", "live", by, "count", *_METRICS,
                    *(f"baseline_{m}" for m in _METRICS)]
-        return pd.DataFrame(rows, columns=columns)
+        frame = pd.DataFrame(rows, columns=columns)
+        if by == "date":
+            frame["date"] = pd.to_datetime(frame["date"])
+        return frame

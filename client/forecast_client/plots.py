@@ -183,3 +183,29 @@ def supply_figure(turnover: pd.DataFrame, *, store_nbr: int, lead_time_days: flo
     ax.grid(True, axis="x", alpha=0.3)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     return fig
+
+
+def live_error_figure(live: pd.DataFrame, *, metric: str = "rmsle") -> Figure:
+    """The live error over time: each trained version's daily `metric` on the days its served
+    forecasts were settled by actuals, next to the seasonal-naive baseline's on the same cells,
+    from `ForecastClient.monitoring_frame(retailer, by="date")`. Raises ValueError for an
+    unknown metric or a frame without scored days."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if live.empty:
+        raise ValueError("no served forecast has been scored yet: send actuals for the days "
+                         "that were forecast")
+    fig = _figure()
+    ax = fig.add_subplot()
+    for version, rows in live.sort_values("date").groupby("model_version", sort=True):
+        ax.plot(rows["date"], rows[metric], marker="o", markersize=3, linewidth=1.6,
+                label=f"model {version}")
+        ax.plot(rows["date"], rows[f"baseline_{metric}"], linestyle="--", linewidth=1.2,
+                color=_COLORS["baseline"], label=f"baseline (for {version})")
+    ax.set_ylabel(f"daily {metric.upper()} (lower is better)")
+    ax.set_title("live error: served forecasts against actual sales")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    return fig

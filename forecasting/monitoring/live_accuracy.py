@@ -40,15 +40,18 @@ def naive_forecasts(table: SeriesTable, store_nbr: np.ndarray, family: np.ndarra
     return step, naive
 
 
-def score(served: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
-    """Live scores per version and horizon step, for the model and the baseline.
+def score(served: pd.DataFrame, actuals: pd.DataFrame, by: str = "step") -> pd.DataFrame:
+    """Live scores per version and horizon step (or target day), for the model and the baseline.
 
     `served`: version, store_nbr, family, day (days since 1970-01-01), step, forecast, naive.
     `actuals`: store_nbr, family, day, sales. Returns one row per (version, step) plus one per
     version with step 0 meaning "all steps": version, step, n, and `<metric>` and
-    `naive_<metric>` columns.
+    `naive_<metric>` columns. With `by="day"`: one row per (version, target day) in a `day`
+    column instead (the live error over time), without the all-steps row.
     """
-    columns = ["version", "step", "n"] + [f"{p}{m}" for p in ("", "naive_")
+    if by not in ("step", "day"):
+        raise ValueError(f"by must be 'step' or 'day', got {by!r}")
+    columns = ["version", by, "n"] + [f"{p}{m}" for p in ("", "naive_")
                                           for m in ("rmse", "rmsle", "mae", "wape", "bias")]
     if served.empty or actuals.empty:
         return pd.DataFrame(columns=columns)
@@ -56,8 +59,8 @@ def score(served: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
                           on=["store_nbr", "family", "day"], how="inner")
     joined = joined[np.isfinite(joined["naive"].to_numpy(np.float64))]
     out = []
-    for (version, step), group in _groups(joined):
-        row = {"version": version, "step": step, "n": len(group)}
+    for (version, key), group in _groups(joined, by):
+        row = {"version": version, by: key, "n": len(group)}
         actual = group["sales"].to_numpy(np.float64)
         for prefix, col in (("", "forecast"), ("naive_", "naive")):
             for name, value in scores(group[col].to_numpy(np.float64), actual).items():
@@ -66,8 +69,9 @@ def score(served: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-def _groups(joined: pd.DataFrame):
+def _groups(joined: pd.DataFrame, by: str):
     for version, by_version in joined.groupby("version", sort=True):
-        yield (version, 0), by_version
-        for step, group in by_version.groupby("step", sort=True):
-            yield (version, int(step)), group
+        if by == "step":
+            yield (version, 0), by_version
+        for key, group in by_version.groupby(by, sort=True):
+            yield (version, int(key)), group

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+import numpy as np
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
@@ -84,7 +85,11 @@ def monitoring_to_pb(r: MonitoringReport) -> mpb.GetMonitoringResponse:
             model_version=v["version"], live=v["live"], test=_values(test),
             test_baseline=_values(test.get("baseline")),
             live_overall=_live(0, scores[0]) if 0 in scores else None,
-            live_per_step=[_live(step, block) for step, block in sorted(scores.items()) if step]))
+            live_per_step=[_live(step, block) for step, block in sorted(scores.items()) if step],
+            live_per_day=[mpb.DailyScores(
+                date=str(np.datetime64(day, "D")), count=int(block.get("n") or 0),
+                model=_values(block), baseline=_values(block, "naive_"))
+                for day, block in sorted(v["live_daily"].items())]))
     upload = r.last_upload
     return mpb.GetMonitoringResponse(
         retailer=r.retailer, live_model_version=r.live_version, history_end_date=r.history_end,

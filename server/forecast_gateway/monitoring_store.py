@@ -53,6 +53,13 @@ CREATE TABLE IF NOT EXISTS live_scores (
     scores   TEXT NOT NULL,
     PRIMARY KEY (retailer, version, step)
 );
+CREATE TABLE IF NOT EXISTS live_daily (
+    retailer TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    day      INTEGER NOT NULL,
+    scores   TEXT NOT NULL,
+    PRIMARY KEY (retailer, version, day)
+);
 CREATE TABLE IF NOT EXISTS drift (
     retailer   TEXT PRIMARY KEY,
     checked_at REAL NOT NULL,
@@ -146,24 +153,29 @@ class MonitoringStore:
         return {"uploaded_at": row[0], "report": json.loads(row[1]), "version": row[2],
                 "dataset_id": row[3]}
 
-    def set_scores(self, retailer: str, scores: pd.DataFrame) -> None:
-        """Replace the retailer's live scores (one row per version and step)."""
+    def set_scores(self, retailer: str, by_step: pd.DataFrame, by_day: pd.DataFrame) -> None:
+        """Replace the retailer's live scores: one row per version and step, and per version and
+        target day."""
         with self._tx() as db:
-            db.execute("DELETE FROM live_scores WHERE retailer = ?", (retailer,))
-            db.executemany("INSERT INTO live_scores VALUES (?, ?, ?, ?)", (
-                (retailer, str(r["version"]), int(r["step"]),
-                 json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()
-                             if k not in ("version", "step")}))
-                for r in scores.to_dict("records")))
+            for table, frame, key in (("live_scores", by_step, "step"),
+                                      ("live_daily", by_day, "day")):
+                db.execute(f"DELETE FROM {table} WHERE retailer = ?", (retailer,))
+                db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", (
+                    (retailer, str(r["version"]), int(r[key]),
+                     json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()
+                                 if k not in ("version", key)}))
+                    for r in frame.to_dict("records")))
 
-    def scores(self, retailer: str) -> dict[str, dict[int, dict]]:
-        """version -> step -> scores (step 0: all steps)."""
+    def scores(self, retailer: str, by: str = "step") -> dict[str, dict[int, dict]]:
+        """version -> step -> scores (step 0: all steps); with by="day", version -> target day
+        (days since 1970-01-01) -> scores."""
+        table, key = ("live_scores", "step") if by == "step" else ("live_daily", "day")
         with self._lock:
-            rows = self._db.execute("SELECT version, step, scores FROM live_scores "
+            rows = self._db.execute(f"SELECT version, {key}, scores FROM {table} "
                                     "WHERE retailer = ?", (retailer,)).fetchall()
         out: dict[str, dict[int, dict]] = {}
-        for version, step, payload in rows:
-            out.setdefault(version, {})[int(step)] = json.loads(payload)
+        for version, k, payload in rows:
+            out.setdefault(version, {})[int(k)] = json.loads(payload)
         return out
 
     def set_drift(self, retailer: str, report: dict) -> None:

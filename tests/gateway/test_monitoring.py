@@ -120,7 +120,6 @@ def test_bad_uploads_change_nothing(watched) -> None:
 def test_gaps_are_filled_and_unknown_series_reported(watched) -> None:
     client = watched.client
     later = watched.later
-    served = watched.served
     tmp = watched.tmp
     # Days 08-09 .. 08-11 without 08-10, plus a series the model never saw.
     days = later[later["date"].isin(pd.to_datetime(["2017-08-09", "2017-08-11"]))]
@@ -211,3 +210,44 @@ def test_prometheus_counters_move(watched) -> None:
     assert [v.model_version for v in report.versions] == ["v1"] and report.versions[0].live
     assert rmsle == pytest.approx(report.versions[0].live_overall.model.rmsle)
     assert np.isfinite(rmsle)
+
+
+def test_the_cli_feeds_actuals_and_shows_the_live_error(watched, tmp_path: Path) -> None:
+    from cli_helpers import assert_one_line_error, run_forecast
+
+    env = {"FORECAST_API_KEY": watched.gw.api_key("watch")}
+    target = watched.gw.target
+    day = watched.later[watched.later["date"] == "2017-08-13"]
+    r = run_forecast("actuals", "--retailer", "watch", str(_write(day, tmp_path / "d.csv")),
+                     target=target, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "history now ends on 2017-08-13" in r.stdout and "is live" in r.stdout
+    again = run_forecast("actuals", "--retailer", "watch", str(tmp_path / "d.csv"),
+                         target=target, env=env)
+    assert_one_line_error(again, 1, "2017-08-13", "--correct")
+    shown = run_forecast("monitor", "--retailer", "watch", "--per-step", target=target, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "v1 *" in shown.stdout and "step 1" in shown.stdout and "baseline rmsle" in shown.stdout
+    as_json = run_forecast("monitor", "--retailer", "watch", "--json", target=target, env=env)
+    assert '"live_per_day"' in as_json.stdout
+
+    # The live error over time: the SDK's daily frame, the figure's data and the CLI's PNG.
+    from forecast_client import plots
+
+    daily = watched.client.monitoring_frame("watch", by="date")
+    first = daily[daily["date"] == "2017-08-02"].iloc[0]
+    keys = ["date", "store_nbr", "family"]
+    cells = watched.served.assign(date=pd.to_datetime(watched.served["date"])).merge(
+        watched.later, on=keys)
+    cells = cells[cells["date"] == "2017-08-02"]
+    assert first["count"] == len(cells)
+    assert first["rmsle"] == pytest.approx(
+        scores(cells["sales_x"].to_numpy(), cells["sales_y"].to_numpy())["rmsle"], abs=1e-6)
+    fig = plots.live_error_figure(daily)
+    model_line = next(x for x in fig.axes[0].get_lines() if x.get_label() == "model v1")
+    np.testing.assert_allclose(model_line.get_ydata(), daily.sort_values("date")["rmsle"])
+    png = tmp_path / "live.png"
+    drawn = run_forecast("plot", "--retailer", "watch", "--live", "--output", str(png),
+                         target=target, env=env)
+    assert drawn.returncode == 0, drawn.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

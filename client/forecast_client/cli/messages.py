@@ -38,6 +38,7 @@ _API_WORDS = [
     (re.compile(r"\bdata_uri\b"), "--data-uri"),
     (re.compile(r"\bmodel_version\b"), "--model-version"),
     (re.compile(r"\blead_time_days\b"), "--lead-time"),
+    (re.compile(r"or ask to correct them"), "or replace them with forecast actuals --correct"),
 ]
 
 

@@ -35,6 +35,8 @@ def cmd_plot(client: ForecastClient, args: argparse.Namespace, out: TextIO, err:
         raise UsageError(str(exc)) from None
     if args.metrics:
         fig = _metrics_figure(client, args)
+    elif args.live:
+        fig = _live_figure(client, args)
     elif args.supply:
         fig = _supply_figure(client, args)
     else:
@@ -84,6 +86,14 @@ def _metrics_figure(client: ForecastClient, args: argparse.Namespace) -> Figure:
         raise UsageError(str(exc)) from None
 
 
+def _live_figure(client: ForecastClient, args: argparse.Namespace) -> Figure:
+    live = client.monitoring_frame(args.retailer, by="date")
+    try:
+        return plots.live_error_figure(live, metric=args.metric)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _supply_figure(client: ForecastClient, args: argparse.Namespace) -> Figure:
     _need(args, "--store", "--inventory")
     inventory = read_frame("--inventory", args.inventory)
@@ -115,10 +125,13 @@ def register(commands: Commands) -> None:
         "baseline.\n\n"
         "--supply with --store and --inventory: days of supply of each family of the store, "
         "as `forecast turnover` computes them.\n\n"
+        "--live: the live error over time, served forecasts against the actuals sent with "
+        "`forecast actuals`, next to the baseline (--metric).\n\n"
         "Needs matplotlib: pip install 'forecast-client[plot]'.", cmd_plot)
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--metrics", action="store_true", help="each family's error vs baseline")
     kind.add_argument("--supply", action="store_true", help="a store's days of supply")
+    kind.add_argument("--live", action="store_true", help="the live error over time")
     p.add_argument("--output", required=True, metavar="FILE.png", help="the PNG to write")
     p.add_argument("--store", type=int, metavar="STORE", help="the store number")
     p.add_argument("--family", metavar="FAMILY", help="the product family (quote spaces)")
@@ -131,7 +144,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--history-days", type=positive_int, default=56, metavar="N",
                    help="days of history to draw (default %(default)s)")
     p.add_argument("--metric", default="rmsle", choices=("rmsle", "rmse", "mae", "wape"),
-                   help="with --metrics: the error measure (default %(default)s)")
+                   help="with --metrics or --live: the error measure (default %(default)s)")
     p.add_argument("--inventory", metavar="FILE",
                    help="with --supply: stock on hand (store_nbr, family, on_hand)")
     p.add_argument("--receipts", metavar="FILE",

@@ -174,8 +174,9 @@ class MonitoringService:
         self.recorder.flush()
         actual = accumulated.assign(day=accumulated["date"].to_numpy()
                                     .astype("datetime64[D]").astype(np.int64))
-        scores = live_accuracy.score(self._store.served(tenant.retailer), actual)
-        self._store.set_scores(tenant.retailer, scores)
+        served = self._store.served(tenant.retailer)
+        scores = live_accuracy.score(served, actual)
+        self._store.set_scores(tenant.retailer, scores, live_accuracy.score(served, actual, "day"))
         self._store.prune(tenant.retailer, int(actual["day"].max()))
         return scores
 
@@ -228,12 +229,14 @@ class MonitoringService:
         live_version = ref.version if ref is not None else ""
         live_trained = _trained(ref.path, ref.version) if ref is not None else ""
         scores = self._store.scores(tenant.retailer)
+        daily = self._store.scores(tenant.retailer, by="day")
         versions = []
         for version in sorted(set(scores) | ({live_trained} - {""}), key=_number, reverse=True):
             model = self._s.registry.get_model(tenant.retailer, version)
             versions.append({"version": version, "live": version == live_trained,
                              "test": _test_scores(model.path) if model is not None else None,
-                             "live_scores": scores.get(version, {})})
+                             "live_scores": scores.get(version, {}),
+                             "live_daily": daily.get(version, {})})
         drift = self._store.drift(tenant.retailer)
         evidence = []
         if drift is not None and drift[1].get("alert"):

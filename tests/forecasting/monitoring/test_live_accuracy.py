@@ -44,6 +44,19 @@ def test_scores_match_a_hand_computation() -> None:
     assert step1["n"] == 2 and step1["mae"] == 1.0
 
 
+def test_scores_by_day_give_the_error_over_time() -> None:
+    day = int(ORIGIN.astype(np.int64))
+    served = pd.DataFrame({
+        "version": ["v1"] * 3, "store_nbr": [1, 1, 2], "family": ["A", "A", "A"],
+        "day": [day + 1, day + 2, day + 1], "step": [1, 2, 1],
+        "forecast": [3.0, 1.0, 0.0], "naive": [1.0, 1.0, 1.0]})
+    actuals = served[["store_nbr", "family", "day"]].assign(sales=[1.0, 1.0, 0.0])
+    out = score(served, actuals, by="day").set_index("day")
+    assert out.index.tolist() == [day + 1, day + 2]
+    assert out.loc[day + 1, "n"] == 2 and out.loc[day + 2, "mae"] == 0.0
+    assert out.loc[day + 1, "naive_mae"] == 0.5
+
+
 def test_no_overlap_scores_nothing() -> None:
     served = pd.DataFrame({"version": ["v1"], "store_nbr": [1], "family": ["A"], "day": [1],
                            "step": [1], "forecast": [1.0], "naive": [1.0]})

@@ -267,6 +267,44 @@ class LiveScores(_message.Message):
 Global___LiveScores: _TypeAlias = LiveScores  # noqa: Y015
 
 @_typing.final
+class DailyScores(_message.Message):
+    """Live scores of one version on one target day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """Output only. The target day (YYYY-MM-DD)."""
+    count: _builtins.int
+    """Output only. Served forecasts for that day that were scored."""
+    @_builtins.property
+    def model(self) -> _forecast_service_pb2.MetricValues:
+        """Output only. The served forecasts against the actuals."""
+
+    @_builtins.property
+    def baseline(self) -> _forecast_service_pb2.MetricValues:
+        """Output only. The seasonal-naive forecast from the same origins, for the same cells."""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        count: _builtins.int = ...,
+        model: _forecast_service_pb2.MetricValues | None = ...,
+        baseline: _forecast_service_pb2.MetricValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "count", b"count", "date", b"date", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyScores: _TypeAlias = DailyScores  # noqa: Y015
+
+@_typing.final
 class VersionAccuracy(_message.Message):
     """One trained model's accuracy: on its test window and live. An actuals upload publishes a new
     version of the same model; forecasts served by such updates count for the version that
@@ -281,6 +319,7 @@ class VersionAccuracy(_message.Message):
     TEST_BASELINE_FIELD_NUMBER: _builtins.int
     LIVE_OVERALL_FIELD_NUMBER: _builtins.int
     LIVE_PER_STEP_FIELD_NUMBER: _builtins.int
+    LIVE_PER_DAY_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     """Output only. The version that trained the model (e.g. "v3")."""
     live: _builtins.bool
@@ -301,6 +340,10 @@ class VersionAccuracy(_message.Message):
     def live_per_step(self) -> _containers.RepeatedCompositeFieldContainer[Global___LiveScores]:
         """Output only. Live scores per horizon step, step 1 first."""
 
+    @_builtins.property
+    def live_per_day(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyScores]:
+        """Output only. Live scores per target day, oldest first: the live error over time."""
+
     def __init__(
         self,
         *,
@@ -310,10 +353,11 @@ class VersionAccuracy(_message.Message):
         test_baseline: _forecast_service_pb2.MetricValues | None = ...,
         live_overall: Global___LiveScores | None = ...,
         live_per_step: _abc.Iterable[Global___LiveScores] | None = ...,
+        live_per_day: _abc.Iterable[Global___DailyScores] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["live_overall", b"live_overall", "test", b"test", "test_baseline", b"test_baseline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["live", b"live", "live_overall", b"live_overall", "live_per_step", b"live_per_step", "model_version", b"model_version", "test", b"test", "test_baseline", b"test_baseline"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["live", b"live", "live_overall", b"live_overall", "live_per_day", b"live_per_day", "live_per_step", b"live_per_step", "model_version", b"model_version", "test", b"test", "test_baseline", b"test_baseline"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
