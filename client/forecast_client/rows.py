@@ -47,12 +47,20 @@ def _days(dates: Any) -> list[int]:
             import pandas as _pd
 
             if isinstance(dates, (_pd.Series, _pd.Index)):
-                values = _pd.to_datetime(dates, errors="raise").to_numpy(dtype="datetime64[ns]")
+                # ISO 8601 only: pandas would otherwise guess at 16/08/2017 or 08/16/2017.
+                parsed = _pd.to_datetime(dates, errors="raise", format="ISO8601")
+                missing = _np.flatnonzero(_pd.isna(parsed))
+                if len(missing):
+                    raise ValueError(f"date: missing in {len(missing)} row(s), the first at "
+                                     f"position {missing[0]}")
+                values = parsed.to_numpy(dtype="datetime64[ns]")
                 return values.astype("datetime64[D]").astype(_np.int64).tolist()
         except ImportError:
             pass
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"date: cannot read the dates as YYYY-MM-DD ({exc})") from None
+            if str(exc).startswith("date: "):
+                raise
+            return [day_number(d) for d in dates]  # names the first value that is no date
         arr = _np.asarray(dates)
         if arr.dtype.kind == "M":
             return arr.astype("datetime64[D]").astype(_np.int64).tolist()
