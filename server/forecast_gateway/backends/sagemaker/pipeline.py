@@ -23,10 +23,13 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from forecast_gateway.backends.sagemaker.layout import S3Layout
+from forecast_gateway.backends.sagemaker.training import metric_definitions
 from forecasting.container import env as container_env
 from forecasting.errors import HyperparameterError, UserError
 from forecasting.hyperparameters import MODEL_KINDS, SPECS, parse
@@ -62,7 +65,7 @@ MODEL_RMSLE_PATH = "summary.model_rmsle"
 BASELINE_RMSLE_PATH = "summary.baseline_rmsle"
 
 PARQUET_CONTENT_TYPE = "application/x-parquet"
-# The SDK's defaults config for the sessions built here: no telemetry call home.
+# The SDK defaults config that opts out of its telemetry (``telemetry_opted_out``).
 SDK_CONFIG = {"SchemaVersion": "1.0",
               "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
@@ -102,18 +105,23 @@ class PipelineSettings:
         for name in ("role_arn", "training_image", "inference_image", "bucket", "name"):
             if not str(getattr(self, name)).strip():
                 raise UserError(f"pipeline setting '{name}' must not be empty")
-        if self.bucket.startswith("s3://") or "/" in self.bucket:
-            raise UserError(f"pipeline setting 'bucket' is a bucket name, not a URI: "
-                            f"{self.bucket!r}")
+        try:
+            S3Layout(self.bucket, self.prefix)
+        except ValueError as exc:
+            raise UserError(f"pipeline setting 'bucket': {exc}") from None
         for name in ("processing_instance_count", "training_instance_count", "volume_size_gb",
                      "max_runtime_s"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"pipeline setting '{name}' must be >= 1")
 
-    def s3_uri(self, *parts: str) -> str:
-        """``s3://bucket/prefix/part/...`` (parts joined with '/', empty ones skipped)."""
-        keys = [p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/")]
-        return "s3://" + "/".join([self.bucket, *keys])
+    @property
+    def layout(self) -> S3Layout:
+        """The storage layout the pipeline reads and writes."""
+        return S3Layout(self.bucket, self.prefix)
+
+    def area_uri(self, area: str) -> str:
+        """``s3://bucket/prefix/<area>``: raw, processed, models or evaluation."""
+        return self.layout.uri(self.layout.key(area))
 
 
 def _hyperparameter_defaults() -> dict[str, Any]:
@@ -159,7 +167,7 @@ def build_pipeline(settings: PipelineSettings, session=None):
 
     def under(area: str, *tail: str):
         """s3://bucket/prefix/<area>/<retailer>/<run>/<tail...>"""
-        return Join(on="/", values=[settings.s3_uri(area), retailer, run, *tail])
+        return Join(on="/", values=[settings.area_uri(area), retailer, run, *tail])
 
     processing = {"role": settings.role_arn, "image_uri": settings.training_image,
                   "instance_count": settings.processing_instance_count,
@@ -191,14 +199,16 @@ def build_pipeline(settings: PipelineSettings, session=None):
         instance_count=settings.training_instance_count,
         instance_type=settings.training_instance_type,
         volume_size=settings.volume_size_gb, max_run=settings.max_runtime_s,
-        output_path=Join(on="/", values=[settings.s3_uri("models"), retailer]),
+        output_path=Join(on="/", values=[settings.area_uri("models"), retailer]),
         base_job_name="retail-forecast-train", hyperparameters=hyperparameters,
         metric_definitions=metric_definitions(), sagemaker_session=session)
     split_uri = clean_step.properties.ProcessingOutputConfig.Outputs
-    train_step = TrainingStep(TRAIN_STEP, step_args=estimator.fit(inputs={
-        channel: TrainingInput(split_uri[channel].S3Output.S3Uri,
-                               content_type=PARQUET_CONTENT_TYPE)
-        for channel in (container_env.TRAIN_CHANNEL, container_env.VALIDATION_CHANNEL)}))
+    with telemetry_opted_out(session):
+        train_args = estimator.fit(inputs={
+            channel: TrainingInput(split_uri[channel].S3Output.S3Uri,
+                                   content_type=PARQUET_CONTENT_TYPE)
+            for channel in (container_env.TRAIN_CHANNEL, container_env.VALIDATION_CHANNEL)})
+    train_step = TrainingStep(TRAIN_STEP, step_args=train_args)
     model_data = train_step.properties.ModelArtifacts.S3ModelArtifacts
 
     # Evaluate: model.tar.gz + the test split -> evaluation.json.
@@ -238,21 +248,35 @@ def build_pipeline(settings: PipelineSettings, session=None):
                     sagemaker_session=session)
 
 
-def metric_definitions() -> list[dict[str, str]]:
-    """MetricDefinitions for the test scores ``train`` prints (``forecasting.joblog``)."""
-    models = (*MODEL_KINDS, "baseline")
-    return [{"Name": f"{m}.test.{metric}", "Regex": rf"^{m}\.test\.{metric}=([-+0-9.eE]+)"}
-            for m in models for metric in ("rmsle", "rmse", "wape")]
-
-
 def _offline_session(settings: PipelineSettings):
     """A PipelineSession that never calls AWS while building (bucket and region given)."""
     import boto3
     from sagemaker.workflow.pipeline_context import PipelineSession
 
     boto_session = boto3.Session(region_name=settings.region)
-    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket,
-                           sagemaker_config=SDK_CONFIG)
+    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+
+
+@contextmanager
+def telemetry_opted_out(session):
+    """``session`` sends no SDK telemetry inside the block, unless it has an SDK config of its
+    own (then that config decides).
+
+    Only the SDK's config can opt out, and the SDK validates the whole config against its JSON
+    schema on every lookup (about 1 s each on a busy 2-core machine, some 70 lookups to build
+    this pipeline). Of the calls made while building, only ``Estimator.fit`` reports telemetry,
+    so the opt-out is set around the calls that report, not for the whole build. Local mode's
+    job calls report too: wrap ``Pipeline.start`` the same way.
+    """
+    own = getattr(session, "sagemaker_config", None)
+    if own:
+        yield session
+        return
+    session.sagemaker_config = SDK_CONFIG
+    try:
+        yield session
+    finally:
+        session.sagemaker_config = own
 
 
 def definition_json(settings: PipelineSettings, session=None) -> str:
