@@ -5,6 +5,11 @@
 <data-dir>/retailers/<retailer>/raw/<dataset_id>.<csv|parquet>   uploaded datasets
 <data-dir>/retailers/<retailer>/raw/.incoming/   uploads in progress (removed on restart)
 <data-dir>/retailers/<retailer>/models/<version>/               model artifacts
+<data-dir>/retailers/<retailer>/models/.staging/ artifacts being published (removed on restart)
+<data-dir>/quarantine/<retailer>/<version>-<time>/ model directories the registry did not know
+                                                 at start-up (a crash mid-publish); kept for
+                                                 an operator to inspect or delete
+<data-dir>/gateway.lock                          held by the one gateway serving this dir
 <data-dir>/retailers/<retailer>/jobs/<job_id>/   a job: job.json (its record), train.log,
                                                  opt_ml/ (the SageMaker-shaped tree)
 ```
@@ -61,7 +66,20 @@ class Storage:
 
     def model_dir(self, retailer: str, version: str) -> Path:
         """A model version's artifact directory."""
-        return self.retailer_dir(retailer) / "models" / version
+        return self.models_dir(retailer) / version
+
+    def models_dir(self, retailer: str) -> Path:
+        """`<root>/retailers/<retailer>/models`: one directory per published version."""
+        return self.retailer_dir(retailer) / "models"
+
+    def staging_dir(self, retailer: str) -> Path:
+        """Where an artifact is put together before it is renamed into `models/<version>`
+        (same filesystem, so the rename is atomic)."""
+        return self.models_dir(retailer) / ".staging"
+
+    def quarantine_dir(self, retailer: str) -> Path:
+        """Where start-up moves model directories the registry does not know."""
+        return self.root / "quarantine" / check_retailer(retailer)
 
     def job_dir(self, retailer: str, job_id: str) -> Path:
         """A job's directory (its /opt/ml tree lives in `opt_ml/`)."""
