@@ -24,6 +24,7 @@ from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as m
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from forecast_gateway import memory
 from forecast_gateway.admin_servicer import AdminServicer
 from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.authenticator import AUTH_FAILURES, Authenticator
@@ -65,6 +66,8 @@ class GatewayServer:
         self._unary_pool = ThreadPoolExecutor(config.unary_predict_threads,
                                               thread_name_prefix="predict-unary")
         self._upload_pool = ThreadPoolExecutor(config.upload_threads, thread_name_prefix="upload")
+        memory.limit_arenas(memory.ARENAS)  # before the pools start threads
+        self._releaser = memory.Releaser()
         self._health = health.aio.HealthServicer()
         self.keys = KeyStore(self.service.storage.root / "registry.sqlite3")
         self.authenticator = (Authenticator(self.keys, config.auth_cache_s) if config.auth
@@ -94,7 +97,8 @@ class GatewayServer:
         )
         pb_grpc.add_ForecastServiceServicer_to_server(
             ForecastServicer(self.service, self._predict_pool, self._control_pool,
-                             unary_pool=self._unary_pool, upload_pool=self._upload_pool), server)
+                             unary_pool=self._unary_pool, upload_pool=self._upload_pool,
+                             releaser=self._releaser), server)
         apb_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(self.admin, self._control_pool), server)
         mpb_grpc.add_MonitoringServiceServicer_to_server(
@@ -153,6 +157,7 @@ class GatewayServer:
         self._control_pool.shutdown(wait=False, cancel_futures=True)
         self._unary_pool.shutdown(wait=False, cancel_futures=True)
         self._upload_pool.shutdown(wait=False, cancel_futures=True)
+        self._releaser.close()
         self._stopped.set()
         log.info("gateway stopped")
 

@@ -35,6 +35,7 @@ from forecast_gateway.domain import (
     Scores,
 )
 from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.memory import Releaser
 
 T = TypeVar("T")
 
@@ -131,10 +132,15 @@ def metrics_to_pb(r: MetricsReport) -> pb.GetMetricsResponse:
 class ForecastServicer(pb_grpc.ForecastServiceServicer):
     """forecastapi.v1.ForecastService on top of `ForecastService`."""
 
-    def __init__(self, service: ForecastService, predict_pool: Executor, control_pool: Executor):
+    def __init__(self, service: ForecastService, predict_pool: Executor, control_pool: Executor,
+                 *, unary_pool: Executor | None = None, upload_pool: Executor | None = None,
+                 releaser: Releaser | None = None):
         self._service = service
-        self._predict_pool = predict_pool
+        self._predict_pool = predict_pool  # PredictStream chunks
+        self._unary_pool = unary_pool or predict_pool  # Predict: never queued behind chunks
         self._control_pool = control_pool
+        self._upload_pool = upload_pool or control_pool  # uploads, file:// datasets
+        self._releaser = releaser  # hands bulk streams' freed memory back to the OS
 
     async def _run(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
         ctx = contextvars.copy_context()  # keeps the request id in worker-thread logs
@@ -168,12 +174,12 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                         self._tenant(h.retailer, "header.retailer"), h.filename,
                         _FORMAT_FROM_PB.get(h.format, ""), h.size_bytes)
                 elif kind == "chunk":
-                    await self._control(session.write, message.chunk)
+                    await self._run(self._upload_pool, session.write, message.chunk)
                 else:
                     raise InvalidArgument("header", "only the first message may carry the header")
             if session is None:
                 raise InvalidArgument("header", "the upload was empty (no header)")
-            dataset = await self._control(session.commit)
+            dataset = await self._run(self._upload_pool, session.commit)  # reads the whole file
         except BaseException:
             if session is not None:
                 session.abort()
@@ -181,7 +187,8 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         return pb.UploadDatasetResponse(dataset=dataset_to_pb(dataset))
 
     async def Train(self, request: pb.TrainRequest, context: Any) -> pb.TrainResponse:
-        job = await self._control(
+        pool = self._upload_pool if request.data_uri else self._control_pool  # reads a file
+        job = await self._run(pool,
             self._service.jobs.train, self._tenant(request.retailer), request.dataset_id,
             request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon)
         return pb.TrainResponse(job=job_to_pb(job))
@@ -216,7 +223,7 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         return pb.PredictResponse(forecast=values.tolist(), model_version=version)
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
-        return await self._run(self._predict_pool, self._predict_unary, request)
+        return await self._run(self._unary_pool, self._predict_unary, request)
 
     def _predict_chunk(self, ref: Any, request: pb.PredictStreamRequest) -> pb.PredictStreamResponse:
         try:
@@ -273,6 +280,8 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         finally:  # a cancelled or failed stream starts no more work
             for future in (*in_flight, *([reading] if reading is not None else [])):
                 future.cancel()
+            if self._releaser is not None:
+                self._releaser.stream_ended()
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:
         report = await self._control(self._service.models.metrics, self._tenant(request.retailer),

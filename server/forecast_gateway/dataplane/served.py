@@ -30,6 +30,9 @@ from forecasting.monitoring.live_accuracy import naive_forecasts
 log = logging.getLogger("forecast_gateway.dataplane.served")
 
 QUEUE_BATCHES = 256
+# The queue holds the request's own arrays: bounded by rows too, or a burst of bulk streams
+# parks hundreds of megabytes here (256 chunks of 20,000 rows held 65 MB after the streams ended).
+QUEUE_ROWS = 200_000
 HISTORY_CACHE = 16
 _HASH_SPACE = 1 << 32
 
@@ -43,6 +46,8 @@ class ServedRecorder:
         self._max_series = max_series
         self._on_drop = on_drop
         self._queue: queue.Queue = queue.Queue(QUEUE_BATCHES)
+        self._queued_rows = 0
+        self._rows_lock = threading.Lock()
         self._tables: OrderedDict[tuple[str, str], tuple[SeriesTable, str]] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="served-recorder", daemon=True)
         self._thread.start()
@@ -51,10 +56,20 @@ class ServedRecorder:
         """Queue one answered batch (never blocks)."""
         if self._max_series <= 0 or len(values) == 0:
             return
+        with self._rows_lock:
+            if self._queued_rows + len(values) > QUEUE_ROWS:
+                self._on_drop()
+                return
+            self._queued_rows += len(values)
         try:
             self._queue.put_nowait((ref, rows, values))
         except queue.Full:
+            self._release(len(values))
             self._on_drop()
+
+    def _release(self, rows: int) -> None:
+        with self._rows_lock:
+            self._queued_rows -= rows
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until everything queued so far is written (actuals scoring calls this)."""
@@ -80,6 +95,9 @@ class ServedRecorder:
             except Exception:
                 log.exception("recording served forecasts failed",
                               extra={"fields": {"retailer": ref.retailer, "version": ref.version}})
+            finally:
+                self._release(len(values))
+                del rows, values  # not held while the queue is empty
 
     def _table(self, ref: ModelRef) -> tuple[SeriesTable, str]:
         """The version's history tail and the version that trained it."""
