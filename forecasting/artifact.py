@@ -32,6 +32,7 @@ import pandas as pd
 
 from forecasting import features
 from forecasting.errors import ArtifactError
+from forecasting.forecast import SeriesLookup
 
 FORMAT = "retail-forecast-artifact"
 SCHEMA_VERSION = 2
@@ -156,3 +157,33 @@ def features_manifest() -> dict:
         "target": "lags and rolling means are on the model's target scale "
                   "(log1p(sales) when log_target is true)",
     }
+
+
+@dataclass(frozen=True)
+class SeriesIndex:
+    """The series a model answers for and the day its history ends, read from history.json,
+    zero_series.json and artifact.json without loading the members: what a "next N days"
+    request is built from where the model itself is served elsewhere."""
+
+    series: pd.DataFrame          # store_nbr, family: series with history, then never sold
+    last_date: np.datetime64
+    horizon: int                  # the horizon the model was trained and calibrated for
+    lookup: SeriesLookup
+
+
+def series_index(model_dir: str | os.PathLike) -> SeriesIndex:
+    """The artifact's ``SeriesIndex`` (``ArtifactError`` when its files are missing)."""
+    root = Path(model_dir)
+    meta = read_json(root / "artifact.json")
+    history = read_json(root / "history.json")
+    zero = read_json(root / "zero_series.json")
+    store = np.array([int(s) for s, _ in history["series"]], dtype=np.int64)
+    family = np.array([str(f) for _, f in history["series"]], dtype=str)
+    zero_store = np.array([int(s) for s, _ in zero], dtype=np.int64)
+    zero_family = np.array([str(f) for _, f in zero], dtype=str)
+    series = pd.DataFrame({"store_nbr": np.concatenate([store, zero_store]),
+                           "family": np.concatenate([family, zero_family]).astype(object)})
+    horizon = int((meta.get("split") or {}).get("horizon") or
+                  (meta.get("hyperparameters") or {}).get("horizon") or 16)
+    return SeriesIndex(series, np.datetime64(history["last_date"], "D"), horizon,
+                       SeriesLookup.build(store, family, zero_store, zero_family))

@@ -132,10 +132,12 @@ def stockout_probability(probabilities: np.ndarray, paths: np.ndarray, on_hand: 
     ``paths`` is (len(probabilities), series, lead days): the demand at each quantile of each
     day, ``probabilities`` ascending. Below the lowest quantile the answer is 0, above the
     highest 1; in between, the midpoint of the two quantiles around the rank where the
-    series first runs out.
+    series first runs out. NaN for every series when there are no quantiles.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     n = paths.shape[1]
+    if len(probabilities) == 0:   # a model without intervals: no probability to give
+        return np.full(n, np.nan)
     out_at = np.zeros((len(probabilities), n), dtype=bool)
     for k in range(len(probabilities)):
         _, beyond = days_of_supply(paths[k], on_hand, receipts)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from forecasting.promotion import Decision
+
 
 class JobState(str, enum.Enum):
     """A training job's state; the last three are terminal."""
@@ -62,6 +64,10 @@ class Job:
     progress: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     seq: int = 0  # bumped on every change; watchers compare it
+    promote: str = "if_better"
+    """The promotion policy: if_better, always or never (`forecasting.promotion`)."""
+    promotion: Decision | None = None
+    """The promotion decision, once the job's model version is registered."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ class ModelVersion:
     live: bool = False
     manifest: dict[str, str] = field(default_factory=dict, compare=False)
     """The artifact's files and their sha256, recorded at publish (see `manifest.py`)."""
+    promotion: Decision | None = field(default=None, compare=False)
+    """The promotion decision taken when it was registered (None for imported models)."""
 
     @property
     def ref(self) -> ModelRef:
@@ -143,3 +151,14 @@ class MetricsReport:
     test_start: str
     test_end: str
     evaluations: list[Evaluation]
+    coverage: list[Coverage] = field(default_factory=list)
+    """The final model's prediction intervals on the test window (empty without intervals)."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How often one level's interval held the test window's actual sales."""
+
+    level: float
+    coverage: float
+    mean_width: float

@@ -35,6 +35,18 @@ from forecast_gateway.domain import (
     Scores,
 )
 from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.planning_messages import (
+    coverage_to_pb,
+    decision_to_pb,
+    forecast_to_pb,
+    intervals_to_pb,
+    inventory_from_pb,
+    promote_from_pb,
+    promote_to_pb,
+    promotions_from_pb,
+    receipts_from_pb,
+    turnover_to_pb,
+)
 from forecast_gateway.memory import Releaser
 
 T = TypeVar("T")
@@ -93,7 +105,8 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
         state=_STATE_TO_PB[job.state], create_time=_ts(job.created_at),
         start_time=_ts(job.started_at), end_time=_ts(job.ended_at),
         failure_reason=job.failure_reason, model_version=job.model_version, stage=job.stage,
-        progress=job.progress, metrics=job.metrics,
+        progress=job.progress, metrics=job.metrics, promote=promote_to_pb(job.promote),
+        promotion=decision_to_pb(job.promotion),
     )
 
 
@@ -103,7 +116,7 @@ def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
         version=m.version, retailer=m.retailer, live=m.live, job_id=m.job_id,
         dataset_id=m.dataset_id, model_kind=m.model_kind, final_model=m.final_model,
         data_start_date=m.data_start, data_end_date=m.data_end, horizon=m.horizon,
-        create_time=_ts(m.created_at),
+        create_time=_ts(m.created_at), promotion=decision_to_pb(m.promotion),
     )
 
 
@@ -124,6 +137,7 @@ def metrics_to_pb(r: MetricsReport) -> pb.GetMetricsResponse:
         model=model_to_pb(r.model), horizon=r.horizon, origin_date=r.origin,
         test_start_date=r.test_start, test_end_date=r.test_end,
         evaluations=[_evaluation_pb(e) for e in r.evaluations],
+        coverage=coverage_to_pb(r.coverage),
     )
 
 
@@ -190,7 +204,8 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         pool = self._upload_pool if request.data_uri else self._control_pool  # reads a file
         job = await self._run(pool,
             self._service.jobs.train, self._tenant(request.retailer), request.dataset_id,
-            request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon)
+            request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon,
+            promote_from_pb(request.promote))
         return pb.TrainResponse(job=job_to_pb(job))
 
     async def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: Any) -> pb.GetTrainingJobResponse:
@@ -218,24 +233,28 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         return pb.CancelTrainingJobResponse(job=job_to_pb(job))
 
     def _predict_unary(self, request: pb.PredictRequest) -> pb.PredictResponse:
-        values, version = self._service.predictions.predict(
-            self._tenant(request.retailer), request.model_version, rows_from_pb(request.rows))
-        return pb.PredictResponse(forecast=values.tolist(), model_version=version)
+        values, bounds, version = self._service.predictions.predict_intervals(
+            self._tenant(request.retailer), request.model_version, rows_from_pb(request.rows),
+            list(request.levels))
+        return pb.PredictResponse(forecast=values.tolist(), model_version=version,
+                                  intervals=intervals_to_pb(bounds))
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
         return await self._run(self._unary_pool, self._predict_unary, request)
 
-    def _predict_chunk(self, ref: Any, request: pb.PredictStreamRequest) -> pb.PredictStreamResponse:
+    def _predict_chunk(self, ref: Any, request: pb.PredictStreamRequest,
+                       levels: list[float]) -> pb.PredictStreamResponse:
         try:
             rows = rows_from_pb(request.rows)
             self._service.predictions.check_rows(rows, self._service.config.max_stream_chunk_rows,
                                                  "a PredictStream chunk")
-            values = self._service.predictions.predict_with(ref, rows)
+            values, bounds = self._service.predictions.predict_with_levels(ref, rows, levels)
         except Exception as exc:
             exc.add_note(f"chunk {request.chunk_id!r}")
             raise
         return pb.PredictStreamResponse(chunk_id=request.chunk_id, forecast=values.tolist(),
-                                        model_version=ref.version)
+                                        model_version=ref.version,
+                                        intervals=intervals_to_pb(bounds))
 
     async def PredictStream(self, request_iterator: AsyncIterator[pb.PredictStreamRequest],
                             context: Any) -> AsyncIterator[pb.PredictStreamResponse]:
@@ -245,6 +264,7 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         # each as soon as it and those before it are done: a client that waits for an answer
         # before sending its next chunk is answered.
         ref = None
+        levels: list[float] = []  # read from the first chunk, like the model version
         window = self._service.config.stream_window
         requests = aiter(request_iterator)
         reading: asyncio.Future | None = asyncio.ensure_future(anext(requests))
@@ -271,11 +291,12 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                 if ref is None:
                     ref = await self._control(self._service.models.resolve,
                                               self._tenant(request.retailer), request.model_version)
+                    levels = list(request.levels)
                 elif request.retailer and request.retailer != ref.retailer:
                     raise InvalidArgument("retailer", f"chunk {request.chunk_id!r} names "
                                           "another retailer than the first chunk")
                 in_flight.append(asyncio.ensure_future(
-                    self._run(self._predict_pool, self._predict_chunk, ref, request)))
+                    self._run(self._predict_pool, self._predict_chunk, ref, request, levels)))
                 reading = asyncio.ensure_future(anext(requests))
         finally:  # a cancelled or failed stream starts no more work
             for future in (*in_flight, *([reading] if reading is not None else [])):
@@ -296,3 +317,18 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         model = await self._control(self._service.models.set_live, self._tenant(request.retailer),
                                     request.model_version)
         return pb.SetLiveModelResponse(model=model_to_pb(model))
+
+    async def Forecast(self, request: pb.ForecastRequest, context: Any) -> pb.ForecastResponse:
+        answer = await self._run(
+            self._predict_pool, self._service.planning.forecast, self._tenant(request.retailer),
+            request.model_version, request.days, list(request.store_nbr), list(request.family),
+            list(request.levels), promotions_from_pb(request.promotions))
+        return forecast_to_pb(answer)
+
+    async def Turnover(self, request: pb.TurnoverRequest, context: Any) -> pb.TurnoverResponse:
+        report = await self._run(
+            self._predict_pool, self._service.planning.turnover, self._tenant(request.retailer),
+            request.model_version, request.days, inventory_from_pb(request.inventory),
+            receipts_from_pb(request.receipts), request.lead_time_days,
+            promotions_from_pb(request.promotions))
+        return turnover_to_pb(report)

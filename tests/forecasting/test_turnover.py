@@ -116,3 +116,8 @@ def test_receipts_are_laid_out_per_series_and_day_and_checked():
     with pytest.raises(DataValidationError, match=r"on or after the first forecast day "
                                                   r"\(2017-08-16\) \(rows 1\)"):
         turnover.receipts_grid(keys, first, 3, np.array(["2017-08-15"]), [1], ["A"], [1.0])
+
+
+def test_without_quantiles_the_stockout_probability_is_unknown():
+    risk = turnover.stockout_probability(np.zeros(0), np.zeros((0, 2, 3)), np.array([1.0, 2.0]))
+    assert np.isnan(risk).all() and risk.shape == (2,)

@@ -153,3 +153,16 @@ def scripted(scripted_gateway, make_artifact) -> InProcessGateway:
     gw = scripted_gateway()
     gw.server.service.models.import_model(Tenant("shop"), make_artifact("v1"))
     return gw
+
+
+@pytest.fixture()
+def local_gateway(tmp_path: Path) -> Iterator[InProcessGateway]:
+    """An in-process gateway over the real local backend (the Predictor in process), for
+    models registered directly with `server.service.models.import_model`."""
+    from forecast_gateway.backends.local import LocalBackend
+
+    gw = InProcessGateway(tmp_path / "local-data", LocalBackend()).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()

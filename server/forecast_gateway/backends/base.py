@@ -32,7 +32,7 @@ reachable, a container that does not answer). Anything else becomes INTERNAL.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -40,6 +40,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.errors import FailedPrecondition
 
 #: MIME types of the `train` channel, as in inputdataconfig.json.
 CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/x-parquet"}
@@ -132,6 +133,18 @@ class Backend(abc.ABC):
         Loads the model first when needed. Raises `UserError` for rows the model cannot
         forecast (the message names the field and rows).
         """
+
+    def predict_intervals(self, model: ModelRef, rows: RowColumns, levels: Sequence[float],
+                          ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+        """`predict` plus, per level in percent (e.g. 80), the (lower, upper) bounds of each
+        row's prediction interval (`forecasting.intervals`), computed where the forecast is.
+
+        Raises `ArtifactError` for a model saved without a calibration, `ForecastRequestError`
+        for a bad level. The default answers FAILED_PRECONDITION: a backend that cannot compute
+        intervals says so.
+        """
+        raise FailedPrecondition(f"the {self.name} backend answers point forecasts only; "
+                                 "prediction intervals need the local backend")
 
     def unload_model(self, model: ModelRef) -> None:
         """Free what `load_model` took. Optional; the default does nothing.

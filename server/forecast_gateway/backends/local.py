@@ -187,6 +187,13 @@ class LocalBackend(Backend):
         with self._cache_lock:
             self._forget(model.path)
 
+    def predict_intervals(self, model: ModelRef, rows: RowColumns, levels: Sequence[float],
+                          ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+        """Forecasts and interval bounds from the cached Predictor."""
+        return self._predictor(model).predict_intervals(
+            date=rows.day.astype("datetime64[D]"), store_nbr=rows.store_nbr, family=rows.family,
+            onpromotion=rows.onpromotion, levels=levels)
+
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         """Forecast with the cached Predictor (the inference container's code)."""
         predictor = self._predictor(model)
