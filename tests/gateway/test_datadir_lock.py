@@ -27,9 +27,9 @@ def test_a_second_gateway_on_the_same_data_dir_is_refused(tmp_path, gateway_fact
     finally:
         second.stop()
     refusal = [line for line in second.log().splitlines() if line.startswith("forecast-gateway:")]
-    assert refusal == [f"forecast-gateway: data dir {str(data_dir)!r} is in use by another "
-                       f"forecast-gateway (pid {first.proc.pid}); stop it or choose another "
-                       "--data-dir"]
+    expected = (f"forecast-gateway: data dir {str(data_dir)!r} is in use by another "
+                f"forecast-gateway (pid {first.proc.pid}); stop it or choose another --data-dir")
+    assert refusal == [expected]
     assert "Traceback" not in second.log()
     assert _serving(first.target)
 
