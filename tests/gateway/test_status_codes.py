@@ -75,11 +75,13 @@ def test_not_found(client, trained) -> None:
     assert _code(client.set_live_model, "acme", "v99").code == grpc.StatusCode.NOT_FOUND
 
 
-def test_failed_precondition_without_a_model(client, sample_csv) -> None:
-    client.upload_dataset("fresh-co", sample_csv)
-    err = _code(client.predict, "fresh-co", date=["2017-08-16"], store_nbr=[1], family=["BREAD/BAKERY"])
-    assert err.code == grpc.StatusCode.FAILED_PRECONDITION and "no trained model" in err.details
-    assert _code(client.get_metrics, "fresh-co").code == grpc.StatusCode.FAILED_PRECONDITION
+def test_failed_precondition_without_a_model(gateway, sample_csv) -> None:
+    with ForecastClient(target=gateway.target, api_key=gateway.api_key("fresh-co")) as client:
+        client.upload_dataset("fresh-co", sample_csv)
+        err = _code(client.predict, "fresh-co", date=["2017-08-16"], store_nbr=[1],
+                    family=["BREAD/BAKERY"])
+        assert err.code == grpc.StatusCode.FAILED_PRECONDITION and "no trained model" in err.details
+        assert _code(client.get_metrics, "fresh-co").code == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_failed_precondition_cancelling_a_finished_job(client, trained) -> None:
