@@ -38,8 +38,8 @@ def interval_columns(levels: Sequence[float]) -> list[str]:
 def _check_levels(levels: Iterable[float]) -> list[float]:
     out = [float(lv) for lv in levels]
     for lv in out:
-        if not 0 < lv < 100:
-            raise ValueError(f"levels: {lv:g} is not a percentage above 0 and below 100 "
+        if not 1 <= lv <= 99:
+            raise ValueError(f"levels: {lv:g} is not a percentage from 1 to 99 "
                              "(e.g. 80 or 95)")
     if len(set(out)) != len(out):
         raise ValueError("levels: each level may be given once")

@@ -1020,7 +1020,7 @@ class PredictRequest(_message.Message):
 
     @_builtins.property
     def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Prediction interval levels in percent, each above 0 and below 100 (e.g. 80, 95); empty
+        """Prediction interval levels in percent, each from 1 to 99 (e.g. 80, 95); empty
         means point forecasts only.
         """
 
@@ -1504,7 +1504,7 @@ class ForecastRequest(_message.Message):
 
     @_builtins.property
     def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Prediction interval levels in percent, each above 0 and below 100 (e.g. 80, 95); empty
+        """Prediction interval levels in percent, each from 1 to 99 (e.g. 80, 95); empty
         means point forecasts only.
         """
 
