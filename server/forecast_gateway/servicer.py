@@ -320,14 +320,14 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     async def Forecast(self, request: pb.ForecastRequest, context: Any) -> pb.ForecastResponse:
         answer = await self._run(
-            self._predict_pool, self._service.planning.forecast, self._tenant(request.retailer),
+            self._unary_pool, self._service.planning.forecast, self._tenant(request.retailer),
             request.model_version, request.days, list(request.store_nbr), list(request.family),
             list(request.levels), promotions_from_pb(request.promotions))
         return forecast_to_pb(answer)
 
     async def Turnover(self, request: pb.TurnoverRequest, context: Any) -> pb.TurnoverResponse:
         report = await self._run(
-            self._predict_pool, self._service.planning.turnover, self._tenant(request.retailer),
+            self._unary_pool, self._service.planning.turnover, self._tenant(request.retailer),
             request.model_version, request.days, inventory_from_pb(request.inventory),
             receipts_from_pb(request.receipts), request.lead_time_days,
             promotions_from_pb(request.promotions))
