@@ -40,7 +40,7 @@ from forecast_gateway.backends.base import (
     TrainingOutcome,
     TrainingSpec,
 )
-from forecast_gateway.backends.sagemaker import invoke, training
+from forecast_gateway.backends.sagemaker import executions, invoke, pipeline, training
 from forecast_gateway.backends.sagemaker.aws import AwsClients, create_clients
 from forecast_gateway.backends.sagemaker.endpoints import Deployment, Endpoints
 from forecast_gateway.backends.sagemaker.layout import S3Layout
@@ -49,7 +49,7 @@ from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable, FailedPrecondition
-from forecasting.errors import ArtifactError
+from forecasting.errors import ArtifactError, UserError
 from forecasting.joblog import FAILURE_REASON_CHARS
 
 log = logging.getLogger("forecast_gateway.backends.sagemaker")
@@ -60,7 +60,11 @@ class _Handle:
     """Stands where a process backend keeps its Popen: the job's SageMaker name."""
 
     name: str
+    """The training job's name, or the pipeline execution's ARN."""
+    pipeline: bool = False
     created: bool = False
+    stop_requested: bool = False
+    stop_sent: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -75,7 +79,10 @@ class SageMakerBackend(Backend):
     name = "sagemaker"
 
     def __init__(self, settings: SageMakerSettings, clients: AwsClients, *,
-                 cancel_grace_s: float = 120.0, first_pause_s: float = 1.0):
+                 cancel_grace_s: float = 120.0, first_pause_s: float = 1.0,
+                 pipeline_definition: str | None = None):
+        """`pipeline_definition`: the pipeline's definition JSON (as `make pipeline` writes it);
+        None builds it with the SageMaker SDK before the first pipeline execution."""
         self.settings = settings
         self.clients = clients
         self.layout = S3Layout(settings.bucket, settings.prefix)
@@ -85,6 +92,9 @@ class SageMakerBackend(Backend):
         self._serving: dict[str, tuple[Path, Deployment]] = {}   # retailer -> live version
         self._previous: dict[str, tuple[Path, Deployment]] = {}  # the version it replaced
         self._deploy_locks: dict[str, threading.Lock] = {}
+        self._pipeline_lock = threading.Lock()
+        self._pipeline_ready = False
+        self._pipeline_definition = pipeline_definition
         self._pool = ThreadPoolExecutor(max_workers=4 * settings.invoke_concurrency,
                                         thread_name_prefix="sm-invoke")
         self._jobs: TrainingQueue[_SageMakerJob] = TrainingQueue(
@@ -144,70 +154,132 @@ class SageMakerBackend(Backend):
 
     def _run(self, job: _SageMakerJob) -> TrainingOutcome:
         spec = job.spec
-        name = training.job_name(spec.retailer, spec.job_id)
-        handle = _Handle(name)
+        pipelined = self.settings.train_with == "pipeline"
+        handle = _Handle(training.job_name(spec.retailer, spec.job_id), pipeline=pipelined)
         if job.launch(lambda: handle) is None:  # type: ignore[arg-type,return-value]
             return job.stopped_outcome()
         job.handle = handle
-        request = training.job_request(
-            self.settings, self.layout, name=name, retailer=spec.retailer, job_id=spec.job_id,
-            data_uri=self.upload_dataset(spec), data_format=spec.data_format,
-            hyperparameters=spec.hyperparameters)
+        data_uri = self.upload_dataset(spec)
         job.listener.on_started(spec.job_id)
+        if pipelined:
+            return self._run_pipeline(job, handle, data_uri)
+        request = training.job_request(
+            self.settings, self.layout, name=handle.name, retailer=spec.retailer,
+            job_id=spec.job_id, data_uri=data_uri, data_format=spec.data_format,
+            hyperparameters=spec.hyperparameters)
         try:
             self.clients.sagemaker.create_training_job(**request)
         except ClientError as exc:
-            return TrainingOutcome("failed", failure_reason=(
-                f"CreateTrainingJob refused the job: {exc}")[:FAILURE_REASON_CHARS])
+            return _failed(f"CreateTrainingJob refused the job: {exc}")
         except RuntimeError as exc:  # local mode runs the job inside the call
             if job.stopping:
                 return job.stopped_outcome()
-            reason = (training.failure_from_output(self.clients.s3, self.layout, spec.retailer,
-                                                   name) or f"the training job failed: {exc}")
-            return TrainingOutcome("failed", failure_reason=reason[:FAILURE_REASON_CHARS])
-        handle.created = True
-        log.info("training job created", extra={"fields": {
-            "job_id": spec.job_id, "retailer": spec.retailer, "training_job": name}})
-        if job.stopping:  # a cancel arrived before the job existed
-            self._stop(job, 0)
-        end = training.follow(self.clients.sagemaker, name, job.listener, spec.job_id,
+            return _failed(training.failure_from_output(
+                self.clients.s3, self.layout, spec.retailer, handle.name)
+                or f"the training job failed: {exc}")
+        self._created(job, handle)
+        end = training.follow(self.clients.sagemaker, handle.name, job.listener, spec.job_id,
+                              before_poll=lambda: self._send_stop(job, handle),
                               poll_max_s=self.settings.poll_max_s, wake=handle.wake,
                               should_return=lambda: bool(job.close_reason),
                               first_pause_s=self._first_pause_s)
         if end is None or (job.stopping and end.status != "Completed"):
             return job.stopped_outcome()
         if end.status != "Completed":
-            reason = training.outcome_reason(end, cancelled=False)
-            if not end.reason:
-                reason = training.failure_from_output(
-                    self.clients.s3, self.layout, spec.retailer, name) or reason
-            return TrainingOutcome("failed", failure_reason=reason[:FAILURE_REASON_CHARS])
+            return _failed(end.reason or training.failure_from_output(
+                self.clients.s3, self.layout, spec.retailer, handle.name)
+                or training.outcome_reason(end, cancelled=False))
+        return self._fetch(spec, handle.name)
+
+    def _run_pipeline(self, job: _SageMakerJob, handle: _Handle, data_uri: str) -> TrainingOutcome:
+        """StartPipelineExecution of the clean -> train -> evaluate -> register pipeline."""
+        spec = job.spec
+        hp = dict(spec.hyperparameters)
+        model_kind = hp.pop("model_kind", None)
         try:
-            model_dir = training.fetch_model(self.clients.s3, self.layout, spec.retailer, name,
-                                             spec.job_dir / "model")
+            self._ensure_pipeline()
+            handle.name = pipeline.start_execution(
+                self.clients.sagemaker, self._pipeline_settings().name, retailer=spec.retailer,
+                input_uri=data_uri, model_kind=model_kind, hyperparameters=hp,
+                display_name=handle.name)
+        except UserError as exc:
+            return _failed(f"the pipeline does not take this job: {exc}")
+        except ClientError as exc:
+            return _failed(f"StartPipelineExecution refused the job: {exc}")
+        self._created(job, handle)
+        end = executions.follow(self.clients.sagemaker, handle.name, job.listener, spec.job_id,
+                                before_poll=lambda: self._send_stop(job, handle),
+                                poll_max_s=self.settings.poll_max_s, wake=handle.wake,
+                                should_return=lambda: bool(job.close_reason),
+                                first_pause_s=self._first_pause_s)
+        if end is None or (job.stopping and end.status != "Succeeded"):
+            return job.stopped_outcome()
+        if end.status != "Succeeded":
+            return _failed(end.reason or f"the pipeline execution ended {end.status}")
+        if not end.training_job:
+            return _failed("the pipeline execution succeeded without a training job")
+        return self._fetch(spec, end.training_job)
+
+    def _pipeline_settings(self) -> pipeline.PipelineSettings:
+        s = self.settings
+        return pipeline.PipelineSettings(
+            role_arn=s.role_arn, training_image=s.training_image,
+            inference_image=s.inference_image, bucket=s.bucket, prefix=s.prefix,
+            region=self.clients.sagemaker.meta.region_name,
+            processing_instance_type=s.instance_type, training_instance_type=s.instance_type,
+            training_instance_count=s.instance_count, volume_size_gb=s.volume_size_gb,
+            max_runtime_s=s.max_runtime_s)
+
+    def _ensure_pipeline(self) -> None:
+        """CreatePipeline/UpdatePipeline once per gateway process, before the first execution."""
+        with self._pipeline_lock:
+            if self._pipeline_ready:
+                return
+            pipeline.upsert_pipeline(self.clients.sagemaker, self._pipeline_settings(),
+                                     definition=self._pipeline_definition)
+            self._pipeline_ready = True
+
+    def _created(self, job: _SageMakerJob, handle: _Handle) -> None:
+        handle.created = True
+        log.info("training started", extra={"fields": {
+            "job_id": job.spec.job_id, "retailer": job.spec.retailer, "sagemaker": handle.name}})
+        if job.stopping:  # a cancel or close arrived before the job existed
+            handle.stop_requested = True
+
+    def _fetch(self, spec: TrainingSpec, training_job: str) -> TrainingOutcome:
+        try:
+            model_dir = training.fetch_model(self.clients.s3, self.layout, spec.retailer,
+                                             training_job, spec.job_dir / "model")
         except ArtifactError as exc:
-            return TrainingOutcome("failed", failure_reason=str(exc)[:FAILURE_REASON_CHARS])
+            return _failed(str(exc))
         return TrainingOutcome("succeeded", model_dir=model_dir)
 
     def _stop(self, job: _SageMakerJob, grace_s: float) -> None:
-        """StopTrainingJob, in the background; the follower sees the job end Stopped."""
+        """Ask the follower to stop the job: it sends StopTrainingJob (StopPipelineExecution)
+        before its next Describe, so one thread speaks for the job, in order."""
         handle = job.handle
-        if handle is None or not handle.created:
-            return  # `_run` stops it once it exists
+        if handle is None:
+            return
         if self.clients.local_mode:
             log.warning("local mode cannot stop a running training job; it runs to its end",
                         extra={"fields": {"job_id": job.spec.job_id}})
             return
+        handle.stop_requested = True
+        handle.wake.set()
 
-        def stop() -> None:
-            try:
+    def _send_stop(self, job: _SageMakerJob, handle: _Handle) -> None:
+        """Called by the follower before each poll: the stop, once, when one was asked for."""
+        if not handle.stop_requested or handle.stop_sent:
+            return
+        handle.stop_sent = True
+        try:
+            if handle.pipeline:
+                self.clients.sagemaker.stop_pipeline_execution(PipelineExecutionArn=handle.name)
+            else:
                 self.clients.sagemaker.stop_training_job(TrainingJobName=handle.name)
-            except (ClientError, BotoCoreError) as exc:
-                log.warning("StopTrainingJob failed", extra={"fields": {
-                    "job_id": job.spec.job_id, "training_job": handle.name, "error": str(exc)}})
-            handle.wake.set()
-
-        threading.Thread(target=stop, name=f"sm-stop-{handle.name[:20]}", daemon=True).start()
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("stopping the training failed", extra={"fields": {
+                "job_id": job.spec.job_id, "sagemaker": handle.name, "error": str(exc)}})
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -291,3 +363,7 @@ class SageMakerBackend(Backend):
                 endpoints = {d.endpoint for _, d in self._serving.values()}
             for endpoint in endpoints:
                 self._endpoints.delete(endpoint)
+
+
+def _failed(reason: str) -> TrainingOutcome:
+    return TrainingOutcome("failed", failure_reason=reason[:FAILURE_REASON_CHARS])

@@ -44,7 +44,11 @@ class SageMakerSettings:
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> SageMakerSettings:
+        """ValueError for a combination local mode cannot run."""
         local = config.sagemaker_local_mode
+        if local and config.sagemaker_train_with == "pipeline":
+            raise ValueError("--sagemaker-train-with pipeline needs SageMaker itself; local mode "
+                             "runs training jobs only (the pipeline's own tests run it locally)")
         return cls(
             bucket=config.sagemaker_bucket, prefix=config.sagemaker_prefix,
             role_arn=config.sagemaker_role_arn or (LOCAL_ROLE_ARN if local else ""),

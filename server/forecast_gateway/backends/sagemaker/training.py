@@ -121,12 +121,14 @@ def stage_name(secondary: str) -> str:
 
 def follow(sagemaker: Any, name: str, listener: TrainingListener, job_id: str, *,
            poll_max_s: float, wake: threading.Event, should_return: Callable[[], bool],
+           before_poll: Callable[[], None] = lambda: None,
            first_pause_s: float = 1.0) -> JobEnd | None:
     """DescribeTrainingJob until the job is terminal, pausing 1 s, then 1.5x longer each time
     up to `poll_max_s` (`wake` cuts a pause short). Reports stages, progress and the final
     metrics. Returns None when `should_return()` says to stop following (the gateway closes)."""
     pause, reached, stage, errors = first_pause_s, -1.0, "", 0
     while True:
+        before_poll()
         try:
             desc = sagemaker.describe_training_job(TrainingJobName=name)
             errors = 0
