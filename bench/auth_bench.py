@@ -6,7 +6,7 @@ against the same RPC with auth off.
    HMAC-SHA256 check), in microseconds per call.
 2. End to end: ListModels (the cheapest RPC, so the check is the largest share of it) against
    two gateway processes on loopback, one with auth (the default) and one with --no-auth,
-   calls interleaved, p50 and p99 of each and their ratio.
+   calls interleaved (alternating which side goes first), p50 and p99 of each and their ratio.
 
     python -m bench.auth_bench
 """
@@ -69,8 +69,9 @@ def _end_to_end(workdir: Path) -> dict:
         for client in clients.values():
             for _ in range(50):  # warm up (connections, caches)
                 client.list_models(RETAILER)
-        for _ in range(RPC_CALLS):
-            for side, client in clients.items():
+        for i in range(RPC_CALLS):
+            order = list(clients.items())
+            for side, client in order if i % 2 else order[::-1]:  # neither side always first
                 t0 = time.perf_counter()
                 client.list_models(RETAILER)
                 times[side].append((time.perf_counter() - t0) * 1e3)
