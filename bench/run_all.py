@@ -5,8 +5,10 @@
    the full-scale model trained in step 1; and the HTTP/JSON face beside gRPC on that model.
 3. Authentication: the credential check alone, and ListModels with auth on against auth off.
 4. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
+5. Prediction intervals: coverage on the test window, ours beside mlforecast's conformal
+   intervals (about 20 minutes at full scale; `--skip-intervals` leaves it out).
 
-    python -m bench.run_all [--small] [--skip-models] [--output FILE]
+    python -m bench.run_all [--small] [--skip-models] [--skip-intervals] [--output FILE]
 
 Only the full run (no options) writes docs/benchmarks.md; a partial one goes to .bench/.
 
@@ -26,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import auth_bench, forecast_bench, grpc_bench, models_bench
+from bench import auth_bench, forecast_bench, grpc_bench, intervals_bench, models_bench
 from bench.child import bench_frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="a small dataset, for a quick look")
     p.add_argument("--skip-models", action="store_true", help="leave out the LSTM/hybrid run")
+    p.add_argument("--skip-intervals", action="store_true",
+                   help="leave out the prediction-interval coverage run")
     p.add_argument("--rounds", type=int, default=100, help="boosting rounds, both sides")
     p.add_argument("--grpc-rows", type=int, default=500_000)
     p.add_argument("--output", help="default: docs/benchmarks.md for the full run, "
@@ -121,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("Model kinds: baseline, XGBoost, LSTM, hybrid",
                          models_bench.markdown(results["models"])))
         print(sections[-1][1], flush=True)
+    if not a.skip_intervals:
+        print("== prediction intervals vs mlforecast", flush=True)
+        results["intervals"] = intervals_bench.run(frame, rounds=a.rounds)
+        sections.append(("Prediction intervals: coverage on the test window",
+                         intervals_bench.markdown(results["intervals"])))
+        print(sections[-1][1], flush=True)
     header = [
         "# Benchmarks", "",
         (f"Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d}, "
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
         ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
-        "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/models_bench.py` "
+        "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/models_bench.py`, "
+        "`bench/intervals_bench.py` "
         "(module docstrings)."),
     ]
     body = [f"\n## {title}\n\n{table}" for title, table in sections]
