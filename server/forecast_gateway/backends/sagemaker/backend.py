@@ -25,6 +25,7 @@ import logging
 import tarfile
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class SageMakerBackend(Backend):
         self._serving: dict[str, tuple[Path, Deployment]] = {}   # retailer -> live version
         self._previous: dict[str, tuple[Path, Deployment]] = {}  # the version it replaced
         self._deploy_locks: dict[str, threading.Lock] = {}
+        self._available_until = 0.0
         self._pipeline_lock = threading.Lock()
         self._pipeline_ready = False
         self._pipeline_definition = pipeline_definition
@@ -120,12 +122,15 @@ class SageMakerBackend(Backend):
                 "parallel_jobs": self._jobs.slots}
 
     def check_available(self) -> None:
-        """The bucket answers (HeadBucket); BackendUnavailable otherwise."""
+        """The bucket answers (HeadBucket, cached for 10 s); BackendUnavailable otherwise."""
+        if time.monotonic() < self._available_until:
+            return
         try:
             self.clients.s3.head_bucket(Bucket=self.layout.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise BackendUnavailable(f"S3 bucket {self.layout.bucket!r} does not answer: "
                                      f"{exc}") from None
+        self._available_until = time.monotonic() + 10.0
 
     # -- training ----------------------------------------------------------------------------
 
