@@ -7,8 +7,12 @@
 4. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
 5. Prediction intervals: coverage on the test window, ours beside mlforecast's conformal
    intervals (about 20 minutes at full scale; `--skip-intervals` leaves it out).
+6. The SageMaker backend (SageMaker local mode: the real images, S3 on moto) beside the local
+   backend: Train -> live, Predict overhead per call, bulk rows/s through chunked InvokeEndpoint,
+   the inference container's memory (needs Docker; `--skip-sagemaker` leaves it out).
 
-    python -m bench.run_all [--small] [--skip-models] [--skip-intervals] [--output FILE]
+    python -m bench.run_all [--small] [--skip-models] [--skip-intervals] [--skip-sagemaker]
+                            [--output FILE]
 
 Only the full run (no options) writes docs/benchmarks.md; a partial one goes to .bench/.
 
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-models", action="store_true", help="leave out the LSTM/hybrid run")
     p.add_argument("--skip-intervals", action="store_true",
                    help="leave out the prediction-interval coverage run")
+    p.add_argument("--skip-sagemaker", action="store_true",
+                   help="leave out the SageMaker local-mode run (needs Docker)")
     p.add_argument("--rounds", type=int, default=100, help="boosting rounds, both sides")
     p.add_argument("--grpc-rows", type=int, default=500_000)
     p.add_argument("--output", help="default: docs/benchmarks.md for the full run, "
@@ -131,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("Prediction intervals: coverage on the test window",
                          intervals_bench.markdown(results["intervals"])))
         print(sections[-1][1], flush=True)
+    if not a.skip_sagemaker:
+        from bench import sagemaker_bench
+
+        print("== SageMaker backend (local mode) vs local backend", flush=True)
+        results["sagemaker"] = sagemaker_bench.run()
+        sections.append(("SageMaker backend beside the local backend",
+                         sagemaker_bench.markdown(results["sagemaker"])))
+        print(sections[-1][1], flush=True)
     header = [
         "# Benchmarks", "",
         (f"Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d}, "
@@ -139,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
         ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
         "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/models_bench.py`, "
-        "`bench/intervals_bench.py` "
+        "`bench/intervals_bench.py`, `bench/sagemaker_bench.py` "
         "(module docstrings)."),
     ]
     body = [f"\n## {title}\n\n{table}" for title, table in sections]
