@@ -223,9 +223,9 @@ class FrameMethods:
             request.receipts.family.extend(batch.family)
             request.receipts.quantity.extend(
                 _rows.floats(receipts["quantity"].to_numpy(), "receipts.quantity"))
-        batch = _promotion_batch(promotions)
-        if batch is not None:
-            request.promotions.CopyFrom(batch)
+        promoted = _promotion_batch(promotions)
+        if promoted is not None:
+            request.promotions.CopyFrom(promoted)
         response = self._unary(self._stub.Turnover, request, self.config.timeouts.predict_s)
         frame = pd.DataFrame({
             "store_nbr": list(response.store_nbr),
