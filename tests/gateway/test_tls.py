@@ -154,3 +154,19 @@ def test_gateway_process_tls_flags_and_the_cli(tmp_path: Path, ca) -> None:
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
         assert key not in refused.stderr
     assert key not in gw.log()
+
+
+def test_tls_flags_are_checked_at_start_up(tmp_path: Path, ca, capsys) -> None:
+    from forecast_gateway.config import load_config
+
+    server = ca.issue("gateway", server=True)
+    config = load_config(["--tls-cert", str(server.cert), "--tls-key", str(server.key),
+                          "--tls-client-ca", str(ca.cert)], environ={})
+    assert config.tls_cert == server.cert and config.tls_client_ca == ca.cert
+    for argv, words in [(["--tls-cert", str(server.cert)], "go together"),
+                        (["--tls-client-ca", str(ca.cert)], "needs --tls-cert"),
+                        (["--tls-cert", str(tmp_path / "nope.crt"), "--tls-key", str(server.key)],
+                         "no such file")]:
+        with pytest.raises(SystemExit) as info:
+            load_config(argv, environ={})
+        assert info.value.code == 2 and words in capsys.readouterr().err, argv
