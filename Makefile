@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install protos check-protos lint test test-fast bench demo images clean
+.PHONY: install protos check-protos lint test test-fast bench demo images pipeline clean
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ bench: install
 
 demo: install
 	$(PY) scripts/demo.py
+
+# The SageMaker Pipeline's definition JSON (docs/sagemaker_pipeline.md). Settings come from
+# PIPELINE_ARGS (forecast-pipeline's flags) or the gateway's FORECAST_GATEWAY_SAGEMAKER_* variables.
+PIPELINE_JSON ?= var/pipeline/definition.json
+pipeline: install
+	$(VENV)/bin/forecast-pipeline $(PIPELINE_ARGS) --output $(PIPELINE_JSON)
 
 images:
 	bash scripts/build_images.sh

@@ -4,6 +4,7 @@ processing contract and the S3 layout), and upserting and starting it against mo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -206,16 +207,20 @@ def test_upsert_creates_then_updates_and_an_execution_starts(moto_clients, recor
 
 
 def test_forecast_pipeline_writes_the_definition(definition, tmp_path):
+    """Settings from flags and, where a flag is missing, the gateway's variables."""
     out = tmp_path / "pipeline.json"
-    args = ["--role-arn", ROLE, "--training-image", IMAGE.format("training"),
-            "--inference-image", IMAGE.format("inference"), "--bucket", "forecast-bucket",
-            "--prefix", "pfx", "--output", str(out)]
-    bin_dir = Path(sys.executable).parent
-    result = subprocess.run([str(bin_dir / "forecast-pipeline"), *args], capture_output=True,
-                            text=True, timeout=120, check=False)
+    args = ["--training-image", IMAGE.format("training"), "--inference-image",
+            IMAGE.format("inference"), "--bucket", "forecast-bucket", "--output", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORECAST_GATEWAY_")}
+    gateway_env = {**env, "FORECAST_GATEWAY_SAGEMAKER_ROLE_ARN": ROLE,
+                   "FORECAST_GATEWAY_SAGEMAKER_PREFIX": "pfx",
+                   "FORECAST_GATEWAY_SAGEMAKER_BUCKET": "ignored-bucket"}
+    script = str(Path(sys.executable).parent / "forecast-pipeline")
+    result = subprocess.run([script, *args], capture_output=True, text=True, timeout=120,
+                            check=False, env=gateway_env)
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text()) == definition
-    missing = subprocess.run([str(bin_dir / "forecast-pipeline"), "--bucket", "b-1"],
-                             capture_output=True, text=True, timeout=120, check=False)
+    missing = subprocess.run([script, "--bucket", "b-1"], capture_output=True, text=True,
+                             timeout=120, check=False, env=env)
     assert missing.returncode == 2
     assert "the following arguments are required: --role-arn" in missing.stderr

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -351,15 +353,38 @@ def start_execution(sagemaker_client, pipeline_name: str, *, retailer: str, inpu
     return sagemaker_client.start_pipeline_execution(**request)["PipelineExecutionArn"]
 
 
+# forecast-pipeline's defaults: the gateway's own variables (`forecast-gateway --help`), so one
+# configuration describes both the backend and the pipeline it upserts.
+GATEWAY_VARIABLES = {
+    "role_arn": "SAGEMAKER_ROLE_ARN", "training_image": "SAGEMAKER_TRAINING_IMAGE",
+    "inference_image": "SAGEMAKER_INFERENCE_IMAGE", "bucket": "SAGEMAKER_BUCKET",
+    "prefix": "SAGEMAKER_PREFIX", "region": "AWS_REGION",
+    "processing_instance_type": "SAGEMAKER_INSTANCE_TYPE",
+    "training_instance_type": "SAGEMAKER_INSTANCE_TYPE",
+    "training_instance_count": "SAGEMAKER_INSTANCE_COUNT",
+    "volume_size_gb": "SAGEMAKER_VOLUME_SIZE_GB", "max_runtime_s": "SAGEMAKER_MAX_RUNTIME_S",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console script ``forecast-pipeline``: write the definition JSON (``make pipeline``)."""
+    """Console script ``forecast-pipeline``: write the definition JSON (``make pipeline``).
+
+    Each setting is a flag (``--role-arn``, ...); unset flags fall back to the gateway's
+    ``FORECAST_GATEWAY_*`` variable of the same setting, then to ``PipelineSettings``' default.
+    """
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    logging.getLogger("sagemaker").setLevel(logging.ERROR)   # the SDK's notes on every build
     parser = argparse.ArgumentParser(prog="forecast-pipeline",
                                      description="Write the SageMaker Pipeline definition JSON.")
     for f in fields(PipelineSettings):
-        required = f.default is MISSING
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, required=required,
+        variable = GATEWAY_VARIABLES.get(f.name)
+        from_env = os.environ.get(f"FORECAST_GATEWAY_{variable}", "") if variable else ""
+        default = from_env or (None if f.default is MISSING else f.default)
+        where = f" (FORECAST_GATEWAY_{variable})" if variable else ""
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default,
+                            required=default is None,
                             type=int if isinstance(f.default, int) else str,
-                            help=None if required else f"default: {f.default!r}")
+                            help=f"default: {default!r}{where}")
     parser.add_argument("--output", "-o", type=Path, default=None,
                         help="file to write (default: standard output)")
     args = vars(parser.parse_args(argv))
