@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from forecast_gateway.dataplane.models import ModelService
+from forecast_gateway.dataplane.predictions import PredictionService
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import ModelRef, RowColumns
@@ -75,9 +76,10 @@ class Receipts:
 class PlanningService:
     """Horizon forecasts and days of supply over the retailer's live (or named) model."""
 
-    def __init__(self, state: SharedState, models: ModelService):
+    def __init__(self, state: SharedState, models: ModelService, predictions: PredictionService):
         self._s = state
         self._models = models
+        self._predictions = predictions
         self._lock = threading.Lock()
         self._index: OrderedDict[str, artifact.SeriesIndex] = OrderedDict()
 
@@ -119,21 +121,20 @@ class PlanningService:
             family=frame["family"].to_numpy(str),
             onpromotion=np.zeros(n, dtype=np.int32))
         rows = _with_promotions(rows, promotions)
-        values, bounds = self._predict(ref, rows, levels)
+        values, bounds = self._predictions.predict_with_levels(ref, rows, levels)
         return HorizonForecast(rows, values, bounds, ref.version)
 
-    def _predict(self, ref: ModelRef, rows: RowColumns, levels: list[float],
-                 ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
-        if len(rows) == 0:
-            empty = np.zeros(0, dtype=np.float64)
-            return empty, {lv: (empty, empty) for lv in levels}
-        if levels:
-            values, bounds = self._s.backend.predict_intervals(ref, rows, levels)
-        else:
-            values, bounds = self._s.backend.predict(ref, rows), {}
+    def _quantiles(self, ref: ModelRef, rows: RowColumns) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, demand at each) for `rows` from the interval bounds of
+        `turnover.QUANTILE_LEVELS`; none when the model or backend has no intervals."""
+        try:
+            values, bounds = self._s.backend.predict_intervals(
+                ref, rows, list(turnover.QUANTILE_LEVELS))
+        except (ArtifactError, FailedPrecondition):
+            return np.zeros(0), np.zeros((0, len(rows)))
         if values.shape != (len(rows),):
             raise RuntimeError(f"backend returned {values.shape} forecasts for {len(rows)} rows")
-        return values, bounds
+        return turnover.quantile_paths(bounds)
 
     # -- turnover ----------------------------------------------------------------------------
 
@@ -162,17 +163,13 @@ class PlanningService:
         arrived = turnover.receipts_grid(keys, first, days, receipts.day.astype("datetime64[D]"),
                                          receipts.store_nbr, receipts.family, receipts.quantity)
         rows = _with_promotions(_series_days(inventory, first, days), promotions)
-        demand = self._predict(ref, rows, [])[0].reshape(-1, days)
+        demand = self._predictions.predict_with(ref, rows).reshape(-1, days)
         lead_rows = _series_days(inventory, first, lead)
         if rows.onpromotion is not None:
             lead_rows = RowColumns(lead_rows.day, lead_rows.store_nbr, lead_rows.family,
                                    rows.onpromotion.reshape(-1, days)[:, :lead].reshape(-1))
-        try:
-            _, bounds = self._predict(ref, lead_rows, list(turnover.QUANTILE_LEVELS))
-            probs, paths = turnover.quantile_paths(bounds)
-            paths = paths.reshape(len(probs), -1, lead)
-        except (ArtifactError, FailedPrecondition):   # no intervals: no stockout probability
-            probs, paths = np.zeros(0), np.zeros((0, len(keys), lead))
+        probs, paths = self._quantiles(ref, lead_rows)   # none: no stockout probability
+        paths = paths.reshape(len(probs), len(keys), lead)
         table = turnover.plan(demand, inventory.on_hand.astype(np.float64), arrived, probs, paths)
         return TurnoverReport(inventory.store_nbr, inventory.family, table, days, lead,
                               str(first), ref.version)

@@ -70,6 +70,8 @@ class PredictionService:
         if values.shape != (len(rows),) or set(bounds) != set(levels):
             raise RuntimeError(f"backend returned {values.shape} forecasts and levels "
                                f"{sorted(bounds)} for {len(rows)} rows and levels {levels}")
+        self._s.metrics.rows_predicted.labels(ref.retailer).inc(len(rows))
+        self._recorder.record(ref, rows, values)   # served forecasts, as without levels
         return values, bounds
 
     def predict_with(self, ref: ModelRef, rows: RowColumns) -> np.ndarray:
