@@ -271,3 +271,14 @@ def test_http_port_settings(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):  # the HTTP face speaks plain HTTP only
         load_config(["--http-port", "0", "--tls-cert", str(pem), "--tls-key", str(pem)],
                     environ={})
+
+
+def test_an_rpc_without_an_annotation_gets_the_fallback_route() -> None:
+    from forecast_gateway.http.routes import routes_of_service
+    from grpc_health.v1 import health_pb2
+
+    routes = routes_of_service(health_pb2.DESCRIPTOR.services_by_name["Health"])
+    check = next(r for r in routes if r.method.name == "Check")
+    assert (check.verb, check.template, check.body, check.bound) == (
+        "post", "/rpc/grpc.health.v1.Health/Check", "*", False)
+    assert check.match("/rpc/grpc.health.v1.Health/Check") == {}
