@@ -282,3 +282,12 @@ def test_an_rpc_without_an_annotation_gets_the_fallback_route() -> None:
     assert (check.verb, check.template, check.body, check.bound) == (
         "post", "/rpc/grpc.health.v1.Health/Check", "*", False)
     assert check.match("/rpc/grpc.health.v1.Health/Check") == {}
+
+
+def test_a_get_route_refuses_a_body_and_unknown_query_parameters(http) -> None:
+    body = _error(http("GET", "/v1/retailers/shop/models", data=b'{"retailer": "x"}'),
+                  400, "INVALID_ARGUMENT")
+    assert "query parameters" in body["message"]
+    body = _error(http("GET", "/metrics", params={"retailer": "shop", "colour": "red"}),
+                  400, "INVALID_ARGUMENT")
+    assert "colour" in body["message"]

@@ -100,7 +100,7 @@ class Caller:
 
     async def _unary_request(self, route: Route, request: web.Request,
                              path_vars: dict[str, str]) -> Message:
-        raw = await self._read_body(request) if route.body else b""
+        raw = await self._read_body(request) if route.body or request.body_exists else b""
         if not route.body and raw:
             raise transcode.BadRequest(f"{request.method} {route.template} takes no body; give "
                                        "the fields as query parameters")
@@ -129,7 +129,7 @@ class Caller:
         response: web.StreamResponse | None = None
         try:
             async for message in call:
-                line = json.dumps(transcode.message_to_json(message)) + "\n"
+                line = await self._off_loop(_ndjson_line, message, size=message.ByteSize())
                 if response is None:
                     response = web.StreamResponse(headers={"Content-Type": NDJSON,
                                                            "X-Request-Id": request_id})
@@ -271,6 +271,10 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int, actual: int | None, what: str = "the request body"):
         got = f" (got {actual:,} bytes)" if actual is not None else ""
         super().__init__(f"{what} is over the limit of {limit:,} bytes{got}")
+
+
+def _ndjson_line(message: Message) -> str:
+    return json.dumps(transcode.message_to_json(message)) + "\n"
 
 
 async def _guarded(messages: AsyncIterator[Message],
