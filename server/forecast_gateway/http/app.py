@@ -77,6 +77,7 @@ class HttpFace:
         self.routes = discover_routes() if routes is None else routes
         self.port: int | None = None
         self._openapi = json.dumps(build_openapi(self.routes))
+        self._bulk_hint = bulk_hint(self.routes)
         self._pool = ThreadPoolExecutor(config.control_threads, thread_name_prefix="http")
         self._channel: aio.Channel | None = None
         self._runner: web.AppRunner | None = None
@@ -102,7 +103,7 @@ class HttpFace:
                      ("grpc.max_send_message_length", limit)])
         self._caller = Caller(self._channel, self._pool, max_body_bytes=limit,
                               max_chunk_bytes=self.config.max_upload_chunk_bytes,
-                              bulk_hint=bulk_hint(self.routes))
+                              bulk_hint=self._bulk_hint)
         runner = web.AppRunner(self.build_app(), access_log=None,
                                shutdown_timeout=self.config.shutdown_grace_s)
         await runner.setup()
@@ -156,7 +157,7 @@ class HttpFace:
         except transcode.BadRequest as exc:
             response = status.error_response(400, "INVALID_ARGUMENT", str(exc), rid)
         except BodyTooLarge as exc:
-            hint = self._caller._hint if self._caller else ""
+            hint = self._bulk_hint
             response = status.error_response(413, "RESOURCE_EXHAUSTED",
                                              f"{exc}; {hint}" if hint else str(exc), rid)
         except web.HTTPException as exc:
