@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         err.write(f"{PROG}: error: {describe(exc, args.target)}\n")
         return EXIT_SERVER
     except UsageError as exc:
-        err.write(f"{PROG}: error: {' '.join(str(exc).split())}\n")  # one line, always
+        err.write(f"{PROG}: error: {in_cli_words(str(exc))}\n")  # one line, always
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.write(f"\n{PROG}: interrupted\n")

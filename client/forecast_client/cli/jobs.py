@@ -97,12 +97,14 @@ def follow(client: ForecastClient, retailer: str, job_id: str, timeout_s: float 
 
 
 def outcome(job: pb.TrainingJob) -> str:
-    """'model v2 is live' or 'model v2 kept; v1 stays live'."""
+    """'model v2 is live', or 'model v2 kept; v1 stays live' when the promotion gate (or
+    --promote never) kept it out."""
     decision = job.promotion
     if not job.HasField("promotion") or decision.promoted:
         return f"model {job.model_version} is live"
-    live = decision.champion_version or "the live model"
-    return f"model {job.model_version} kept; {live} stays live"
+    if decision.champion_version:
+        return f"model {job.model_version} kept; {decision.champion_version} stays live"
+    return f"model {job.model_version} kept; the live model is unchanged"
 
 
 def promotion_lines(job: pb.TrainingJob, retailer: str) -> list[str]:

@@ -29,6 +29,7 @@ _API_WORDS = [
     (re.compile(r"its first UploadDataset"), "its first upload (forecast upload)"),
     (re.compile(r"a PredictStream chunk"), "a chunk of rows (lower --chunk-rows)"),
     (re.compile(r"a Predict request"), "one request"),
+    (re.compile(r"SetLiveModel \(forecast promote\)"), "forecast promote"),
     (re.compile(r"\(use SetLiveModel\)|SetLiveModel"), "forecast promote"),
     (re.compile(r"\brows\.day\b"), "date"),
     (re.compile(r"\b(?:rows|inventory|receipts|promotions)\.(store_nbr|family|onpromotion|on_hand"
