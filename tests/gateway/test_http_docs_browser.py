@@ -37,7 +37,7 @@ def browser(tmp_path: Path) -> Iterator:
         if os.environ.get("CI"):
             pytest.fail(found, pytrace=False)
         pytest.skip(found)
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver  # a dev dependency: missing is an error, never a skip
     from selenium.webdriver.chrome.service import Service
 
     chromium, driver_path = found
