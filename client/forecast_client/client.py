@@ -183,7 +183,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         request = pb.GetTrainingJobRequest(retailer=retailer, job_id=job_id)
         return self._unary(self._stub.GetTrainingJob, request, self.config.timeouts.unary_s).job
 
-    def list_jobs(self, retailer: str, *, state: int = pb.JOB_STATE_UNSPECIFIED,
+    def list_jobs(self, retailer: str, *, state: pb.JobState.ValueType = pb.JOB_STATE_UNSPECIFIED,
                   limit: int | None = None) -> list[pb.TrainingJob]:
         """Return a retailer's jobs, newest first (all pages, or at most `limit`), optionally
         only those in `state` (a `JobState` value such as `pb.JOB_STATE_RUNNING`)."""
@@ -268,7 +268,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         family: Any,
         onpromotion: Any | None = None,
         model_version: str = "",
-    ) -> Any:
+    ) -> _rows.Forecasts:
         """Forecast a few rows (at most 100,000) in one call; one forecast per row, in order.
 
         Columns are equal-length sequences (lists, numpy arrays or pandas Series); dates are
@@ -287,7 +287,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         *,
         model_version: str = "",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    ) -> Iterator[tuple[int, Any, str]]:
+    ) -> Iterator[tuple[int, _rows.Forecasts, str]]:
         """Bulk prediction over one PredictStream call: yield (chunk_index, forecasts,
         model_version) per batch, in the order the batches were given.
 

@@ -10,9 +10,16 @@ import datetime as _dt
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    #: Forecast values, float64, one per row (a plain list when numpy is not installed).
+    Forecasts = NDArray[np.float64]
 
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 #: The columns a frame of future rows needs (onpromotion is optional).
@@ -202,8 +209,8 @@ def _sliced_batches(days: list[int], stores: list[int], families: list[str],
         yield batch
 
 
-def forecasts(values: Sequence[float]) -> Any:
+def forecasts(values: Sequence[float]) -> Forecasts:
     """The forecast values of a response: a float64 numpy array when numpy is installed."""
     if _np is not None:
         return _np.asarray(values, dtype=_np.float64)
-    return list(values)
+    return list(values)  # type: ignore[return-value,unused-ignore]  # no numpy: a list

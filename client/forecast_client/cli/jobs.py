@@ -133,7 +133,8 @@ def cmd_jobs(client: ForecastClient, args: argparse.Namespace, out: TextIO, err:
     if args.job_id:
         jobs = [client.get_job(args.retailer, args.job_id)]
     else:
-        state = pb.JobState.Value("JOB_STATE_" + args.state.upper()) if args.state else 0
+        state = (pb.JobState.Value("JOB_STATE_" + args.state.upper()) if args.state
+                 else pb.JOB_STATE_UNSPECIFIED)
         jobs = client.list_jobs(args.retailer, state=state, limit=args.limit)
     write_list(jobs, args.json, out,
                ["JOB", "STATE", "KIND", "DATASET", "CREATED", "PROGRESS", "MODEL", "REASON"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -62,7 +63,7 @@ def cmd_actuals(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
     return EXIT_OK
 
 
-def _advice(recommended: bool, evidence: list[str], out: TextIO) -> None:
+def _advice(recommended: bool, evidence: Sequence[str], out: TextIO) -> None:
     if recommended:
         out.write("retrain recommended:\n")
         out.writelines(f"  {reason}\n" for reason in evidence)
