@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import assert_one_line_error, run_forecast
 from forecast_client import ForecastClient, ForecastClientError
 from forecast_gateway.process import GatewayProcess
 
@@ -213,8 +214,6 @@ def test_prometheus_counters_move(watched) -> None:
 
 
 def test_the_cli_feeds_actuals_and_shows_the_live_error(watched, tmp_path: Path) -> None:
-    from cli_helpers import assert_one_line_error, run_forecast
-
     env = {"FORECAST_API_KEY": watched.gw.api_key("watch")}
     target = watched.gw.target
     day = watched.later[watched.later["date"] == "2017-08-13"]

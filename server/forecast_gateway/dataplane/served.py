@@ -6,7 +6,9 @@ stable sample of series per retailer (at most `max_series` of the model's series
 hash of the series key, so the same series are always kept), adds each row's horizon step and
 the seasonal-naive forecast from the same origin, and writes them to the monitoring store under
 the version that trained the model (an actuals update publishes a new version of the same
-model; its forecasts count for the model it updates).
+model; its forecasts count for the model it updates). It remembers the cells it wrote, so a
+cell served again costs a vectorised lookup, not a write (the store keeps the first forecast
+per cell anyway).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.monitoring_store import MonitoringStore
-from forecasting.artifact import SeriesTable, load_history
+from forecasting.artifact import load_history
 from forecasting.monitoring.actuals import trained_version
 from forecasting.monitoring.live_accuracy import naive_forecasts
 
@@ -34,6 +36,8 @@ QUEUE_BATCHES = 256
 # parks hundreds of megabytes here (256 chunks of 20,000 rows held 65 MB after the streams ended).
 QUEUE_ROWS = 200_000
 HISTORY_CACHE = 16
+#: Horizon steps per series in a cell key (series * STEP_SPACE + step).
+STEP_SPACE = 4096
 _HASH_SPACE = 1 << 32
 
 
@@ -48,7 +52,7 @@ class ServedRecorder:
         self._queue: queue.Queue = queue.Queue(QUEUE_BATCHES)
         self._queued_rows = 0
         self._rows_lock = threading.Lock()
-        self._tables: OrderedDict[tuple[str, str], tuple[SeriesTable, str]] = OrderedDict()
+        self._indexes: OrderedDict[tuple[str, str], _VersionIndex] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="served-recorder", daemon=True)
         self._thread.start()
 
@@ -99,33 +103,79 @@ class ServedRecorder:
                 self._release(len(values))
                 del rows, values  # not held while the queue is empty
 
-    def _table(self, ref: ModelRef) -> tuple[SeriesTable, str]:
-        """The version's history tail and the version that trained it."""
+    def _index(self, ref: ModelRef) -> _VersionIndex:
         key = (ref.retailer, ref.version)
-        found = self._tables.get(key)
+        found = self._indexes.get(key)
         if found is None:
-            meta = json.loads((ref.path / "artifact.json").read_text())
-            found = (load_history(ref.path / "history.parquet"),
-                     trained_version(meta, ref.version))
-            self._tables[key] = found
-            while len(self._tables) > HISTORY_CACHE:
-                self._tables.popitem(last=False)
-        self._tables.move_to_end(key)
+            found = _VersionIndex(ref, self._max_series)
+            self._indexes[key] = found
+            while len(self._indexes) > HISTORY_CACHE:
+                self._indexes.popitem(last=False)
+        self._indexes.move_to_end(key)
         return found
 
     def _write(self, ref: ModelRef, rows: RowColumns, values: np.ndarray) -> None:
-        table, trained = self._table(ref)
-        store = np.asarray(rows.store_nbr)
-        family = np.asarray(rows.family).astype(str)
-        keep = sampled(store, family, self._max_series / max(len(table.store_nbr), 1))
-        if not keep.any():
+        index = self._index(ref)
+        new = index.new_cells(np.asarray(rows.store_nbr), np.asarray(rows.family),
+                              np.asarray(rows.day))
+        if not len(new):
             return
-        day = np.asarray(rows.day)[keep]
-        step, naive = naive_forecasts(table, store[keep], family[keep], day)
-        frame = pd.DataFrame({"store_nbr": store[keep], "family": family[keep], "day": day,
-                              "step": step, "forecast": np.clip(values[keep], 0, None),
-                              "naive": naive})
-        self._store.add_served(ref.retailer, trained, frame[frame["step"] >= 1])
+        store = np.asarray(rows.store_nbr)[new]
+        family = np.asarray(rows.family)[new].astype(str)
+        day = np.asarray(rows.day)[new]
+        step, naive = naive_forecasts(index.table, store, family, day)
+        frame = pd.DataFrame({"store_nbr": store, "family": family, "day": day, "step": step,
+                              "forecast": np.clip(values[new], 0, None), "naive": naive})
+        self._store.add_served(ref.retailer, index.trained, frame)
+
+
+class _VersionIndex:
+    """One version's series, the stable sample of them that is recorded, and the (series, step)
+    cells already written, so a batch costs a few vectorised lookups and only cells never seen
+    reach SQLite (a bulk stream that repeats cells writes nothing after the first time)."""
+
+    def __init__(self, ref: ModelRef, max_series: int):
+        meta = json.loads((ref.path / "artifact.json").read_text())
+        self.trained = trained_version(meta, ref.version)
+        self.table = load_history(ref.path / "history.parquet")
+        self.origin = int(np.datetime64(self.table.last_date, "D").astype(np.int64))
+        zero = json.loads((ref.path / "zero_series.json").read_text()) \
+            if (ref.path / "zero_series.json").exists() else []
+        stores = np.concatenate([self.table.store_nbr.astype(np.int64),
+                                 np.array([int(s) for s, _ in zero], dtype=np.int64)])
+        families = np.concatenate([self.table.family.astype(str),
+                                   np.array([str(f) for _, f in zero], dtype=str)])
+        self.families = np.unique(families)          # sorted: codes by binary search
+        self.lookup = np.full((int(stores.max(initial=0)) + 1, len(self.families)), -1, np.int64)
+        self.lookup[stores, np.searchsorted(self.families, families)] = np.arange(len(stores))
+        fraction = max_series / max(len(stores), 1)
+        self.keep = sampled(stores, families, fraction)
+        self.seen = np.zeros(0, dtype=np.int64)
+
+    def new_cells(self, store: np.ndarray, family: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Positions of the batch's rows that are sampled, after the origin and not yet written;
+        marks them written."""
+        family = np.asarray(family, dtype=str)
+        fam = np.minimum(np.searchsorted(self.families, family), len(self.families) - 1)
+        fam = np.where(self.families[fam] == family, fam, -1) if len(self.families) else \
+            np.full(len(family), -1)
+        store = store.astype(np.int64)
+        inside = (store >= 0) & (store < self.lookup.shape[0]) & (fam >= 0)
+        series = np.full(len(store), -1, dtype=np.int64)
+        series[inside] = self.lookup[store[inside], fam[inside]]
+        step = day.astype(np.int64) - self.origin
+        wanted = (series >= 0) & (step >= 1) & (step < STEP_SPACE)
+        wanted[wanted] = self.keep[series[wanted]]
+        positions = np.flatnonzero(wanted)
+        keys = series[positions] * STEP_SPACE + step[positions]
+        at = np.searchsorted(self.seen, keys)        # seen is sorted
+        hit = at < len(self.seen)
+        hit[hit] = self.seen[at[hit]] == keys[hit]
+        if hit.all():
+            return np.zeros(0, dtype=np.int64)
+        keys, first = np.unique(keys[~hit], return_index=True)
+        self.seen = np.union1d(self.seen, keys)
+        return np.sort(positions[~hit][first])
 
 
 def sampled(store: np.ndarray, family: np.ndarray, fraction: float) -> np.ndarray:
