@@ -3,7 +3,8 @@
 1. The forecasting core beside mlforecast on the full-scale synthetic data (3,000,888 rows).
 2. The gRPC gateway: bulk PredictStream and unary Predict against in-process calls, serving
    the full-scale model trained in step 1; and the HTTP/JSON face beside gRPC on that model.
-3. Authentication: the credential check alone, and ListModels with auth on against auth off.
+3. Authentication: the credential check alone, and ListModels with auth on against auth off;
+   monitoring: bulk predictions with served-forecast recording on against off.
 4. The model kinds (baseline, XGBoost, LSTM, hybrid): RMSLE, training time, peak memory.
 5. Prediction intervals: coverage on the test window, ours beside mlforecast's conformal
    intervals (about 20 minutes at full scale; `--skip-intervals` leaves it out).
@@ -32,7 +33,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import auth_bench, forecast_bench, grpc_bench, intervals_bench, models_bench
+from bench import (
+    auth_bench,
+    forecast_bench,
+    grpc_bench,
+    intervals_bench,
+    models_bench,
+    monitoring_bench,
+)
 from bench.child import bench_frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     sections.append(("Authentication: what the credential check costs a call",
                      auth_bench.markdown(results["auth"])))
     print(sections[-1][1], flush=True)
+    print("== monitoring overhead", flush=True)
+    results["monitoring"] = monitoring_bench.run(stores=10 if a.small else 20,
+                                                 rows=100_000 if a.small else 400_000)
+    sections.append(("Monitoring: what recording served forecasts and actuals cost",
+                     monitoring_bench.markdown(results["monitoring"])))
+    print(sections[-1][1], flush=True)
     if not a.skip_models:
         print("== model kinds", flush=True)
         results["models"] = models_bench.run(frame)
@@ -152,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
         ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
-        "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/models_bench.py`, "
+        "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/monitoring_bench.py`, "
+        "`bench/models_bench.py`, "
         "`bench/intervals_bench.py`, `bench/sagemaker_bench.py` "
         "(module docstrings)."),
     ]
