@@ -127,8 +127,8 @@ def markdown(r: dict) -> str:
         "| --- | --- |",
         f"| bulk rows/s, recording served forecasts | {r['recorded_rows_per_s']:,} |",
         f"| bulk rows/s, recording off | {r['unrecorded_rows_per_s']:,} |",
-        f"| **ratio on/off** (median of {REPEATS} back-to-back pairs) | "
-        f"**{r['recorded_to_unrecorded_ratio']}** |",
+        (f"| **ratio on/off** (median of {REPEATS} back-to-back pairs) | "
+        f"**{r['recorded_to_unrecorded_ratio']}** |"),
         f"| served forecasts kept (first per cell) | {r['served_records']:,} |",
         (f"| AppendActuals of {r['actuals_rows']:,} rows (check, republish, score, drift) | "
         f"{r['append_actuals_s']} s |"),
