@@ -143,7 +143,7 @@ def test_condition_registers_a_better_model_or_fails_naming_both_numbers(steps):
                                    "LeftValue": json_get("summary.model_rmsle"),
                                    "RightValue": json_get("summary.baseline_rmsle")}]
     (register,) = args["IfSteps"]
-    assert register["Type"] == "Model"
+    assert register["Type"] == "Model" and register["Name"] == pipeline.REGISTER_STEP
     assert register["Arguments"]["PrimaryContainer"]["Image"] == IMAGE.format("inference")
     assert register["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == get(
         "Steps.Train.ModelArtifacts.S3ModelArtifacts")

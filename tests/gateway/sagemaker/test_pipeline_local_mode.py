@@ -106,7 +106,7 @@ def test_a_model_that_beats_the_baseline_is_registered(local):
     run_id = described["PipelineExecutionArn"]
     assert {name: s["StepStatus"] for name, s in steps.items()} == {
         "Clean": "Succeeded", "Train": "Succeeded", "Evaluate": "Succeeded",
-        "BeatsBaseline": "Succeeded", "RegisterModel-CreateModel": "Succeeded"}
+        "BeatsBaseline": "Succeeded", pipeline.REGISTER_STEP: "Succeeded"}
     assert steps["BeatsBaseline"]["Metadata"]["Condition"]["Outcome"] is True
 
     processed = f"tenants/processed/{RETAILER}/{run_id}/"
@@ -122,7 +122,7 @@ def test_a_model_that_beats_the_baseline_is_registered(local):
     assert evaluation["summary"]["beats_baseline"] is True and evaluation["horizon"] == 7
 
     model = local["session"].sagemaker_client.describe_model(
-        ModelName=steps["RegisterModel-CreateModel"]["Metadata"]["Model"]["Arn"])
+        ModelName=steps[pipeline.REGISTER_STEP]["Metadata"]["Model"]["Arn"])
     assert model["PrimaryContainer"]["Image"] == IMAGES["inference"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{local['bucket']}/{model_key}"
 
@@ -131,7 +131,7 @@ def test_a_model_that_cannot_beat_the_baseline_ends_in_the_fail_step(local):
     described, steps = run(local, "weekly.csv")
     assert described["PipelineExecutionStatus"] == "Failed"
     assert steps["BeatsBaseline"]["Metadata"]["Condition"]["Outcome"] is False
-    assert "RegisterModel-CreateModel" not in steps
+    assert pipeline.REGISTER_STEP not in steps
     evaluation = read_json(local, f"tenants/evaluation/{RETAILER}/"
                                   f"{described['PipelineExecutionArn']}/evaluation.json")
     summary = evaluation["summary"]

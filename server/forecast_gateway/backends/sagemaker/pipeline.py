@@ -6,9 +6,9 @@
               SageMaker writes models/<retailer>/<job>/output/model.tar.gz
     Evaluate  ProcessingStep, ``evaluate``: model.tar.gz + the test split → evaluation.json
               under evaluation/<retailer>/<run>/ (a PropertyFile)
-    Check     ConditionStep: the model's test RMSLE < the seasonal-naive baseline's
-    Register  ModelStep (CreateModel: the inference image + model.tar.gz)     if it does
-    Fail      FailStep naming both numbers                                    if it does not
+    BeatsBaseline      ConditionStep: the model's test RMSLE < the seasonal-naive baseline's
+    RegisterModel      ModelStep (CreateModel: the inference image + model.tar.gz)   if it does
+    WorseThanBaseline  FailStep naming both numbers                                  if it does not
 
 ``<run>`` is the pipeline execution's id. The definition is built with the SageMaker Python SDK
 (``build_pipeline`` / ``definition_json``: no AWS call is made) and sent with boto3
@@ -58,7 +58,9 @@ CLEAN_STEP = "Clean"
 TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
 CHECK_STEP = "BeatsBaseline"
-REGISTER_STEP = "RegisterModel"
+_REGISTER_MODEL_STEP = "RegisterModel"
+# The name the Register step reports: ModelStep names its CreateModel step "<name>-CreateModel".
+REGISTER_STEP = f"{_REGISTER_MODEL_STEP}-CreateModel"
 FAIL_STEP = "WorseThanBaseline"
 
 # The PropertyFile the condition reads, and the paths inside evaluation.json.
@@ -235,7 +237,7 @@ def build_pipeline(settings: PipelineSettings, session=None):
                              json_path=BASELINE_RMSLE_PATH)
     model = Model(image_uri=settings.inference_image, model_data=model_data,
                   role=settings.role_arn, sagemaker_session=session)
-    register_step = ModelStep(REGISTER_STEP, step_args=model.create())
+    register_step = ModelStep(_REGISTER_MODEL_STEP, step_args=model.create())
     fail_step = FailStep(FAIL_STEP, error_message=Join(on=" ", values=[
         "the model's test RMSLE", model_rmsle,
         "does not beat the seasonal-naive baseline's", baseline_rmsle,
