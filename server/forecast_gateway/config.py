@@ -58,8 +58,9 @@ class GatewayConfig:
     """Most rows in one Predict request."""
     max_stream_chunk_rows: int = 200_000
     """Most rows in one PredictStream chunk."""
-    predict_threads: int = 4
-    """Threads that run predictions (CPU-bound work stays off the event loop)."""
+    predict_threads: int = min(4, os.cpu_count() or 1)
+    """Threads that forecast PredictStream chunks: one per core (at most 4), so bulk streams
+    cannot crowd the unary threads and the event loop out of the CPU (docs/benchmarks.md)."""
     unary_predict_threads: int = 2
     """Threads that answer unary Predict calls, apart from `predict_threads` (which forecast
     PredictStream chunks), so one small forecast never queues behind bulk streams."""
