@@ -224,3 +224,49 @@ def test_forecast_pipeline_writes_the_definition(definition, tmp_path):
                              timeout=120, check=False, env=env)
     assert missing.returncode == 2
     assert "the following arguments are required: --role-arn" in missing.stderr
+
+
+def resolve(value, parameters: dict[str, str]):
+    """A step's arguments as the Pipelines service sends them in one run: parameters, the
+    execution id and other steps' properties replaced by values, joins joined."""
+    if isinstance(value, list):
+        return [resolve(v, parameters) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Get"}:
+        ref = value["Get"]
+        if ref.startswith("Parameters."):
+            return parameters[ref.removeprefix("Parameters.")]
+        if ref == "Execution.PipelineExecutionId":
+            return "k3m9x2exec"
+        return "s3://forecast-bucket/pfx/from-another-step"   # every step property used is a URI
+    if set(value) == {"Std:Join"}:
+        join = value["Std:Join"]
+        return join["On"].join(str(resolve(v, parameters)) for v in join["Values"])
+    return {k: resolve(v, parameters) for k, v in value.items()}
+
+
+@pytest.mark.parametrize("step_type, operation, name_field", [
+    ("Processing", "CreateProcessingJob", "ProcessingJobName"),
+    ("Training", "CreateTrainingJob", "TrainingJobName"),
+    ("Model", "CreateModel", "ModelName"),
+])
+def test_each_job_request_passes_the_service_model(definition, step_type, operation,
+                                                   name_field):
+    """What the service sends for each job step (botocore's validation, then the service
+    model's enums, patterns and bounds)."""
+    from botocore.validate import validate_parameters
+    from forecast_gateway.backends.sagemaker import validation
+    from sagemaker_helpers import SESSION
+
+    parameters = {p["Name"]: str(p.get("DefaultValue", "")) for p in definition["Parameters"]}
+    parameters.update(Retailer="acme_co", InputDataUri="s3://forecast-bucket/pfx/raw/acme_co/d.csv")
+    steps = [s for s in definition["Steps"] if s["Type"] == step_type] + [
+        s for c in definition["Steps"] if c["Type"] == "Condition"
+        for s in c["Arguments"]["IfSteps"] if s["Type"] == step_type]
+    assert steps
+    model = SESSION.client("sagemaker").meta.service_model.operation_model(operation)
+    for step in steps:
+        request = {**resolve(step["Arguments"], parameters), name_field: "retail-forecast-1"}
+        validate_parameters(request, model.input_shape)
+        assert validation.check_request(model, request) == []
