@@ -1,6 +1,7 @@
 """Test helpers shared by the in-process container tests (tests/forecasting/container) and the
 Docker-backed ones (tests/containers): an /opt/ml tree for a training job, the `train` console
-script (and the processing entrypoints `clean`/`evaluate`) run on it, a free port, a /ping poller with a deadline, and a POST to /invocations.
+script (and the processing entrypoints `clean`/`evaluate`) run on it, a free port, a /ping
+poller with a deadline, and a POST to /invocations.
 
 Test modules import these from here, never from a conftest: several conftest.py files share
 that module name, and which one `import conftest` finds depends on the collection order."""
