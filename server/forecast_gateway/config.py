@@ -143,8 +143,9 @@ class GatewayConfig:
     """SageMaker backend: the training instance's EBS volume."""
     sagemaker_max_runtime_s: int = 86400
     """SageMaker backend: a training job's StoppingCondition.MaxRuntimeInSeconds."""
-    sagemaker_serverless_memory_mb: int = 3072
-    """SageMaker backend: a serverless endpoint's memory (1024..6144, steps of 1024)."""
+    sagemaker_serverless_memory_mb: int = 2048
+    """SageMaker backend: a serverless endpoint's memory (1024..6144, steps of 1024; see
+    docs/sagemaker.md, "Serverless memory")."""
     sagemaker_serverless_concurrency: int = 5
     """SageMaker backend: a serverless endpoint's MaxConcurrency."""
     sagemaker_endpoint_instance_type: str = ""

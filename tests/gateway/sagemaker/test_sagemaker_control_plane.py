@@ -137,7 +137,7 @@ def test_serving_creates_a_serverless_endpoint_per_retailer_and_invokes_it(
     assert endpoint["EndpointStatus"] == "InService"
     assert endpoint["EndpointConfigName"] == target.config
     config = recorder.params("CreateEndpointConfig")["ProductionVariants"][0]
-    assert config["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 5}
+    assert config["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
     model = recorder.params("CreateModel")
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/{keys[0]}"
     assert model["ExecutionRoleArn"].endswith(":role/forecast-sagemaker-execution")

@@ -30,7 +30,7 @@ class SageMakerSettings:
     instance_count: int = 1
     volume_size_gb: int = 30
     max_runtime_s: int = 86400
-    serverless_memory_mb: int = 3072
+    serverless_memory_mb: int = 2048
     serverless_concurrency: int = 5
     endpoint_instance_type: str = ""
     """Empty: a serverless endpoint."""
