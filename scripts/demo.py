@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "client")]  # works before `pip install -e`
 
 from forecast_client import ForecastClient, ForecastClientError, pb
-from forecast_client.progress import ProgressLine
+from forecast_client.progress import JobProgress, ProgressLine
 from forecast_gateway.process import GatewayProcess
 
 from forecasting.forecast import future_rows
@@ -73,12 +73,8 @@ def main() -> int:
                                                 "early_stopping_rounds": "20"})
             started = time.monotonic()
             progress = ProgressLine(sys.stdout)
-
-            def show(j: pb.TrainingJob) -> None:
-                state = pb.JobState.Name(j.state).removeprefix("JOB_STATE_").lower()
-                progress.show(f"{state:<9} {j.stage}", j.progress)
-
-            final = client.wait_for_job(RETAILER, job.job_id, on_update=show)
+            # Stages in words, elapsed time and an estimate of the time left, as the CLI shows.
+            final = client.wait_for_job(RETAILER, job.job_id, on_update=JobProgress(progress))
             progress.done()
             if final.state != pb.JOB_STATE_SUCCEEDED:
                 print(f"demo: training {pb.JobState.Name(final.state)}: {final.failure_reason}",

@@ -68,6 +68,18 @@ def test_predict_days_with_intervals(gateway, horizon: pd.DataFrame) -> None:
                                    "99", target=gateway.target), 1, "99")
 
 
+def test_metrics_show_interval_coverage(gateway, trained) -> None:
+    r = forecast("metrics", "--retailer", "acme", target=gateway.target)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("prediction intervals on the test window:")
+    assert lines[at + 1].split() == ["LEVEL", "COVERAGE", "VS", "NOMINAL", "MEAN", "WIDTH"]
+    rows = {line.split()[0]: line.split() for line in lines[at + 2:]}
+    assert {"80%", "95%"} <= set(rows)
+    coverage, versus = float(rows["80%"][1].rstrip("%")), float(rows["80%"][2])
+    assert 0 <= coverage <= 100 and versus == pytest.approx(coverage - 80, abs=0.06)
+
+
 def test_turnover_days_of_supply(gateway, horizon: pd.DataFrame, tmp_path: Path) -> None:
     series = horizon[(horizon.store_nbr == 1) & (horizon.family == "BEVERAGES")]["sales"].to_numpy()
     # Stock for the first 3 days of forecast demand and half of the 4th: 3.5 days of supply.
