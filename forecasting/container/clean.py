@@ -97,7 +97,7 @@ def run(env: ProcessingEnv, horizon: int) -> dict:
               flush=True)
     dates = panel.dates(np.array([split.train_end, split.valid_end, split.test_end]))
     report = {
-        "schema": schema_reports[0] if len(schema_reports) == 1 else schema_reports,
+        "schema": schema_reports,          # one entry per input file
         **cleaning_report,
         "split": {"horizon": horizon, "train_end": str(dates[0]),
                   "validation_end": str(dates[1]), "test_end": str(dates[2]), **summary},

@@ -56,7 +56,8 @@ def test_splits_cut_the_validated_rows_by_date(cleaned):
 
 def test_cleaning_report_counts_the_repairs_and_the_cut(cleaned):
     report = json.loads((cleaned.report_dir / "cleaning_report.json").read_text())
-    assert report["schema"]["file"] == "train.csv"
+    assert [r["file"] for r in report["schema"]] == ["train.csv"]
+    assert report["schema"][0]["rows_read"] == report["rows_in"]
     assert report["rows_in"] == len(load_history(SAMPLE)[0])
     assert report["never_selling_series"] >= 0 and report["filled_missing_days"] >= 0
     split = report["split"]
