@@ -19,25 +19,11 @@ REQUESTS = 2_000
 GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v1"
 
 
-def _with_model(data_dir: Path) -> None:
-    """`acme` with a live model (the golden artifact) and no dataset, so no fuzzed Train can
-    start a real training job."""
-    from forecast_gateway.backends.local import LocalBackend
-    from forecast_gateway.config import GatewayConfig
-    from forecast_gateway.dataplane import ForecastService, Tenant
-
-    service = ForecastService(GatewayConfig(data_dir=data_dir), LocalBackend(training_slots=1))
-    try:
-        service.models.import_model(Tenant(fuzz_bench.RETAILER), GOLDEN)
-    finally:
-        service.close()
-
-
 def test_malformed_requests_never_get_internal_or_unknown(tmp_path, gateway_factory) -> None:
     from forecasting.predictor import Predictor
 
     data_dir = tmp_path / "data"
-    _with_model(data_dir)
+    fuzz_bench.import_model(data_dir, GOLDEN)
     gw = gateway_factory(data_dir).start()
     key = gw.api_key(fuzz_bench.RETAILER)
     admin = [("authorization", f"Bearer {gw.admin_key()}")]
