@@ -165,6 +165,9 @@ def write_m5_like(path: str, n_stores: int = M5_STORES, n_items: int = M5_ITEMS,
     try:
         for frame in m5_like(n_stores, n_items, n_days, seed=seed):
             table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = table.cast(pa.schema([   # text as plain strings, as a retailer's export has
+                pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
+                for f in table.schema]))
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table)

@@ -79,17 +79,19 @@ class XGBoostMember:
             booster = xgb.train(_params(hp), matrix, num_boost_round=hp.refit_rounds,
                                 xgb_model=first, verbose_eval=False)
             rounds += hp.refit_rounds
+        elif method == "refresh":   # XGBoost's refresh updater needs feature values, not bins
+            del cuts
+            matrix = xgb.DMatrix(_PanelChunks(data, target, data.keep), enable_categorical=True)
+            data.progress("fit", 0.25)
+            params = {**_params(hp), "process_type": "update", "updater": "refresh",
+                      "refresh_leaf": True}
+            booster = xgb.train(params, matrix, num_boost_round=rounds, xgb_model=first,
+                                verbose_eval=False)
         else:
             matrix = _matrix(data, target, data.keep, ref=cuts, max_bin=hp.max_bin)
             data.progress("fit", 0.25)
-            if method == "refresh":
-                params = {**_params(hp), "process_type": "update", "updater": "refresh",
-                          "refresh_leaf": True}
-                booster = xgb.train(params, matrix, num_boost_round=rounds, xgb_model=first,
-                                    verbose_eval=False)
-            else:
-                booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
-                                    verbose_eval=False, callbacks=[_Progress(data, rounds)])
+            booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
+                                verbose_eval=False, callbacks=[_Progress(data, rounds)])
         member = XGBoostMember(booster, hp.log_target, rounds - 1)
         data.log(f"xgboost: refit method={method} rounds={rounds} "
                  f"train_rows={matrix.num_row()}")
