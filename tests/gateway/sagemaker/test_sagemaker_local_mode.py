@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -110,3 +111,21 @@ def test_predict_is_answered_by_the_inference_image_as_the_local_backend_would(
     serving = docker("ps", "--filter", f"ancestor={IMAGES['inference']}", "--format",
                      "{{.ID}}").stdout.split()
     assert set(serving) & set(local_mode_containers(trained["root"]))
+
+
+def test_a_failing_training_job_reports_the_containers_reason(local_gateway: dict,
+                                                              tmp_path: Path) -> None:
+    """Local mode reports a failed job only as a docker-compose error; the reason comes from
+    the failure file the container left in output.tar.gz."""
+    from forecast_client import ForecastClient, pb
+
+    short = tmp_path / "short.csv"
+    history = pd.read_csv(SAMPLE)
+    history[history["date"] >= "2017-08-06"].to_csv(short, index=False)  # 10 days
+    with ForecastClient(target=local_gateway["gateway"].target) as client:
+        dataset = client.upload_dataset("shorty", short)
+        job = client.train("shorty", dataset_id=dataset.dataset_id, model_kind="xgboost",
+                           horizon=7, hyperparameters=QUICK)
+        final = list(client.watch_job("shorty", job.job_id))[-1]
+    assert final.state == pb.JOB_STATE_FAILED
+    assert "history covers 10 days; with horizon 7 it needs at least 42" in final.failure_reason
