@@ -63,7 +63,6 @@ class _Handle:
     name: str
     """The training job's name, or the pipeline execution's ARN."""
     pipeline: bool = False
-    created: bool = False
     stop_requested: bool = False
     stop_sent: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
@@ -164,7 +163,10 @@ class SageMakerBackend(Backend):
         if job.launch(lambda: handle) is None:  # type: ignore[arg-type,return-value]
             return job.stopped_outcome()
         job.handle = handle
-        data_uri = self.upload_dataset(spec)
+        try:
+            data_uri = self.upload_dataset(spec)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            return _failed(f"uploading the dataset to s3://{self.layout.bucket} failed: {exc}")
         job.listener.on_started(spec.job_id)
         if pipelined:
             return self._run_pipeline(job, handle, data_uri)
@@ -245,7 +247,6 @@ class SageMakerBackend(Backend):
             self._pipeline_ready = True
 
     def _created(self, job: _SageMakerJob, handle: _Handle) -> None:
-        handle.created = True
         log.info("training started", extra={"fields": {
             "job_id": job.spec.job_id, "retailer": job.spec.retailer, "sagemaker": handle.name}})
         if job.stopping:  # a cancel or close arrived before the job existed
