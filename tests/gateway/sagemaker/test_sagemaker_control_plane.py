@@ -200,3 +200,21 @@ def test_the_config_refuses_a_sagemaker_backend_without_bucket_or_role() -> None
         GatewayConfig(backend="sagemaker", sagemaker_bucket="b-1", sagemaker_local_mode=True,
                       sagemaker_serverless_memory_mb=1500)
     assert boto3  # the clients above are boto3's
+
+
+def test_a_restarted_gateway_finds_the_endpoint_it_made(
+        moto_clients: AwsClients, bucket: str, recorder: Recorder, tmp_path: Path) -> None:
+    import shutil
+
+    model_dir = tmp_path / "v1"
+    shutil.copytree(GOLDEN_ARTIFACT, model_dir)
+    ref = ModelRef("acme", "v1", model_dir)
+    for _ in range(2):  # the same version, deployed by two gateway lifetimes
+        backend = SageMakerBackend(settings(bucket), moto_clients, first_pause_s=0.01)
+        try:
+            backend.load_model(ref)
+        finally:
+            backend.close("restart")
+    assert recorder.operations().count("CreateEndpoint") == 1
+    assert recorder.operations().count("UpdateEndpoint") == 0
+    assert recorder.operations().count("PutObject") == 1  # the artifact is uploaded once
