@@ -68,7 +68,8 @@ def evaluate(forecasts: dict[str, np.ndarray], baseline: np.ndarray, actual: np.
 
 
 def metric_lines(evaluation: dict) -> list[str]:
-    """``name=value`` lines for a SageMaker MetricDefinitions regex, e.g. xgboost.test.rmsle=0.48."""
+    """``name=value`` lines for a SageMaker MetricDefinitions regex, e.g. xgboost.test.rmsle=0.48,
+    and the prediction intervals' test coverage, e.g. xgboost.test.coverage_80=0.79."""
     lines = []
     blocks = {**evaluation["models"], "baseline": evaluation["baseline"]}
     for name, block in blocks.items():
@@ -76,4 +77,7 @@ def metric_lines(evaluation: dict) -> list[str]:
             value = block["overall"][metric]
             if value is not None:
                 lines.append(metric_line(f"{name}.test.{metric}", value))
+    intervals = evaluation.get("intervals") or {}
+    for level, block in (intervals.get("coverage") or {}).items():   # e.g. coverage_80=0.79
+        lines.append(metric_line(f"{intervals['model']}.test.coverage_{level}", block["coverage"]))
     return lines

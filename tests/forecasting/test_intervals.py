@@ -122,3 +122,11 @@ def test_a_version_2_artifact_without_its_calibration_is_incomplete(model_dir, t
     (broken / "intervals.json").write_text(json.dumps(payload))
     with pytest.raises(ArtifactError, match="damaged: intervals.json"):
         Predictor.load(broken)
+
+
+def test_the_job_log_reports_each_level_coverage(trained):
+    from forecasting import metrics
+
+    lines = [line for line in metrics.metric_lines(trained.evaluation) if "coverage" in line]
+    cover = trained.evaluation["intervals"]["coverage"]
+    assert lines == [f"xgboost.test.coverage_{k}={cover[k]['coverage']:.6f}" for k in cover]
