@@ -4,6 +4,7 @@ elapsed time and an estimate of the time left, and a training job's stages in wo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
@@ -102,17 +103,19 @@ class JobProgress:
     """Shows each event of a training job on a `ProgressLine`: its state, its stage in words,
     the time since it started and an estimate of the time left.
 
-    Pass an instance as `on_update` to `ForecastClient.wait_for_job`."""
+    Pass an instance as `on_update` to `ForecastClient.wait_for_job`. `clock` gives the wall
+    time in seconds (the job's times are wall-clock timestamps)."""
 
-    def __init__(self, line: ProgressLine):
+    def __init__(self, line: ProgressLine, clock: Callable[[], float] = time.time):
         self.line = line
-        self._seen_at = time.time()
+        self._clock = clock
+        self._seen_at = clock()
 
     def __call__(self, job: pb.TrainingJob) -> None:
         """Show one event of the job."""
         since = job.start_time if job.HasField("start_time") else job.create_time
         started = since.seconds + since.nanos / 1e9 if since.seconds else self._seen_at
-        elapsed = max(0.0, time.time() - started)
+        elapsed = max(0.0, self._clock() - started)
         if job.state == pb.JOB_STATE_QUEUED:
             self.line.show("queued, waiting for a training slot", None, elapsed_s=elapsed)
         elif job.state == pb.JOB_STATE_RUNNING and (job.progress >= 1.0 or job.stage == "done"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from forecast_client import pb
@@ -26,18 +25,21 @@ def test_clock_and_time_left() -> None:
     assert seconds_left(10.0, 1.0) is None
 
 
-def _job(state: int, stage: str = "", progress: float = 0.0, started_s_ago: float = 0.0
+NOW = 1_800_000_000.0
+
+
+def _job(state: int, stage: str = "", progress: float = 0.0, started_s_ago: int = 0
          ) -> pb.TrainingJob:
     job = pb.TrainingJob(job_id="job-1", state=state, stage=stage, progress=progress)
-    job.create_time.FromSeconds(int(time.time() - started_s_ago - 5))
+    job.create_time.FromSeconds(int(NOW) - started_s_ago - 5)
     if started_s_ago:
-        job.start_time.FromSeconds(int(time.time() - started_s_ago))
+        job.start_time.FromSeconds(int(NOW) - started_s_ago)
     return job
 
 
 def test_job_progress_lines() -> None:
     out = io.StringIO()  # not a terminal: one plain line per new text
-    show = JobProgress(ProgressLine(out))
+    show = JobProgress(ProgressLine(out), clock=lambda: NOW)
     show(_job(pb.JOB_STATE_QUEUED))
     show(_job(pb.JOB_STATE_RUNNING, "refit_fit", 0.5, started_s_ago=20))
     show(_job(pb.JOB_STATE_RUNNING, "done", 1.0, started_s_ago=40))
