@@ -11,8 +11,9 @@
     forecast models --retailer acme
     forecast promote --retailer acme v2
 
-One module per group of commands (`datasets`, `jobs`, `forecasts`, `models`, `plot`); `app`
-builds the parser and turns every failure into one line on stderr (`messages`).
+One module per group of commands (`datasets`, `jobs`, `forecasts`, `models`, `monitor`,
+`plot`); `app` builds the parser and turns every failure into one line on stderr (`messages`,
+the one place where errors become the user's words).
 """
 
 from forecast_client.cli.app import build_parser, main
