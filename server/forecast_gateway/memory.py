@@ -11,7 +11,9 @@ RSS stays at its peak although nothing holds the memory. Two remedies, both meas
 - `Releaser.stream_ended` asks, once no stream has ended for QUIET_S seconds, for a full
   garbage collection (cancelled streams leave reference cycles through their exceptions'
   tracebacks that hold request messages and arrays) and a `malloc_trim(0)`, which hands the
-  free pages of every arena back to the OS. One background call per burst of streams.
+  free pages of every arena back to the OS; twice more over the next 6 s, for the chunks that
+  were still running when their stream ended. One background thread; nothing runs while streams
+  keep ending.
 
 On a C library without these calls (musl, macOS) both do nothing.
 """
@@ -29,6 +31,7 @@ log = logging.getLogger("forecast_gateway.memory")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 ARENAS = 2  # the gateway's cap: fewer arenas, less memory parked in them (measured)
 QUIET_S = 1.0
+AGAIN_AFTER_S = (2.0, 4.0, 0.0)  # pauses between the releases that follow a quiet period
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -91,9 +94,19 @@ class Releaser:
                 if self._closed:
                     return
                 self._ended.clear()
-            # Cancelled streams leave reference cycles (CancelledError -> traceback -> frames ->
-            # their request messages and arrays) that only a full collection frees.
-            collected = gc.collect()
-            released = trim()
-            log.debug("memory released after bulk streams",
-                      extra={"fields": {"gc_objects": collected, "trimmed": released}})
+            # Chunks already running when their stream was cancelled, and the served-forecast
+            # recorder's backlog, free their memory over the next seconds: release again later,
+            # unless more streams end (then the cycle starts over).
+            for pause in AGAIN_AFTER_S:
+                self._release()
+                if self._ended.wait(pause) or self._closed:
+                    break
+
+    @staticmethod
+    def _release() -> None:
+        # Cancelled streams leave reference cycles (CancelledError -> traceback -> frames ->
+        # their request messages and arrays) that only a full collection frees.
+        collected = gc.collect()
+        released = trim()
+        log.debug("memory released after bulk streams",
+                  extra={"fields": {"gc_objects": collected, "trimmed": released}})
