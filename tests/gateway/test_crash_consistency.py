@@ -146,3 +146,29 @@ def test_kill_during_training_fails_the_job_and_keeps_the_live_model(
         assert [(m.version, m.live) for m in client.list_models("acme")] == [("v1", True)]
         np.testing.assert_array_equal(client.predict("acme", **rows), before)
     assert sorted(p.name for p in _models(data_dir, "acme").iterdir()) == ["v1"]
+
+
+class _RefusingBackend(ScriptedBackend):
+    """Loads nothing: every new version fails to load."""
+
+    def load_model(self, model) -> None:
+        from forecasting.errors import ArtifactError
+
+        raise ArtifactError(f"cannot load {model.version}")
+
+
+def test_a_publish_that_fails_frees_the_version_name(tmp_path, make_artifact) -> None:
+    data_dir = tmp_path / "data"
+    gw = InProcessGateway(data_dir, _RefusingBackend()).start()
+    try:
+        with pytest.raises(Exception, match="cannot load v1"):
+            gw.server.service.models.import_model(Tenant("shop"), make_artifact("bad"))
+        assert list(_models(data_dir, "shop").iterdir()) == [_models(data_dir, "shop") / ".staging"]
+        assert _registered(data_dir, "shop") == []
+    finally:
+        gw.stop()
+    gw = InProcessGateway(data_dir, ScriptedBackend()).start()
+    try:
+        assert gw.server.service.models.import_model(Tenant("shop"), make_artifact("good")).version == "v1"
+    finally:
+        gw.stop()
