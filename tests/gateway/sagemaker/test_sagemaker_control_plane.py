@@ -94,11 +94,13 @@ def test_the_metric_regexes_read_the_lines_train_prints() -> None:
 
     from forecasting.joblog import metric_line
 
-    line = metric_line("hybrid.test.rmsle", 0.4821)
-    found = {d["Name"]: re.search(d["Regex"], line) for d in training.metric_definitions()}
-    assert float(found["hybrid.test.rmsle"].group(1)) == pytest.approx(0.4821)
-    assert found["xgboost.test.rmsle"] is None
-    assert len(found) <= 40  # SageMaker's limit of MetricDefinitions
+    definitions = training.metric_definitions()
+    assert len(definitions) <= 40  # SageMaker's limit of MetricDefinitions
+    for name, value in (("hybrid.test.rmsle", 0.4821), ("xgboost.test.coverage_80", 0.79)):
+        line = metric_line(name, value)
+        found = {d["Name"]: re.search(d["Regex"], line) for d in definitions}
+        assert float(found[name].group(1)) == pytest.approx(value)
+        assert [n for n, m in found.items() if m] == [name]
 
 
 def test_a_completed_job_without_model_fails_naming_the_missing_uri(
