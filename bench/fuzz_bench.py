@@ -10,7 +10,8 @@ Three kinds of request, for every method of every service in the generated code:
   columns of different lengths, maps with odd keys);
 - the cases from issue reports, always included first.
 
-    python -m bench.fuzz_bench --target 127.0.0.1:50051 [--requests 10000] [--seed 7]
+    python -m bench.fuzz_bench --model-dir DIR | --target 127.0.0.1:50051 [--api-key KEY]
+                               [--requests 10000] [--seed 7]
 
 `run(target, requests, seed, metadata)` is what the test (2,000 requests) calls; `bench(model_dir)`
 is `make bench`'s 10,000 against a gateway process serving the benchmark's model.
@@ -32,7 +33,7 @@ import grpc
 from google.protobuf import descriptor as d
 from google.protobuf import message_factory
 
-SERVICE_MODULES = ("forecast_service_pb2", "admin_service_pb2")
+GENERATED = "forecast_client._gen.forecastapi.v1"  # every *_pb2 module here with services
 FORBIDDEN = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 CALL_TIMEOUT_S = 30.0
 RETAILER = "acme"  # the retailer whose key the calls carry
@@ -75,13 +76,14 @@ class Report:
 def methods() -> list[Method]:
     """Every RPC of the generated services that can be imported."""
     import importlib
+    import pkgutil
 
     found: list[Method] = []
-    for name in SERVICE_MODULES:
-        try:
-            module = importlib.import_module(f"forecast_client._gen.forecastapi.v1.{name}")
-        except ImportError:
+    package = importlib.import_module(GENERATED)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if not info.name.endswith("_pb2"):
             continue
+        module = importlib.import_module(f"{GENERATED}.{info.name}")
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 found.append(Method(f"/{service.full_name}/{m.name}",
@@ -338,11 +340,18 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--target", required=True, help="host:port of a running gateway (loopback)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="host:port of a running gateway (loopback)")
+    where.add_argument("--model-dir", help="start a gateway serving this artifact (as make bench)")
     p.add_argument("--requests", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--api-key", default="", help="sent as 'authorization: Bearer KEY'")
+    p.add_argument("--api-key", default="", help="with --target: sent as 'authorization: Bearer KEY'")
     a = p.parse_args(argv)
+    if a.model_dir:
+        result = bench(a.model_dir, a.requests, a.seed)
+        print(json.dumps(result, indent=2))
+        print(markdown(result))
+        return 1 if result["forbidden"] else 0
     metadata = [("authorization", f"Bearer {a.api_key}")] if a.api_key else []
     report = run(a.target, a.requests, a.seed, metadata)
     print(json.dumps(report.as_dict(), indent=2))
