@@ -79,14 +79,10 @@ class XGBoostMember:
             booster = xgb.train(_params(hp), matrix, num_boost_round=hp.refit_rounds,
                                 xgb_model=first, verbose_eval=False)
             rounds += hp.refit_rounds
-        elif method == "refresh":   # XGBoost's refresh updater needs feature values, not bins
-            del cuts
-            matrix = xgb.DMatrix(_PanelChunks(data, target, data.keep), enable_categorical=True)
+        elif method == "refresh":
+            matrix = _matrix(data, target, data.keep, ref=cuts, max_bin=hp.max_bin)
             data.progress("fit", 0.25)
-            params = {**_params(hp), "process_type": "update", "updater": "refresh",
-                      "refresh_leaf": True}
-            booster = xgb.train(params, matrix, num_boost_round=rounds, xgb_model=first,
-                                verbose_eval=False)
+            booster = refresh_leaves(first, matrix, hp)
         else:
             matrix = _matrix(data, target, data.keep, ref=cuts, max_bin=hp.max_bin)
             data.progress("fit", 0.25)
@@ -129,6 +125,41 @@ class XGBoostMember:
         booster.load_model(directory / MODEL_FILE)
         booster.set_param({"nthread": 1})
         return cls(booster, bool(meta["log_target"]), int(meta["best_iteration"]))
+
+
+def refresh_leaves(booster: xgb.Booster, matrix: xgb.QuantileDMatrix, hp) -> xgb.Booster:
+    """The same trees with every leaf value recomputed on ``matrix``, tree after tree, as
+    XGBoost's ``refresh`` updater does (``refresh_leaf``): a leaf becomes
+    ``-eta * G / (H + lambda)`` over the rows it holds, with the gradients of the squared error
+    at the refreshed trees before it. XGBoost's updater needs the feature values (a ``DMatrix``,
+    8 bytes per feature and row); this reads only the leaf each row falls in from the bins."""
+    label, weight = matrix.get_label(), matrix.get_weight()
+    model = json.loads(booster.save_raw("json"))
+    learner = model["learner"]
+    trees = learner["gradient_booster"]["model"]["trees"]
+    margin = np.full(len(label), float(np.asarray(json.loads(
+        learner["learner_model_param"]["base_score"])).reshape(-1)[0]), dtype=np.float64)
+    eta, lam, alpha = hp.eta, getattr(hp, "lambda"), hp.alpha
+    for t, tree in enumerate(trees):
+        leaf = booster[t:t + 1].predict(matrix, pred_leaf=True).reshape(-1).astype(np.int64)
+        grad = margin - label
+        hess = np.ones_like(grad)
+        if len(weight):
+            grad, hess = grad * weight, hess * weight
+        size = len(tree["left_children"])
+        g = np.bincount(leaf, weights=grad, minlength=size)
+        h = np.bincount(leaf, weights=hess, minlength=size)
+        g = np.sign(g) * np.maximum(np.abs(g) - alpha, 0.0)
+        value = np.where(h > 0, -eta * g / (h + lam), 0.0)
+        is_leaf = np.asarray(tree["left_children"]) == -1
+        fresh = is_leaf & (h > 0)             # a leaf no row reaches keeps its value
+        for key in ("split_conditions", "base_weights"):
+            old = np.asarray(tree[key], dtype=np.float64)
+            tree[key] = np.where(fresh, value, old).tolist()
+        margin += np.asarray(tree["split_conditions"])[leaf]
+    refreshed = xgb.Booster()
+    refreshed.load_model(bytearray(json.dumps(model).encode()))
+    return refreshed
 
 
 def _target(sales: np.ndarray, log_target: bool) -> np.ndarray:

@@ -96,3 +96,26 @@ def test_validate_history_accepts_datetime_columns():
                           "family": ["A"], "sales": [1.0]})
     out, _ = validate_history(frame)
     assert str(out["date"].iloc[0].date()) == "2017-01-01"
+
+
+def test_parquet_reads_only_the_contract_columns_text_as_categories(tmp_path):
+    frame = pd.read_csv(pd.io.common.BytesIO(GOOD))
+    frame.insert(0, "id", range(3))
+    frame["city"] = "Quito"
+    path = tmp_path / "data.parquet"
+    frame.to_parquet(path)
+    raw = read_table(path)
+    assert list(raw.columns) == ["date", "store_nbr", "family", "sales", "onpromotion"]
+    assert isinstance(raw["date"].dtype, pd.CategoricalDtype)
+    assert isinstance(raw["family"].dtype, pd.CategoricalDtype)
+    parsed, report = validate_history(raw)
+    assert report["ignored_columns"] == ["city"]        # the id is known, just not needed
+    assert parsed["family"].astype(str).tolist()[2] == "LIQUOR,WINE,BEER"
+    with pytest.raises(DataValidationError, match="found: date, store_nbr, family, onpromotion"):
+        load_history(_parquet_without(frame, "sales", tmp_path))
+
+
+def _parquet_without(frame: pd.DataFrame, column: str, tmp_path) -> str:
+    path = tmp_path / f"without-{column}.parquet"
+    frame.drop(columns=[column]).to_parquet(path)
+    return str(path)

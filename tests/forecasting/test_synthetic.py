@@ -36,3 +36,23 @@ def test_sample_file_ships_and_is_valid():
     from pathlib import Path
     frame, _ = load_history(Path(__file__).resolve().parents[2] / "data/sample/train.csv")
     assert len(frame) > 10_000
+
+
+def test_level_shift_moves_half_the_stores_over_the_last_days():
+    base = synthetic.generate(6, 4, "2017-01-01", seed=2)
+    moved = synthetic.generate(6, 4, "2017-01-01", seed=2, level_shift=(14, 2.0))
+    late = base["date"] > sorted(base["date"].unique())[-15]
+    assert base.loc[~late, "sales"].equals(moved.loc[~late, "sales"])
+    ratio = (moved[late].groupby("store_nbr")["sales"].sum()
+             / base[late].groupby("store_nbr")["sales"].sum())
+    assert ((ratio > 1.6) | ((ratio > 0.99) & (ratio < 1.01))).all() and (ratio > 1.6).any()
+
+
+def test_m5_like_is_stores_by_items_with_intermittent_low_volume_demand(tmp_path):
+    path = tmp_path / "m5.parquet"
+    rows = synthetic.write_m5_like(str(path), n_stores=2, n_items=40, n_days=120)
+    frame, _ = load_history(path)
+    assert rows == len(frame) == 2 * 40 * 120
+    assert frame.groupby(["store_nbr", "family"], observed=True).ngroups == 80
+    assert frame["sales"].eq(0).mean() > 0.4 and frame["sales"].median() <= 1
+    assert synthetic.M5_STORES * synthetic.M5_ITEMS * synthetic.M5_DAYS == 59_181_090
