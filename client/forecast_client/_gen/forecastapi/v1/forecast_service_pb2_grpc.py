@@ -121,7 +121,9 @@ class ForecastServiceServicer(object):
     def Train(self, request, context):
         """Starts training a model for a retailer on an uploaded dataset. Returns at once with the
         queued job; follow it with WatchTrainingJob or GetTrainingJob. When the job succeeds, its
-        model version becomes the retailer's live model.
+        model version is registered and goes live as `promote` decides (by default only if it scores
+        at least as well as the live model on the new job's test window); the job's `promotion`
+        says what was decided and why.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -78,7 +78,9 @@ class ForecastServiceStub:
     Train: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.TrainRequest, _forecast_service_pb2.TrainResponse]
     """Starts training a model for a retailer on an uploaded dataset. Returns at once with the
     queued job; follow it with WatchTrainingJob or GetTrainingJob. When the job succeeds, its
-    model version becomes the retailer's live model.
+    model version is registered and goes live as `promote` decides (by default only if it scores
+    at least as well as the live model on the new job's test window); the job's `promotion`
+    says what was decided and why.
     """
     GetTrainingJob: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.GetTrainingJobRequest, _forecast_service_pb2.GetTrainingJobResponse]
     """Returns one training job."""
@@ -148,7 +150,9 @@ class ForecastServiceAsyncStub(ForecastServiceStub):
     Train: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.TrainRequest, _forecast_service_pb2.TrainResponse]  # type: ignore[assignment]
     """Starts training a model for a retailer on an uploaded dataset. Returns at once with the
     queued job; follow it with WatchTrainingJob or GetTrainingJob. When the job succeeds, its
-    model version becomes the retailer's live model.
+    model version is registered and goes live as `promote` decides (by default only if it scores
+    at least as well as the live model on the new job's test window); the job's `promotion`
+    says what was decided and why.
     """
     GetTrainingJob: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.GetTrainingJobRequest, _forecast_service_pb2.GetTrainingJobResponse]  # type: ignore[assignment]
     """Returns one training job."""
@@ -227,7 +231,9 @@ class ForecastServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_forecast_service_pb2.TrainResponse, _abc.Awaitable[_forecast_service_pb2.TrainResponse]]:
         """Starts training a model for a retailer on an uploaded dataset. Returns at once with the
         queued job; follow it with WatchTrainingJob or GetTrainingJob. When the job succeeds, its
-        model version becomes the retailer's live model.
+        model version is registered and goes live as `promote` decides (by default only if it scores
+        at least as well as the live model on the new job's test window); the job's `promotion`
+        says what was decided and why.
         """
 
     @_abc_1.abstractmethod
