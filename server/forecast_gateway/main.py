@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except DataDirInUse as exc:  # a second gateway on the same --data-dir: one line, exit 1
-        log.error("gateway cannot start: %s", exc)
         print(f"forecast-gateway: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
