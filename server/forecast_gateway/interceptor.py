@@ -7,6 +7,8 @@ code and a message; `ServerInterceptor` wraps every handler: it sets the request
 service needs an admin), logs one line per call and aborts with `to_status(exc)` when the
 handler raises. Servicers never call `context.abort`. Refused calls are counted in
 `auth.authenticator.AUTH_FAILURES` and logged with the request id, never the credential.
+It also wraps each handler's request deserializer, so bytes that are not a valid message answer
+INVALID_ARGUMENT (grpc itself would answer UNKNOWN, or INTERNAL on a stream).
 """
 
 from __future__ import annotations
