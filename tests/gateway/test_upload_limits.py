@@ -1,6 +1,8 @@
 """UploadDataset's size limits, over a real channel: an oversized chunk, a stream that grows past
 the file limit without declaring its size, and a declared size over the limit each get
-RESOURCE_EXHAUSTED naming the limit, and leave nothing behind (the stored datasets intact)."""
+RESOURCE_EXHAUSTED naming the limit, and leave nothing behind (the stored datasets intact). A too
+wide or too long table is INVALID_ARGUMENT before it is parsed, and uploads run on threads of
+their own, never the control calls'."""
 
 from __future__ import annotations
 
@@ -90,3 +92,42 @@ def test_each_upload_limit_is_enforced_and_leaves_nothing_behind(limited) -> Non
 def test_whole_upload_limit_defaults_to_one_gib() -> None:
     # The documented default (docs/grpc_api.md); the upload path itself is tested above.
     assert GatewayConfig().max_upload_bytes == 1024 ** 3
+
+
+def test_a_too_wide_or_too_long_table_is_refused_before_parsing(limited) -> None:
+    from forecasting.table_limits import MAX_COLUMNS, MAX_FIELD_BYTES
+
+    gw, client = limited
+    before = _stored_files(gw)
+    wide = b",".join(b"c%d" % i for i in range(MAX_COLUMNS + 1)) + b"\n" + _csv(100)
+    long = _csv(100).replace(b"BREAD/BAKERY", b"B" * (MAX_FIELD_BYTES + 1))
+    for data, expected in ((wide, f"at most {MAX_COLUMNS}"), (long, f"{MAX_FIELD_BYTES:,} bytes")):
+        with pytest.raises(ForecastClientError) as info:
+            client.upload_dataset("shop", data, filename="t.csv")
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert expected in info.value.details
+    assert _stored_files(gw) == before
+
+
+def test_uploads_do_not_take_the_control_threads(scripted_gateway) -> None:
+    """With the upload threads all busy, control calls still answer and an upload waits."""
+    import threading
+
+    gw = scripted_gateway(upload_threads=1, control_threads=1)
+    config = ClientConfig(target=gw.target, api_key=gw.api_key("shop"),
+                          retry=RetryPolicy(max_attempts=1))
+    release = threading.Event()
+    gw.server._upload_pool.submit(release.wait, 30)  # the only upload thread is busy
+    done: list[object] = []
+    with ForecastClient(config) as client:
+        uploading = threading.Thread(
+            target=lambda: done.append(client.upload_dataset("shop", _csv(4 * KIB), filename="w.csv")))
+        uploading.start()
+        try:
+            assert client.list_models("shop") == []  # answered by a control thread meanwhile
+            uploading.join(0.5)
+            assert done == [], "the upload ran on a control thread"
+        finally:
+            release.set()
+            uploading.join(30)
+    assert len(done) == 1 and done[0].rows > 0
