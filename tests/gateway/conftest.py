@@ -142,6 +142,26 @@ def scripted_gateway(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture()
+def restartable_gateway() -> Iterator:
+    """`restartable_gateway(data_dir, **config)`: a started in-process gateway on `data_dir` over a
+    fresh ScriptedBackend, for tests that stop it and start another on the same data dir (crash
+    recovery); those still running are stopped at teardown."""
+    started: list[InProcessGateway] = []
+
+    def start(data_dir: Path, **config) -> InProcessGateway:
+        gw = InProcessGateway(data_dir, ScriptedBackend(), **config)
+        started.append(gw.start())
+        return gw
+
+    try:
+        yield start
+    finally:
+        for gw in started:
+            if gw.thread.is_alive():
+                gw.stop()
+
+
+@pytest.fixture()
 def make_artifact(tmp_path: Path):
     """`make_artifact(name)`: a fake artifact directory under the test's tmp_path."""
     return lambda name: fake_artifact(tmp_path / "artifacts" / name)

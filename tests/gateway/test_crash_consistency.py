@@ -10,6 +10,7 @@ model as it was. The kill -9 tests use the test-only crash point hook (crashpoin
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -18,7 +19,6 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import InProcessGateway, ScriptedBackend, fake_artifact
 from forecast_client import ForecastClient, ForecastClientError, pb
 from forecast_gateway.crashpoints import ENV as CRASH_AT
 from forecast_gateway.dataplane import Tenant
@@ -32,49 +32,46 @@ def _models(data_dir: Path, retailer: str) -> Path:
     return data_dir / "retailers" / retailer / "models"
 
 
-def test_start_up_quarantines_what_the_registry_does_not_know(tmp_path, make_artifact) -> None:
+def test_start_up_quarantines_what_the_registry_does_not_know(
+        tmp_path, make_artifact, restartable_gateway) -> None:
     data_dir = tmp_path / "data"
-    gw = InProcessGateway(data_dir, ScriptedBackend()).start()
+    gw = restartable_gateway(data_dir)
     gw.server.service.models.import_model(Tenant("shop"), make_artifact("first"))
     gw.stop()
     models = _models(data_dir, "shop")
-    fake_artifact(models / "v2")  # what a kill after the rename, before the registry, leaves
-    (models / ".staging" / "cut-off").mkdir(parents=True)  # a kill while staging
-    gw = InProcessGateway(data_dir, ScriptedBackend()).start()
-    try:
-        assert sorted(p.name for p in models.iterdir()) == ["v1"]
-        quarantined = list((data_dir / "quarantine" / "shop").iterdir())
-        assert [p.name.split("-")[0] for p in quarantined] == ["v2"]
-        assert (quarantined[0] / "artifact.json").is_file()  # kept for an operator
-        again = gw.server.service.models.import_model(Tenant("shop"), make_artifact("second"))
-        assert again.version == "v2"
-        assert sorted(os.listdir(models / "v2")) == ["artifact.json", "evaluation.json"]  # not nested
-        assert set(again.manifest) == {"artifact.json", "evaluation.json"}
-    finally:
-        gw.stop()
+    # What a kill after the rename, before the registry, leaves; and a kill while staging.
+    shutil.copytree(make_artifact("orphan"), models / "v2")
+    (models / ".staging" / "cut-off").mkdir(parents=True)
+    gw = restartable_gateway(data_dir)
+    assert sorted(p.name for p in models.iterdir()) == ["v1"]
+    quarantined = list((data_dir / "quarantine" / "shop").iterdir())
+    assert [p.name.split("-")[0] for p in quarantined] == ["v2"]
+    assert (quarantined[0] / "artifact.json").is_file()  # kept for an operator
+    again = gw.server.service.models.import_model(Tenant("shop"), make_artifact("second"))
+    assert again.version == "v2"
+    assert sorted(os.listdir(models / "v2")) == ["artifact.json", "evaluation.json"]  # not nested
+    assert set(again.manifest) == {"artifact.json", "evaluation.json"}
 
 
-def test_a_version_whose_files_changed_is_refused_not_served(tmp_path, make_artifact) -> None:
+def test_a_version_whose_files_changed_is_refused_not_served(
+        tmp_path, make_artifact, restartable_gateway) -> None:
     data_dir = tmp_path / "data"
-    gw = InProcessGateway(data_dir, ScriptedBackend()).start()
+    gw = restartable_gateway(data_dir)
     gw.server.service.models.import_model(Tenant("shop"), make_artifact("v1"))
     key = gw.api_key("shop")
     gw.stop()
     (_models(data_dir, "shop") / "v1" / "evaluation.json").write_text("{}")
-    gw = InProcessGateway(data_dir, ScriptedBackend()).start()
-    try:
-        with ForecastClient(target=gw.target, api_key=key) as client:
-            for call in (lambda: client.predict("shop", date=["2017-08-16"], store_nbr=[1],
-                                                family=["BREAD/BAKERY"]),
-                         lambda: client.get_metrics("shop"),
-                         lambda: client.set_live_model("shop", "v1")):
-                with pytest.raises(ForecastClientError) as info:
-                    call()
-                assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
-                assert "'evaluation.json' does not match its recorded sha256" in info.value.details
-        assert gw.backend.calls == 0  # nothing was forecast with it
-    finally:
-        gw.stop()
+    gw = restartable_gateway(data_dir)
+    with ForecastClient(target=gw.target, api_key=key) as client:
+        for call in (lambda: client.predict("shop", date=["2017-08-16"], store_nbr=[1],
+                                            family=["BREAD/BAKERY"]),
+                     lambda: client.get_metrics("shop"),
+                     lambda: client.set_live_model("shop", "v1")):
+            with pytest.raises(ForecastClientError) as info:
+                call()
+            assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert "'evaluation.json' does not match its recorded sha256" in info.value.details
+    assert gw.backend.calls == 0  # nothing was forecast with it
 
 
 def _registered(data_dir: Path, retailer: str) -> list[str]:
@@ -148,27 +145,20 @@ def test_kill_during_training_fails_the_job_and_keeps_the_live_model(
     assert sorted(p.name for p in _models(data_dir, "acme").iterdir()) == ["v1"]
 
 
-class _RefusingBackend(ScriptedBackend):
-    """Loads nothing: every new version fails to load."""
+def test_a_publish_that_fails_frees_the_version_name(
+        tmp_path, make_artifact, restartable_gateway) -> None:
+    from forecasting.errors import ArtifactError
 
-    def load_model(self, model) -> None:
-        from forecasting.errors import ArtifactError
-
+    def refuse(model) -> None:
         raise ArtifactError(f"cannot load {model.version}")
 
-
-def test_a_publish_that_fails_frees_the_version_name(tmp_path, make_artifact) -> None:
     data_dir = tmp_path / "data"
-    gw = InProcessGateway(data_dir, _RefusingBackend()).start()
-    try:
-        with pytest.raises(Exception, match="cannot load v1"):
-            gw.server.service.models.import_model(Tenant("shop"), make_artifact("bad"))
-        assert list(_models(data_dir, "shop").iterdir()) == [_models(data_dir, "shop") / ".staging"]
-        assert _registered(data_dir, "shop") == []
-    finally:
-        gw.stop()
-    gw = InProcessGateway(data_dir, ScriptedBackend()).start()
-    try:
-        assert gw.server.service.models.import_model(Tenant("shop"), make_artifact("good")).version == "v1"
-    finally:
-        gw.stop()
+    gw = restartable_gateway(data_dir)
+    gw.backend.load_model = refuse  # every new version fails to load
+    with pytest.raises(ArtifactError, match="cannot load v1"):
+        gw.server.service.models.import_model(Tenant("shop"), make_artifact("bad"))
+    assert list(_models(data_dir, "shop").iterdir()) == [_models(data_dir, "shop") / ".staging"]
+    assert _registered(data_dir, "shop") == []
+    gw.stop()
+    gw = restartable_gateway(data_dir)
+    assert gw.server.service.models.import_model(Tenant("shop"), make_artifact("good")).version == "v1"
