@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from forecast_gateway.process import GatewayProcess
 from moto_server import DUMMY_AWS_ENV, MotoServer
-from moto_server import DUMMY_AWS_ENV, MotoServer
 
 from forecasting import forecast
 
@@ -89,18 +88,6 @@ def trained(gateway: GatewayProcess) -> dict:
         events = list(client.watch_job("acme", job.job_id))
     return {"retailer": "acme", "dataset": dataset, "job": job, "events": events,
             "final": events[-1]}
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """moto in server mode on 127.0.0.1 (S3 and the SageMaker control plane over real HTTP),
-    with dummy AWS credentials and region set for the whole session (no test can reach AWS)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in DUMMY_AWS_ENV.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_PROFILE", raising=False)
-        with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-            yield server
 
 
 @pytest.fixture(scope="session")
