@@ -88,6 +88,14 @@ class Predictor:
                                     rows["family"].astype(str).to_numpy(),
                                     rows["onpromotion"].to_numpy())
 
+    def predict_frame_intervals(self, frame: pd.DataFrame, levels,
+                                ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+        """``predict`` with the interval bounds per level (see ``predict_intervals``)."""
+        rows, _ = validate_future(frame)
+        return self.predict_intervals(rows["date"].to_numpy(), rows["store_nbr"].to_numpy(),
+                                      rows["family"].astype(str).to_numpy(),
+                                      rows["onpromotion"].to_numpy(), levels)
+
     def predict_columns(self, date, store_nbr, family, onpromotion=None) -> np.ndarray:
         """Columnar fast path: equal-length arrays in, float64 forecasts out, in order."""
         grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion)

@@ -8,7 +8,10 @@ takes requests; a model that fails to load stops the server. Routes:
 - ``POST /invocations``:
   - ``application/json``: future rows, columnar ``{"date": [...], "store_nbr": [...],
     "family": [...], "onpromotion": [...]}``, or ``{"instances": [{...}, ...]}``, or a list
-    of row objects. Answer: ``{"predictions": [...]}``, one per row, in order.
+    of row objects. Answer: ``{"predictions": [...]}``, one per row, in order. An object may
+    add ``"levels": [80, 95]`` (percent): the answer then also has ``"intervals": [{"level":
+    80, "lower": [...], "upper": [...]}, ...]`` (400 ``ArtifactError`` for a model saved
+    without intervals).
   - ``text/csv`` with a header row naming ``date``: future rows. Answer: one forecast a line.
   - ``text/csv`` without a header: the built-in XGBoost convention, one ready feature row per
     line in ``features.json`` order. Answer: one forecast a line.
@@ -46,23 +49,30 @@ class RequestError(Exception):
         self.status = status
 
 
-def parse_json(body: bytes) -> pd.DataFrame:
+def parse_json(body: bytes) -> tuple[pd.DataFrame, list[float]]:
+    """The rows of a JSON body and the interval ``levels`` it asks for (none: [])."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"body is not valid JSON: {exc}") from None
+    levels: list = []
+    if isinstance(payload, dict) and "levels" in payload:
+        levels = payload.pop("levels")
+        if not isinstance(levels, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
+            raise UserError('"levels" must be a list of numbers, e.g. [80, 95]')
     if isinstance(payload, dict) and "instances" in payload:
         payload = payload["instances"]
     if isinstance(payload, list):
         if not all(isinstance(r, dict) for r in payload):
             raise UserError("a JSON list must hold row objects like "
                             '{"date": "2017-08-16", "store_nbr": 1, "family": "BEVERAGES"}')
-        return pd.DataFrame.from_records(payload)
+        return pd.DataFrame.from_records(payload), levels
     if isinstance(payload, dict):
         lengths = {k: len(v) for k, v in payload.items() if isinstance(v, list)}
         if len(lengths) != len(payload) or len(set(lengths.values())) > 1:
             raise UserError("a JSON object must map each column to a list, all of one length")
-        return pd.DataFrame(payload)
+        return pd.DataFrame(payload), levels
     raise UserError("JSON body must be an object of columns, {\"instances\": [...]}, or a list")
 
 
@@ -139,7 +149,13 @@ def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
                                         f"is {MAX_BODY_BYTES}")
             body = request.get_data(cache=False)
             if content_type == JSON:
-                values = model.predict(parse_json(body))
+                frame, levels = parse_json(body)
+                if levels:
+                    values, bounds = model.predict_frame_intervals(frame, levels)
+                    return Response(json.dumps({"predictions": values.tolist(), "intervals": [
+                        {"level": level, "lower": lower.tolist(), "upper": upper.tolist()}
+                        for level, (lower, upper) in bounds.items()]}), mimetype=JSON)
+                values = model.predict(frame)
             elif content_type == CSV:
                 if _is_header_csv(body):
                     values = model.predict(validate_future(read_table(body))[0])

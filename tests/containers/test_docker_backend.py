@@ -97,6 +97,24 @@ def test_train_deploy_predict(gateway: dict, dataset: pb.Dataset) -> None:
     assert metrics is not None
 
 
+def test_levels_come_from_the_inference_container(gateway: dict) -> None:
+    """Intervals through the container's JSON request (`"levels"`), over many small bodies
+    (the answer's size bounds a chunk too), equal to the Predictor's in process."""
+    from forecasting.predictor import Predictor
+
+    client = gateway["client"]
+    live = next(m for m in client.list_models(RETAILER) if m.live)
+    frame = client.forecast(RETAILER, days=3, levels=(80, 95))
+    model_dir = gateway["data_dir"] / "retailers" / RETAILER / "models" / live.version
+    point, bounds = Predictor.load(model_dir).predict_intervals(
+        frame["date"].to_numpy(), frame["store_nbr"].to_numpy(), frame["family"].to_numpy(),
+        frame["onpromotion"].to_numpy(), (80, 95))
+    np.testing.assert_allclose(frame["sales"], point, rtol=1e-6)
+    for level in (80, 95):
+        np.testing.assert_allclose(frame[f"lo-{level}"], bounds[level][0], rtol=1e-6)
+        np.testing.assert_allclose(frame[f"hi-{level}"], bounds[level][1], rtol=1e-6)
+
+
 def test_new_version_replaces_container_without_failing_requests(
         gateway: dict, dataset: pb.Dataset) -> None:
     client = gateway["client"]

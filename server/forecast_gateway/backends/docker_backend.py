@@ -39,6 +39,7 @@ import tarfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,33 +264,49 @@ class DockerBackend(Backend):
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         """POST the rows to the version's container, in chunks under the body limit."""
+        return self.predict_intervals(model, rows, ())[0]
+
+    def predict_intervals(self, model: ModelRef, rows: RowColumns, levels: Sequence[float],
+                          ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+        """POST the rows with `"levels"` (the container's JSON request); the answers'
+        `intervals` are gathered per level. Chunks keep the answer under the body limit too."""
         server = self._acquire(model)
         try:
             dates = np.datetime_as_string(np.asarray(rows.day).astype("datetime64[D]"), unit="D")
             out = np.empty(len(rows), dtype=np.float64)
-            for start, stop, body in self._chunks(rows, dates):
-                values = self._invoke(server, body)
+            bounds = {float(lv): (np.empty(len(rows)), np.empty(len(rows))) for lv in levels}
+            for start, stop, body in self._chunks(rows, dates, levels):
+                answer = self._invoke(server, body)
+                values = np.asarray(answer["predictions"], dtype=np.float64)
                 if values.shape != (stop - start,):
                     raise RuntimeError(f"the inference container returned {values.shape[0]} "
                                        f"forecasts for {stop - start} rows")
                 out[start:stop] = values
-            return out
+                for interval in answer.get("intervals", []) if levels else []:
+                    lower, upper = bounds[float(interval["level"])]
+                    lower[start:stop] = interval["lower"]
+                    upper[start:stop] = interval["upper"]
+            return out, bounds
         finally:
             self._release(server)
 
-    def _chunks(self, rows: RowColumns, dates: np.ndarray):
-        """(start, stop, body) with every body at most `max_body_bytes`."""
+    def _chunks(self, rows: RowColumns, dates: np.ndarray, levels: Sequence[float] = ()):
+        """(start, stop, body) with every body, and its answer (one forecast and two bounds
+        per level per row, about 24 bytes each in JSON), at most `max_body_bytes`."""
         limit = self.settings.max_body_bytes
         n = len(rows)
-        step = max(1, min(n, 50_000))
+        step = max(1, min(n, 50_000, limit // (24 * (1 + 2 * len(levels)))))
         start = 0
         while start < n:
             stop = min(n, start + step)
-            payload = {"date": dates[start:stop].tolist(),
-                       "store_nbr": np.asarray(rows.store_nbr[start:stop]).astype(int).tolist(),
-                       "family": [str(f) for f in rows.family[start:stop]]}
+            payload: dict[str, object] = {
+                "date": dates[start:stop].tolist(),
+                "store_nbr": np.asarray(rows.store_nbr[start:stop]).astype(int).tolist(),
+                "family": [str(f) for f in rows.family[start:stop]]}
             if rows.onpromotion is not None:
                 payload["onpromotion"] = np.asarray(rows.onpromotion[start:stop]).tolist()
+            if levels:
+                payload["levels"] = [float(lv) for lv in levels]
             body = json.dumps(payload, separators=(",", ":")).encode()
             if len(body) > limit and stop - start > 1:
                 # Too big: shrink the chunk in proportion (with margin) and try again.
@@ -301,7 +318,7 @@ class DockerBackend(Backend):
             yield start, stop, body
             start = stop
 
-    def _invoke(self, server: _Server, body: bytes) -> np.ndarray:
+    def _invoke(self, server: _Server, body: bytes) -> dict:
         conn = http.client.HTTPConnection("127.0.0.1", server.port,
                                           timeout=self.settings.request_timeout_s)
         try:
@@ -316,7 +333,7 @@ class DockerBackend(Backend):
         finally:
             conn.close()
         if resp.status == 200:
-            return np.asarray(json.loads(data)["predictions"], dtype=np.float64)
+            return json.loads(data)
         try:
             error = json.loads(data)
         except ValueError:
@@ -326,6 +343,8 @@ class DockerBackend(Backend):
             if kind == "ForecastRequestError" and ": " in message:
                 name, _, reason = message.partition(": ")
                 raise ForecastRequestError(name, reason)
+            if kind == "ArtifactError":   # e.g. levels asked of a model without intervals
+                raise ArtifactError(message)
             raise UserError(message)
         raise RuntimeError(f"the inference container answered {resp.status}: {message}")
 

@@ -82,3 +82,21 @@ def test_serve_exits_when_the_model_cannot_load(tmp_path):
     result = subprocess.run([str(Path(sys.executable).parent / "serve")], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "cannot load the model" in result.stderr
+
+
+def test_json_levels_add_the_intervals(server):
+    status, _, body = post(server, json.dumps({**ROWS_JSON, "levels": [80, 95]}).encode(),
+                           "application/json")
+    answer = json.loads(body)
+    _, _, plain = post(server, json.dumps(ROWS_JSON).encode(), "application/json")
+    assert status == 200 and answer["predictions"] == json.loads(plain)["predictions"]
+    assert [i["level"] for i in answer["intervals"]] == [80, 95]
+    for i in answer["intervals"]:
+        assert len(i["lower"]) == len(i["upper"]) == 3
+        assert all(lo <= hi for lo, hi in zip(i["lower"], i["upper"]))
+    status, _, body = post(server, json.dumps({**ROWS_JSON, "levels": [150]}).encode(),
+                           "application/json")
+    assert status == 400 and "levels: 150 is not a level" in json.loads(body)["error"]
+    status, _, body = post(server, json.dumps({**ROWS_JSON, "levels": "80"}).encode(),
+                           "application/json")
+    assert status == 400 and '"levels" must be a list of numbers' in json.loads(body)["error"]
