@@ -69,10 +69,17 @@ class ModelService:
 
     def __init__(self, state: SharedState):
         self._s = state
-        self._publish_lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self.artifacts = ArtifactStore(state.storage, state.registry)
 
     # -- publishing --------------------------------------------------------------------------
+
+    def _publishing(self, retailer: str) -> threading.Lock:
+        """One retailer's publish lock: its version numbers are handed out one at a time, while
+        other retailers publish in parallel (a SageMaker endpoint deploy takes minutes)."""
+        with self._locks_lock:
+            return self._locks.setdefault(retailer, threading.Lock())
 
     def publish(self, job: Job, artifact_dir: Path, job_update: dict[str, object],
                 decision: Decision | None = None) -> str:
@@ -81,7 +88,7 @@ class ModelService:
         it goes live — unless the promotion `decision` keeps the live model; the job's
         `job_update` is stored in the same registry transaction. Returns the version."""
         live = decision is None or decision.promoted
-        with self._publish_lock:
+        with self._publishing(job.retailer):
             model, number = self._install(job.retailer, artifact_dir, True, job.job_id,
                                           job.dataset_id, job.model_kind, job.horizon)
             model = replace(model, promotion=decision)
@@ -89,9 +96,9 @@ class ModelService:
             if live:
                 self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
                     model, number, make_live=True, job_update=update)))
-            else:
+            else:  # kept off the backend too: SetLiveModel loads it if it is ever promoted
                 self._commit(model, lambda: self._s.registry.add_model(
-                    model, number, make_live=False, job_update=update))
+                    model, number, make_live=False, job_update=update), load=False)
         log.info("model version live" if live else "model version registered, not live",
                  extra={"fields": {"job_id": job.job_id, "retailer": job.retailer,
                                    "model_version": model.version}})
@@ -104,20 +111,21 @@ class ModelService:
         """
         retailer = tenant.retailer
         self._s.registry.ensure_retailer(retailer)
-        with self._publish_lock:
+        with self._publishing(retailer):
             model, number = self._install(retailer, artifact_dir, False, "", "", "", DEFAULT_HORIZON)
             if make_live:
                 self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
                     model, number, make_live=True)))
             else:
-                self._commit(model, lambda: self._s.registry.add_model(model, number, make_live=False))
+                self._commit(model, lambda: self._s.registry.add_model(model, number, make_live=False),
+                             load=False)
         return self._s.registry.get_model(retailer, model.version)  # type: ignore[return-value]
 
     def publish_update(self, base: ModelVersion, artifact_dir: Path) -> ModelVersion:
         """Install `artifact_dir` (moved) as the next version of `base`'s retailer, with `base`'s
         provenance (same job, dataset and kind: an update such as a history moved forward by
         actuals), and make it live."""
-        with self._publish_lock:
+        with self._publishing(base.retailer):
             model, number = self._install(base.retailer, artifact_dir, True, base.job_id,
                                           base.dataset_id, base.model_kind, base.horizon)
             self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
@@ -141,11 +149,12 @@ class ModelService:
                                       horizon), manifest=files)
         return model, number
 
-    def _commit(self, model: ModelVersion, record: Callable[[], object]) -> None:
-        """Load the installed version, then `record()` it; if either fails, the directory leaves
-        `models/` so the version name is free for the next publish."""
+    def _commit(self, model: ModelVersion, record: Callable[[], object], load: bool = True) -> None:
+        """Load the installed version (when it is to go live), then `record()` it; if either
+        fails, the directory leaves `models/` so the version name is free for the next publish."""
         try:
-            self._s.metrics.time_model_load(lambda: self._s.backend.load_model(model.ref))
+            if load:
+                self._s.metrics.time_model_load(lambda: self._s.backend.load_model(model.ref))
             record()
         except BaseException:
             self.artifacts.discard(model.path, model.retailer, "its publish failed")
