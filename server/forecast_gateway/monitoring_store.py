@@ -14,15 +14,13 @@ Thread-safe: one connection guarded by a lock; every method is one short transac
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from forecast_gateway.sqlite_db import SqliteDb
 
 RETENTION_DAYS = 180
 KEEP_VERSIONS = 5
@@ -72,28 +70,12 @@ class MonitoringStore:
     """Served forecasts, uploads, live scores and drift reports of every retailer."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._sql = SqliteDb(path, schema=_SCHEMA)
+        self._db, self._lock, self._tx = self._sql.conn, self._sql.lock, self._sql.tx
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._sql.close()
 
     # -- served forecasts --------------------------------------------------------------------
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from forecast_gateway.domain import Dataset, Job, JobState, ModelVersion
+from forecast_gateway.sqlite_db import SqliteDb
 from forecasting.promotion import Decision
 
 SCHEMA_VERSION = 3
@@ -102,15 +100,9 @@ class Registry:
 
     def __init__(self, path: Path, root: Path):
         self.root = Path(root).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        self._sql = SqliteDb(path, schema=_SCHEMA, rows_by_name=True, foreign_keys=True,
+                             reentrant=True)
+        self._db, self._lock, self._tx = self._sql.conn, self._sql.lock, self._sql.tx
         self._migrate()
 
     def _migrate(self) -> None:
@@ -132,19 +124,7 @@ class Registry:
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._sql.close()
 
     def _rel(self, path: Path) -> str:
         try:

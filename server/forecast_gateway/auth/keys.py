@@ -19,13 +19,13 @@ import hmac
 import re
 import secrets
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from forecast_gateway.auth.principal import Role
 from forecast_gateway.errors import InvalidArgument, NotFound
+from forecast_gateway.sqlite_db import SqliteDb
 
 KEY_PREFIX = "fgk_"
 _KEY_RE = re.compile(r"fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -100,19 +100,12 @@ class KeyStore:
     """
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=10.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        self._sql = SqliteDb(path, schema=_SCHEMA, rows_by_name=True)
+        self._db, self._lock = self._sql.conn, self._sql.lock
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._db.close()
+        self._sql.close()
 
     def issue(self, role: Role, retailer: str | None, name: str = "") -> IssuedKey:
         """A new key for `retailer` (RETAILER) or an admin key (ADMIN, retailer None)."""
