@@ -55,10 +55,12 @@ def dataset(gateway: dict) -> pb.Dataset:
     return gateway["client"].upload_dataset(RETAILER, SAMPLE)
 
 
-def train(gateway: dict, dataset: pb.Dataset, **extra: str) -> pb.TrainingJob:
+def train(gateway: dict, dataset: pb.Dataset, promote: str = "if_better",
+          **extra: str) -> pb.TrainingJob:
     client = gateway["client"]
     job = client.train(RETAILER, dataset_id=dataset.dataset_id, model_kind="xgboost",
-                       hyperparameters={**QUICK, **extra}, horizon=7)
+                       hyperparameters={**QUICK, **extra}, horizon=7,
+                       promote=promote)  # type: ignore[arg-type]
     return client.wait_for_job(RETAILER, job.job_id, timeout_s=600)
 
 
@@ -138,7 +140,7 @@ def test_new_version_replaces_container_without_failing_requests(
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
     try:
-        job = train(gateway, dataset, seed="7")
+        job = train(gateway, dataset, promote="always", seed="7")  # the switch, whatever it scores
         assert job.state == pb.JOB_STATE_SUCCEEDED, job.failure_reason
         wait_until(lambda: backend_containers("inference") != before
                    and len(backend_containers("inference")) == 1, 60,
