@@ -35,6 +35,7 @@ from forecast_gateway.domain import (
     Scores,
 )
 from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.memory import Releaser
 from forecast_gateway.planning_messages import (
     coverage_to_pb,
     decision_to_pb,
@@ -47,7 +48,6 @@ from forecast_gateway.planning_messages import (
     receipts_from_pb,
     turnover_to_pb,
 )
-from forecast_gateway.memory import Releaser
 
 T = TypeVar("T")
 
