@@ -33,6 +33,7 @@ from forecast_gateway.auth.principal import PRINCIPAL, UNRESTRICTED
 from forecast_gateway.backends import create_backend
 from forecast_gateway.config import GatewayConfig, load_config
 from forecast_gateway.dataplane import ForecastService
+from forecast_gateway.edge import tenant_for
 from forecast_gateway.server import write_port_file
 from forecast_gateway.servicer import ForecastServicer
 
@@ -71,7 +72,7 @@ class SyncPredictServicer(pb_grpc.ForecastServiceServicer):
             for request in request_iterator:
                 if ref is None:
                     ref = self._service.models.resolve(
-                        caller.run(self._inner._tenant, request.retailer), request.model_version)
+                        caller.run(tenant_for, request.retailer), request.model_version)
                 in_flight.append(self._pool.submit(self._inner._predict_chunk, ref, request))
                 if len(in_flight) >= window:
                     yield in_flight.popleft().result()

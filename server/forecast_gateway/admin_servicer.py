@@ -7,20 +7,17 @@ control pool, off the event loop.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2 as apb
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2_grpc as apb_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.keys import ApiKey
 from forecast_gateway.auth.principal import Role
+from forecast_gateway.edge import in_pool, timestamp
 from forecast_gateway.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -30,19 +27,11 @@ _ROLE_FROM_PB = {apb.KEY_ROLE_UNSPECIFIED: Role.RETAILER, apb.KEY_ROLE_RETAILER:
                  apb.KEY_ROLE_ADMIN: Role.ADMIN}
 
 
-def _ts(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
 def api_key_to_pb(key: ApiKey) -> apb.ApiKey:
     """ApiKey -> pb.ApiKey (the public record; there is no secret to leak)."""
     return apb.ApiKey(key_id=key.key_id, role=_ROLE_TO_PB[key.role], retailer=key.retailer or "",
-                      name=key.name, create_time=_ts(key.created_at),
-                      revoke_time=_ts(key.revoked_at))
+                      name=key.name, create_time=timestamp(key.created_at),
+                      revoke_time=timestamp(key.revoked_at))
 
 
 class AdminServicer(apb_grpc.AdminServiceServicer):
@@ -53,9 +42,7 @@ class AdminServicer(apb_grpc.AdminServiceServicer):
         self._pool = control_pool
 
     async def _control(self, fn: Callable[..., T], *args: Any) -> T:
-        ctx = contextvars.copy_context()  # keeps the request id in worker-thread logs
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(ctx.run, fn, *args))
+        return await in_pool(self._pool, fn, *args)
 
     async def CreateRetailer(self, request: apb.CreateRetailerRequest,
                              context: Any) -> apb.CreateRetailerResponse:

@@ -1,39 +1,26 @@
 """`MonitoringServicer`: forecastapi.v1.MonitoringService over the data plane's
-`MonitoringService`. Translation only; tenancy goes through `ForecastServicer._tenant`, errors
-through the interceptor."""
+`MonitoringService`. Translation only; tenancy goes through `edge.tenant_for`, errors through
+the interceptor."""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from forecast_gateway.dataplane import ForecastService
+from forecast_gateway.dataplane import ForecastService, UploadSession
 from forecast_gateway.dataplane.monitoring import MonitoringReport
+from forecast_gateway.edge import in_pool, receive_upload, tenant_for, timestamp
 from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.servicer import ForecastServicer
 
-T = TypeVar("T")
 _FORMATS = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
             pb.DATASET_FORMAT_PARQUET: "parquet"}
 _METRICS = ("rmse", "rmsle", "mae", "wape", "bias")
-
-
-def _ts(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
 
 
 def _values(block: dict | None, prefix: str = "") -> pb.MetricValues:
@@ -62,7 +49,7 @@ def drift_to_pb(drift: dict | None, checked_at: float | None = None) -> mpb.Drif
     features += [mpb.DriftFeature(family=fam, feature=k, psi=v)
                  for fam, feats in (drift.get("per_family") or {}).items() for k, v in feats.items()]
     return mpb.DriftReport(
-        check_time=_ts(checked_at), reference_start_date=drift["reference"][0],
+        check_time=timestamp(checked_at), reference_start_date=drift["reference"][0],
         reference_end_date=drift["reference"][1], recent_start_date=drift["recent"][0],
         recent_end_date=drift["recent"][1], features=features,
         drifted=[mpb.DriftFeature(**d) for d in drift.get("drifted") or []],
@@ -94,7 +81,7 @@ def monitoring_to_pb(r: MonitoringReport) -> mpb.GetMonitoringResponse:
     return mpb.GetMonitoringResponse(
         retailer=r.retailer, live_model_version=r.live_version, history_end_date=r.history_end,
         versions=versions,
-        last_actuals_time=_ts(upload["uploaded_at"]) if upload else None,
+        last_actuals_time=timestamp(upload["uploaded_at"]) if upload else None,
         last_actuals=actuals_report_to_pb(upload["report"]) if upload else None,
         drift=drift_to_pb(r.drift, r.drift_checked_at), retrain_recommended=r.retrain_recommended,
         evidence=r.evidence, served_records=r.served_records)
@@ -103,60 +90,40 @@ def monitoring_to_pb(r: MonitoringReport) -> mpb.GetMonitoringResponse:
 class MonitoringServicer(mpb_grpc.MonitoringServiceServicer):
     """forecastapi.v1.MonitoringService on top of `ForecastService.monitoring`."""
 
-    def __init__(self, service: ForecastService, control_pool: Executor):
+    def __init__(self, service: ForecastService, control_pool: Executor,
+                 upload_pool: Executor | None = None):
         self._service = service
         self._pool = control_pool
-
-    async def _control(self, fn: Callable[..., T], *args: Any) -> T:
-        ctx = contextvars.copy_context()  # keeps the request id in worker-thread logs
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(ctx.run, fn, *args))
+        self._upload_pool = upload_pool or control_pool
 
     async def AppendActuals(self, request_iterator: AsyncIterator[mpb.AppendActualsRequest],
                             context: Any) -> mpb.AppendActualsResponse:
-        session = None
-        try:
-            async for message in request_iterator:
-                kind = message.WhichOneof("payload")
-                if session is None:
-                    if kind != "header":
-                        raise InvalidArgument("header", "the first message must carry the header")
-                    session = await self._control(self._begin, message.header)
-                elif kind == "chunk":
-                    await self._control(session.write, message.chunk)
-                else:
-                    raise InvalidArgument("header", "only the first message may carry the header")
-            if session is None:
-                raise InvalidArgument("header", "the upload was empty (no header)")
-            outcome = await self._control(session.commit)
-        except BaseException:
-            if session is not None:
-                session.abort()
-            raise
+        def begin(header: mpb.ActualsHeader) -> UploadSession:
+            tenant = tenant_for(header.retailer, "header.retailer")
+            datasets = self._service.datasets
+            datasets.check_file(header.filename, _FORMATS.get(header.format, ""),
+                                header.size_bytes)
+            correct = header.correct
+            return datasets.begin_file(tenant, lambda path, _sha: self._service.monitoring
+                                       .append_actuals(tenant, path, correct))
+
+        outcome = await receive_upload(request_iterator, begin, self._pool, self._upload_pool)
         return mpb.AppendActualsResponse(
             report=actuals_report_to_pb(outcome.report), model_version=outcome.model_version,
             dataset_id=outcome.dataset_id, drift=drift_to_pb(outcome.drift),
             retrain_recommended=outcome.retrain_recommended, evidence=outcome.evidence)
 
-    def _begin(self, header: mpb.ActualsHeader) -> Any:
-        tenant = ForecastServicer._tenant(header.retailer, "header.retailer")
-        datasets = self._service.datasets
-        datasets.check_file(header.filename, _FORMATS.get(header.format, ""), header.size_bytes)
-        correct = header.correct
-        return datasets.begin_file(tenant, lambda path, _sha: self._service.monitoring
-                                   .append_actuals(tenant, path, correct))
-
     async def GetMonitoring(self, request: mpb.GetMonitoringRequest,
                             context: Any) -> mpb.GetMonitoringResponse:
-        tenant = ForecastServicer._tenant(request.retailer)
-        report = await self._control(self._service.monitoring.report, tenant)
+        tenant = tenant_for(request.retailer)
+        report = await in_pool(self._pool, self._service.monitoring.report, tenant)
         return monitoring_to_pb(report)
 
     async def CheckDrift(self, request: mpb.CheckDriftRequest,
                          context: Any) -> mpb.CheckDriftResponse:
-        tenant = ForecastServicer._tenant(request.retailer)
+        tenant = tenant_for(request.retailer)
         if not 0 <= request.window_days <= 366:
             raise InvalidArgument("window_days", "must be between 1 and 366 days (0: 28)")
-        drift = await self._control(self._service.monitoring.check_drift, tenant,
-                                    request.window_days or 28)
+        drift = await in_pool(self._pool, self._service.monitoring.check_drift, tenant,
+                              request.window_days or 28)
         return mpb.CheckDriftResponse(drift=drift_to_pb(drift, None))

@@ -102,7 +102,7 @@ class GatewayServer:
         apb_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(self.admin, self._control_pool), server)
         mpb_grpc.add_MonitoringServiceServicer_to_server(
-            MonitoringServicer(self.service, self._control_pool), server)
+            MonitoringServicer(self.service, self._control_pool, self._upload_pool), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if self.config.reflection:
             enable_reflection(server, (SERVICE_NAME, ADMIN_SERVICE_NAME, MONITORING_SERVICE_NAME,

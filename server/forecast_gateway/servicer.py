@@ -2,17 +2,15 @@
 
 No decisions live here: validation, limits and errors belong to the data plane
 (`forecast_gateway.dataplane`), status codes to `interceptor.to_status`. The retailer a request
-names becomes a `Tenant` in one place, `_tenant`, which also checks that the caller may act for
-it. Blocking work runs in the thread pools given
-at construction (prediction and control), so the event loop keeps serving other calls.
+names becomes a `Tenant` in one place, `edge.tenant_for`, which also checks that the caller may
+act for it. Blocking work runs in the thread pools given at construction (stream chunks, unary
+predictions, control calls, uploads), so the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
-import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -20,10 +18,8 @@ from typing import Any, TypeVar
 import numpy as np
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from forecast_gateway.auth.principal import current_principal
-from forecast_gateway.dataplane import ForecastService, Tenant
+from forecast_gateway.dataplane import ForecastService, UploadSession
 from forecast_gateway.domain import (
     Dataset,
     Evaluation,
@@ -34,6 +30,7 @@ from forecast_gateway.domain import (
     RowColumns,
     Scores,
 )
+from forecast_gateway.edge import in_pool, receive_upload, tenant_for, timestamp
 from forecast_gateway.errors import InvalidArgument
 from forecast_gateway.memory import Releaser
 from forecast_gateway.planning_messages import (
@@ -66,14 +63,6 @@ _FORMAT_FROM_PB = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "cs
 
 # -- translation ---------------------------------------------------------------------------------
 
-def _ts(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
 def rows_from_pb(batch: pb.RowBatch) -> RowColumns:
     """RowBatch -> RowColumns (numpy columns)."""
     n = len(batch.day)
@@ -93,7 +82,7 @@ def dataset_to_pb(ds: Dataset) -> pb.Dataset:
         dataset_id=ds.dataset_id, retailer=ds.retailer, filename=ds.filename,
         format=_FORMAT_TO_PB.get(ds.format, pb.DATASET_FORMAT_UNSPECIFIED),
         size_bytes=ds.size_bytes, sha256=ds.sha256, rows=ds.rows, series=ds.series,
-        start_date=ds.start_date, end_date=ds.end_date, create_time=_ts(ds.created_at),
+        start_date=ds.start_date, end_date=ds.end_date, create_time=timestamp(ds.created_at),
     )
 
 
@@ -102,8 +91,8 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
     return pb.TrainingJob(
         job_id=job.job_id, retailer=job.retailer, dataset_id=job.dataset_id,
         model_kind=job.model_kind, hyperparameters=job.hyperparameters, horizon=job.horizon,
-        state=_STATE_TO_PB[job.state], create_time=_ts(job.created_at),
-        start_time=_ts(job.started_at), end_time=_ts(job.ended_at),
+        state=_STATE_TO_PB[job.state], create_time=timestamp(job.created_at),
+        start_time=timestamp(job.started_at), end_time=timestamp(job.ended_at),
         failure_reason=job.failure_reason, model_version=job.model_version, stage=job.stage,
         progress=job.progress, metrics=job.metrics, promote=promote_to_pb(job.promote),
         promotion=decision_to_pb(job.promotion),
@@ -116,7 +105,7 @@ def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
         version=m.version, retailer=m.retailer, live=m.live, job_id=m.job_id,
         dataset_id=m.dataset_id, model_kind=m.model_kind, final_model=m.final_model,
         data_start_date=m.data_start, data_end_date=m.data_end, horizon=m.horizon,
-        create_time=_ts(m.created_at), promotion=decision_to_pb(m.promotion),
+        create_time=timestamp(m.created_at), promotion=decision_to_pb(m.promotion),
     )
 
 
@@ -156,91 +145,61 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         self._upload_pool = upload_pool or control_pool  # uploads, file:// datasets
         self._releaser = releaser  # hands bulk streams' freed memory back to the OS
 
-    async def _run(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
-        ctx = contextvars.copy_context()  # keeps the request id in worker-thread logs
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, functools.partial(ctx.run, fn, *args))
-
     async def _control(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(self._control_pool, fn, *args)
-
-    @staticmethod
-    def _tenant(retailer: str, field: str = "retailer") -> Tenant:
-        """The one place a request's retailer becomes the data plane's `Tenant`: validated, then
-        authorised against the caller's principal (resolved from its credential by the
-        interceptor). Another retailer is PERMISSION_DENIED whether or not it exists."""
-        tenant = Tenant.parse(retailer, field)
-        current_principal().authorise_retailer(tenant.retailer)
-        return tenant
+        return await in_pool(self._control_pool, fn, *args)
 
     async def UploadDataset(self, request_iterator: AsyncIterator[pb.UploadDatasetRequest],
                             context: Any) -> pb.UploadDatasetResponse:
-        session = None
-        try:
-            async for message in request_iterator:
-                kind = message.WhichOneof("payload")
-                if session is None:
-                    if kind != "header":
-                        raise InvalidArgument("header", "the first message must carry the header")
-                    h = message.header
-                    session = await self._control(
-                        self._service.datasets.begin_upload,
-                        self._tenant(h.retailer, "header.retailer"), h.filename,
-                        _FORMAT_FROM_PB.get(h.format, ""), h.size_bytes)
-                elif kind == "chunk":
-                    await self._run(self._upload_pool, session.write, message.chunk)
-                else:
-                    raise InvalidArgument("header", "only the first message may carry the header")
-            if session is None:
-                raise InvalidArgument("header", "the upload was empty (no header)")
-            dataset = await self._run(self._upload_pool, session.commit)  # reads the whole file
-        except BaseException:
-            if session is not None:
-                session.abort()
-            raise
+        def begin(h: pb.UploadHeader) -> UploadSession:
+            return self._service.datasets.begin_upload(
+                tenant_for(h.retailer, "header.retailer"), h.filename,
+                _FORMAT_FROM_PB.get(h.format, ""), h.size_bytes)
+
+        dataset = await receive_upload(request_iterator, begin, self._control_pool,
+                                       self._upload_pool)
         return pb.UploadDatasetResponse(dataset=dataset_to_pb(dataset))
 
     async def Train(self, request: pb.TrainRequest, context: Any) -> pb.TrainResponse:
         pool = self._upload_pool if request.data_uri else self._control_pool  # reads a file
-        job = await self._run(pool,
-            self._service.jobs.train, self._tenant(request.retailer), request.dataset_id,
+        job = await in_pool(pool,
+            self._service.jobs.train, tenant_for(request.retailer), request.dataset_id,
             request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon,
             promote_from_pb(request.promote))
         return pb.TrainResponse(job=job_to_pb(job))
 
     async def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: Any) -> pb.GetTrainingJobResponse:
-        job = await self._control(self._service.jobs.get, self._tenant(request.retailer),
+        job = await self._control(self._service.jobs.get, tenant_for(request.retailer),
                                   request.job_id)
         return pb.GetTrainingJobResponse(job=job_to_pb(job))
 
     async def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
                                context: Any) -> pb.ListTrainingJobsResponse:
         state = _STATE_FROM_PB.get(request.state)
-        jobs, token = await self._control(self._service.jobs.list, self._tenant(request.retailer),
+        jobs, token = await self._control(self._service.jobs.list, tenant_for(request.retailer),
                                           request.page_size, request.page_token, state)
         return pb.ListTrainingJobsResponse(jobs=[job_to_pb(j) for j in jobs], next_page_token=token)
 
     async def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
                                context: Any) -> AsyncIterator[pb.WatchTrainingJobResponse]:
-        async for job in self._service.jobs.watch(self._tenant(request.retailer),
+        async for job in self._service.jobs.watch(tenant_for(request.retailer),
                                                   request.job_id):
             yield pb.WatchTrainingJobResponse(job=job_to_pb(job), terminal=job.state.terminal)
 
     async def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest,
                                 context: Any) -> pb.CancelTrainingJobResponse:
-        job = await self._control(self._service.jobs.cancel, self._tenant(request.retailer),
+        job = await self._control(self._service.jobs.cancel, tenant_for(request.retailer),
                                   request.job_id)
         return pb.CancelTrainingJobResponse(job=job_to_pb(job))
 
     def _predict_unary(self, request: pb.PredictRequest) -> pb.PredictResponse:
         values, bounds, version = self._service.predictions.predict_intervals(
-            self._tenant(request.retailer), request.model_version, rows_from_pb(request.rows),
+            tenant_for(request.retailer), request.model_version, rows_from_pb(request.rows),
             list(request.levels))
         return pb.PredictResponse(forecast=values.tolist(), model_version=version,
                                   intervals=intervals_to_pb(bounds))
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
-        return await self._run(self._unary_pool, self._predict_unary, request)
+        return await in_pool(self._unary_pool, self._predict_unary, request)
 
     def _predict_chunk(self, ref: Any, request: pb.PredictStreamRequest,
                        levels: list[float]) -> pb.PredictStreamResponse:
@@ -290,13 +249,13 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                     raise InvalidArgument("chunk_id", "is required on every chunk")
                 if ref is None:
                     ref = await self._control(self._service.models.resolve,
-                                              self._tenant(request.retailer), request.model_version)
+                                              tenant_for(request.retailer), request.model_version)
                     levels = list(request.levels)
                 elif request.retailer and request.retailer != ref.retailer:
                     raise InvalidArgument("retailer", f"chunk {request.chunk_id!r} names "
                                           "another retailer than the first chunk")
                 in_flight.append(asyncio.ensure_future(
-                    self._run(self._predict_pool, self._predict_chunk, ref, request, levels)))
+                    in_pool(self._predict_pool, self._predict_chunk, ref, request, levels)))
                 reading = asyncio.ensure_future(anext(requests))
         finally:  # a cancelled or failed stream starts no more work
             for future in (*in_flight, *([reading] if reading is not None else [])):
@@ -305,29 +264,29 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
                 self._releaser.stream_ended()
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:
-        report = await self._control(self._service.models.metrics, self._tenant(request.retailer),
+        report = await self._control(self._service.models.metrics, tenant_for(request.retailer),
                                      request.model_version)
         return metrics_to_pb(report)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
-        models = await self._control(self._service.models.list, self._tenant(request.retailer))
+        models = await self._control(self._service.models.list, tenant_for(request.retailer))
         return pb.ListModelsResponse(models=[model_to_pb(m) for m in models])
 
     async def SetLiveModel(self, request: pb.SetLiveModelRequest, context: Any) -> pb.SetLiveModelResponse:
-        model = await self._control(self._service.models.set_live, self._tenant(request.retailer),
+        model = await self._control(self._service.models.set_live, tenant_for(request.retailer),
                                     request.model_version)
         return pb.SetLiveModelResponse(model=model_to_pb(model))
 
     async def Forecast(self, request: pb.ForecastRequest, context: Any) -> pb.ForecastResponse:
-        answer = await self._run(
-            self._unary_pool, self._service.planning.forecast, self._tenant(request.retailer),
+        answer = await in_pool(
+            self._unary_pool, self._service.planning.forecast, tenant_for(request.retailer),
             request.model_version, request.days, list(request.store_nbr), list(request.family),
             list(request.levels), promotions_from_pb(request.promotions))
         return forecast_to_pb(answer)
 
     async def Turnover(self, request: pb.TurnoverRequest, context: Any) -> pb.TurnoverResponse:
-        report = await self._run(
-            self._unary_pool, self._service.planning.turnover, self._tenant(request.retailer),
+        report = await in_pool(
+            self._unary_pool, self._service.planning.turnover, tenant_for(request.retailer),
             request.model_version, request.days, inventory_from_pb(request.inventory),
             receipts_from_pb(request.receipts), request.lead_time_days,
             promotions_from_pb(request.promotions))
