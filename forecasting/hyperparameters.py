@@ -80,15 +80,15 @@ SPECS: dict[str, Spec] = {
     "refit": Spec("bool", True, "after the evaluation, fit the served members again on all the "
                                 "history (validation and test days too) for the rounds and "
                                 "epochs the validation chose"),
-    "refit_method": Spec("choice", "full", "how the XGBoost member sees the latest days: full "
-                                           "(regrow the trees on all days), refresh (same trees, "
-                                           "leaf values from all days) or continue "
-                                           "(refit_rounds more trees on the latest days)",
-                         choices=("full", "refresh", "continue")),
+    "refit_method": Spec("choice", "refresh", "how the XGBoost member sees the latest days: "
+                                              "refresh (same trees, leaf values from all days), "
+                                              "full (regrow the trees on all days) or continue "
+                                              "(refit_rounds more trees on the latest days)",
+                         choices=("refresh", "full", "continue")),
     "refit_rounds": Spec("int", 20, "trees added by refit_method=continue", 1, 10_000),
     # XGBoost member.
     "num_round": Spec("int", 1000, "maximum boosting rounds", 1, 100_000),
-    "early_stopping_rounds": Spec("int", 50, "stop when validation RMSE has not improved "
+    "early_stopping_rounds": Spec("int", 20, "stop when validation RMSE has not improved "
                                              "for this many rounds", 1, 10_000),
     "eta": Spec("float", 0.1, "learning rate", 1e-4, 1.0),
     "max_depth": Spec("int", 8, "tree depth", 1, 20),

@@ -57,3 +57,61 @@ def test_refit_keeps_the_hybrid_weights_and_the_lstm_epochs(lstm_frame):
     assert hybrid.members["lstm"] is model.members["lstm"]
     assert model.metadata["members"]["hybrid"]["weights"] == {
         k: round(v, 6) for k, v in hybrid.weights.items()}
+
+
+@pytest.mark.parametrize("method", ["full", "refresh", "continue"])
+def test_each_refit_method_serves_a_model_that_has_seen_the_latest_days(
+        method, small_frame, held_out, tmp_path):
+    hp = {**held_out.hp.as_strings(), "refit": "true", "refit_method": method,
+          "refit_rounds": "5"}
+    model = training.train(small_frame, hp, log=lambda _: None)
+    first = held_out.metadata["members"]["xgboost"]
+    served = model.metadata["members"]["xgboost"]
+    assert model.evaluation == held_out.evaluation
+    chosen = first["best_iteration"] + 1
+    rounds = chosen + 5 if method == "continue" else chosen
+    assert served["refit"]["method"] == method and served["refit"]["rounds"] == rounds
+    assert model.members["xgboost"].booster.num_boosted_rounds() == rounds
+    new_rows = 2 * first["validation_rows"]      # the validation and test days
+    assert served["refit"]["train_rows"] == (
+        new_rows if method == "continue" else first["train_rows"] + new_rows)
+    kept = held_out.members["xgboost"].booster.get_dump()[:chosen]
+    trees = model.members["xgboost"].booster.get_dump()
+    if method == "continue":    # the evaluated fit's trees, and more on the latest days
+        assert trees[:chosen] == kept
+    if method == "refresh":     # the same splits, leaf values from all days
+        assert [_splits(t) for t in trees] == [_splits(t) for t in kept] and trees != kept
+    rows = future_rows(small_frame, 7)
+    served_fc = Predictor.load(model.save(tmp_path / method)).predict(rows)
+    held_fc = Predictor.load(held_out.save(tmp_path / "held")).predict(rows)
+    assert np.isfinite(served_fc).all() and not np.allclose(served_fc, held_fc)
+
+
+def _splits(tree_dump: str) -> list[str]:
+    """A text tree's split conditions, without leaf values and gains."""
+    return [line.split(" ")[0] for line in tree_dump.splitlines() if "leaf=" not in line]
+
+
+def test_refresh_leaves_on_bins_matches_xgboosts_refresh_updater():
+    import xgboost as xgb
+
+    from forecasting.hyperparameters import parse
+    from forecasting.models.xgboost_member import refresh_leaves
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4)).astype(np.float32)
+    y = (2 * X[:, 0] + np.sin(X[:, 1]) + rng.normal(0, 0.1, 3000)).astype(np.float32)
+    later = X + 0.5
+    params = {"objective": "reg:squarederror", "eta": 0.3, "max_depth": 4, "lambda": 1.0,
+              "max_bin": 64}
+    first = xgb.QuantileDMatrix(X, label=y, max_bin=64)
+    booster = xgb.train({**params, "tree_method": "hist"}, first, 15)
+    all_x, all_y = np.vstack([X, later]), np.concatenate([y, y + 1])
+    ours = refresh_leaves(booster, xgb.QuantileDMatrix(all_x, label=all_y, ref=first, max_bin=64),
+                          parse({"eta": "0.3", "lambda": "1"}))
+    theirs = xgb.train({**params, "process_type": "update", "updater": "refresh",
+                        "refresh_leaf": True}, xgb.DMatrix(all_x, label=all_y), 15,
+                       xgb_model=booster)
+    check = xgb.DMatrix(all_x)
+    assert np.abs(ours.predict(check) - theirs.predict(check)).max() < 1e-4
+    assert np.abs(ours.predict(check) - booster.predict(check)).max() > 0.1
