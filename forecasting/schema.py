@@ -101,6 +101,8 @@ def _read_contract_columns(src) -> pd.DataFrame:
             or pa.types.is_large_string(schema.field(name).type)]
     table = pq.read_table(src, columns=wanted, read_dictionary=text)
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()   # the decoded pages, before validation runs
     frame.attrs["unread_columns"] = [f.name for f in schema if f.name not in wanted]
     return frame
 

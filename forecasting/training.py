@@ -11,6 +11,7 @@ latest 2 x horizon days, which is what the forecasts after the history should re
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import platform
@@ -125,6 +126,7 @@ def train(
     progress("clean", 0.05)
     panel, cleaning_report = clean(frame)
     del frame   # the panel has everything training needs; the rows are not held twice
+    _return_freed_memory()
     cleaning_report = {"schema": schema_report, **cleaning_report}
     data, encoders = training_data(panel, hp, log, progress)
     cleaning_report["zero_rows_downsampled_out"] = int(
@@ -241,6 +243,19 @@ def _evaluate(panel: Panel, split, members: dict, store_code, family_code, horiz
     dates = panel.dates(np.array([split.valid_end, split.valid_end + 1, split.test_end]))
     return {"horizon": horizon, "origin": str(dates[0]), "test_start": str(dates[1]),
             "test_end": str(dates[2]), "series": int(panel.n_series), **evaluation}
+
+
+def _return_freed_memory() -> None:
+    """Give what reading, validation and cleaning freed back to the OS, so the fit does not
+    start on top of their peak: glibc keeps freed blocks under its mmap threshold (which grows
+    to 32 MB) and pyarrow's allocator keeps its own (measured at 3M rows: 461 MB resident after
+    cleaning, 192 MB after both releases). A no-op where either is missing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
 
 
 def _versions() -> dict:

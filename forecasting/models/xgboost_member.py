@@ -15,7 +15,7 @@ from forecasting.history import ForecastInput
 from forecasting.models.base import TrainingData, from_target, to_target
 
 MODEL_FILE = "model.ubj"
-CHUNK_ROWS = 1 << 20      # rows featurized at a time while building a matrix
+CHUNK_ROWS = 1 << 18      # rows featurized at a time while building a matrix
 
 
 class XGBoostMember:
@@ -140,15 +140,16 @@ def refresh_leaves(booster: xgb.Booster, matrix: xgb.QuantileDMatrix, hp) -> xgb
     margin = np.full(len(label), float(np.asarray(json.loads(
         learner["learner_model_param"]["base_score"])).reshape(-1)[0]), dtype=np.float64)
     eta, lam, alpha = hp.eta, getattr(hp, "lambda"), hp.alpha
+    grad = np.empty_like(margin)
     for t, tree in enumerate(trees):
-        leaf = booster[t:t + 1].predict(matrix, pred_leaf=True).reshape(-1).astype(np.int64)
-        grad = margin - label
-        hess = np.ones_like(grad)
+        leaf = booster[t:t + 1].predict(matrix, pred_leaf=True).reshape(-1).astype(np.intp)
+        np.subtract(margin, label, out=grad)
         if len(weight):
-            grad, hess = grad * weight, hess * weight
+            grad *= weight
         size = len(tree["left_children"])
         g = np.bincount(leaf, weights=grad, minlength=size)
-        h = np.bincount(leaf, weights=hess, minlength=size)
+        h = (np.bincount(leaf, weights=weight, minlength=size) if len(weight)
+             else np.bincount(leaf, minlength=size).astype(np.float64))
         g = np.sign(g) * np.maximum(np.abs(g) - alpha, 0.0)
         value = np.where(h > 0, -eta * g / (h + lam), 0.0)
         is_leaf = np.asarray(tree["left_children"]) == -1
