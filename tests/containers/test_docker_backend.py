@@ -143,7 +143,7 @@ def test_new_version_replaces_container_without_failing_requests(
         job = train(gateway, dataset, promote="always", seed="7")  # the switch, whatever it scores
         assert job.state == pb.JOB_STATE_SUCCEEDED, job.failure_reason
         wait_until(lambda: backend_containers("inference") != before
-                   and len(backend_containers("inference")) == 1, 60,
+                   and len(backend_containers("inference")) == 1, 180,
                    "the old inference container to be removed")
         time.sleep(1.0)  # requests keep flowing to the new container
     finally:
