@@ -71,21 +71,19 @@ class XGBoostMember:
         rounds = self.best_iteration + 1
         first = self.booster[:rounds]
         data.progress("featurize", 0.15)
+        rows = data.keep
         if method == "continue":
-            fit_end = getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
-            new_days = panel.day > fit_end
-            matrix = _matrix(data, target, new_days & data.keep, ref=cuts, max_bin=hp.max_bin)
-            data.progress("fit", 0.25)
+            rows = rows & (panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon))
+        matrix = _matrix(data, target, rows, ref=cuts, max_bin=hp.max_bin)
+        del cuts, rows, target   # the first fit's bins go as soon as the new ones exist
+        data.progress("fit", 0.25)
+        if method == "continue":
             booster = xgb.train(_params(hp), matrix, num_boost_round=hp.refit_rounds,
                                 xgb_model=first, verbose_eval=False)
             rounds += hp.refit_rounds
         elif method == "refresh":
-            matrix = _matrix(data, target, data.keep, ref=cuts, max_bin=hp.max_bin)
-            data.progress("fit", 0.25)
             booster = refresh_leaves(first, matrix, hp)
         else:
-            matrix = _matrix(data, target, data.keep, ref=cuts, max_bin=hp.max_bin)
-            data.progress("fit", 0.25)
             booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
                                 verbose_eval=False, callbacks=[_Progress(data, rounds)])
         member = XGBoostMember(booster, hp.log_target, rounds - 1)
