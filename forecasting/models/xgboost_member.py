@@ -139,8 +139,14 @@ def refresh_leaves(booster: xgb.Booster, matrix: xgb.QuantileDMatrix, hp) -> xgb
         learner["learner_model_param"]["base_score"])).reshape(-1)[0]), dtype=np.float64)
     eta, lam, alpha = hp.eta, getattr(hp, "lambda"), hp.alpha
     grad = np.empty_like(margin)
+    # The leaf a row falls in depends only on the splits, so it is read for a batch of trees
+    # per predict call (about 64 MB of leaf indices at a time).
+    batch = max(1, (64 << 20) // (4 * max(len(label), 1)))
     for t, tree in enumerate(trees):
-        leaf = booster[t:t + 1].predict(matrix, pred_leaf=True).reshape(-1).astype(np.intp)
+        if t % batch == 0:
+            leaves = booster[t:min(t + batch, len(trees))].predict(
+                matrix, pred_leaf=True).reshape(len(label), -1)
+        leaf = leaves[:, t % batch].astype(np.intp)
         np.subtract(margin, label, out=grad)
         if len(weight):
             grad *= weight
