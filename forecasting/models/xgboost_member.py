@@ -140,8 +140,8 @@ def refresh_leaves(booster: xgb.Booster, matrix: xgb.QuantileDMatrix, hp) -> xgb
     eta, lam, alpha = hp.eta, getattr(hp, "lambda"), hp.alpha
     grad = np.empty_like(margin)
     # The leaf a row falls in depends only on the splits, so it is read for a batch of trees
-    # per predict call (about 64 MB of leaf indices at a time).
-    batch = max(1, (64 << 20) // (4 * max(len(label), 1)))
+    # per predict call (about 32 MB of leaf indices at a time).
+    batch = max(1, (32 << 20) // (4 * max(len(label), 1)))
     for t, tree in enumerate(trees):
         if t % batch == 0:
             leaves = booster[t:min(t + batch, len(trees))].predict(
