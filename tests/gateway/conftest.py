@@ -4,6 +4,7 @@ a backend that is down, a bug, a slow prediction, a cancelled stream."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -124,24 +125,6 @@ def fake_artifact(root: Path) -> Path:
 
 
 @pytest.fixture()
-def scripted_gateway(tmp_path: Path) -> Iterator:
-    """`scripted_gateway(**config)`: a started in-process gateway over a fresh ScriptedBackend,
-    with GatewayConfig fields overridden; all are stopped at teardown."""
-    started: list[InProcessGateway] = []
-
-    def start(**config) -> InProcessGateway:
-        gw = InProcessGateway(tmp_path / f"data-{len(started)}", ScriptedBackend(), **config)
-        started.append(gw.start())
-        return gw
-
-    try:
-        yield start
-    finally:
-        for gw in started:
-            gw.stop()
-
-
-@pytest.fixture()
 def restartable_gateway() -> Iterator:
     """`restartable_gateway(data_dir, **config)`: a started in-process gateway on `data_dir` over a
     fresh ScriptedBackend, for tests that stop it and start another on the same data dir (crash
@@ -159,6 +142,14 @@ def restartable_gateway() -> Iterator:
         for gw in started:
             if gw.thread.is_alive():
                 gw.stop()
+
+
+@pytest.fixture()
+def scripted_gateway(tmp_path: Path, restartable_gateway):
+    """`scripted_gateway(**config)`: a started in-process gateway over a fresh ScriptedBackend on
+    a data dir of its own, with GatewayConfig fields overridden; all are stopped at teardown."""
+    data_dirs = (tmp_path / f"data-{i}" for i in itertools.count())
+    return lambda **config: restartable_gateway(next(data_dirs), **config)
 
 
 @pytest.fixture()
