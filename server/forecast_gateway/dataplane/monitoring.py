@@ -129,30 +129,36 @@ class MonitoringService:
                 shutil.rmtree(staging, ignore_errors=True)
             accumulated = actuals_lib.merge_history(read_actuals(self._actuals_path(tenant)), frame)
             write_actuals(self._actuals_path(tenant), accumulated)
-            dataset_id = self._training_dataset(tenant, meta["actuals"]["base_dataset_id"],
-                                                accumulated)
+            base_id = meta["actuals"]["base_dataset_id"]
+            # The base model's training data is read once: for the next Train's dataset and as
+            # the drift check's reference.
+            training = self._dataset_frame(tenant, base_id) if base_id else None
+            dataset_id = self._training_dataset(tenant, base_id, training, accumulated)
             self._store.add_upload(tenant.retailer, report.as_dict(), model.version, dataset_id)
         log.info("actuals appended", extra={"fields": {
             "retailer": tenant.retailer, "rows": report.rows, "history_end": report.history_end,
             "model_version": model.version}})
-        self.score(tenant)
-        drift = self.check_drift(tenant)
+        self.score(tenant, accumulated)
+        drift = self.check_drift(tenant, accumulated=accumulated, training=training)
         monitoring = self.report(tenant)
         return ActualsOutcome(report=report.as_dict(), model_version=model.version,
                               dataset_id=dataset_id, drift=drift,
                               retrain_recommended=monitoring.retrain_recommended,
                               evidence=monitoring.evidence)
 
-    def _training_dataset(self, tenant: Tenant, base_dataset_id: str,
-                          accumulated: pd.DataFrame) -> str:
-        """Register "the base model's training data + every actual" as a dataset for the next
-        Train; "" when the base version has no dataset (an imported model)."""
-        if not base_dataset_id:
-            return ""
+    def _dataset_frame(self, tenant: Tenant, dataset_id: str) -> pd.DataFrame:
+        """A stored dataset's validated rows."""
         from forecasting.schema import read_table, validate_history
 
+        return validate_history(read_table(self._datasets.get(tenant, dataset_id).path))[0]
+
+    def _training_dataset(self, tenant: Tenant, base_dataset_id: str,
+                          history: pd.DataFrame | None, accumulated: pd.DataFrame) -> str:
+        """Register "the base model's training data (`history`) + every actual" as a dataset
+        for the next Train; "" when the base version has no dataset (an imported model)."""
+        if not base_dataset_id or history is None:
+            return ""
         base = self._datasets.get(tenant, base_dataset_id)
-        history, _ = validate_history(read_table(base.path))
         merged = actuals_lib.merge_history(history, accumulated)
         tmp = self._s.storage.incoming_dir(tenant.retailer) / f"{new_id('merge')}.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -166,9 +172,11 @@ class MonitoringService:
 
     # -- live accuracy -----------------------------------------------------------------------
 
-    def score(self, tenant: Tenant) -> pd.DataFrame:
-        """Score every recorded forecast whose day has an actual; store and return the scores."""
-        accumulated = read_actuals(self._actuals_path(tenant))
+    def score(self, tenant: Tenant, accumulated: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Score every recorded forecast whose day has an actual (`accumulated`: the retailer's
+        actuals, read from storage when not given); store and return the scores."""
+        if accumulated is None:
+            accumulated = read_actuals(self._actuals_path(tenant))
         if accumulated is None:
             return live_accuracy.score(pd.DataFrame(), pd.DataFrame())
         self.recorder.flush()
@@ -182,31 +190,35 @@ class MonitoringService:
 
     # -- drift -------------------------------------------------------------------------------
 
-    def check_drift(self, tenant: Tenant, window_days: int = DRIFT_WINDOW_DAYS) -> dict | None:
+    def check_drift(self, tenant: Tenant, window_days: int = DRIFT_WINDOW_DAYS, *,
+                    accumulated: pd.DataFrame | None = None,
+                    training: pd.DataFrame | None = None) -> dict | None:
         """Compare the newest `window_days` of actuals with the training window; None before
-        any actuals arrived. The report is kept for GetMonitoring and the metrics."""
-        accumulated = read_actuals(self._actuals_path(tenant))
+        any actuals arrived. The report is kept for GetMonitoring and the metrics. An upload
+        passes the actuals and the base training data it already holds (`accumulated`,
+        `training`); otherwise they are read from storage."""
+        if accumulated is None:
+            accumulated = read_actuals(self._actuals_path(tenant))
         if accumulated is None or accumulated.empty:
             return None
         live = self._live(tenant)
         dates = accumulated["date"].to_numpy().astype("datetime64[D]")
         recent = accumulated[dates > dates.max() - np.timedelta64(window_days, "D")]
-        reference = self._reference(tenant, live)
+        reference = self._reference(tenant, live, training)
         report = drift_lib.compare(reference, recent)
         payload = {**{k: v for k, v in report.__dict__.items()}, "alert": report.alert,
                    "window_days": window_days}
         self._store.set_drift(tenant.retailer, payload)
         return payload
 
-    def _reference(self, tenant: Tenant, live: ModelVersion) -> pd.DataFrame:
-        """The last REFERENCE_DAYS of the data the live model's base was trained on (or its
-        history tail when that dataset is unknown)."""
-        from forecasting.schema import read_table, validate_history
-
+    def _reference(self, tenant: Tenant, live: ModelVersion,
+                   training: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The last REFERENCE_DAYS of the data the live model's base was trained on (`training`,
+        or read from its dataset; its history tail when that dataset is unknown)."""
         meta = json.loads((live.path / "artifact.json").read_text())
         dataset_id = (meta.get("actuals") or {}).get("base_dataset_id") or live.dataset_id
-        if dataset_id:
-            frame, _ = validate_history(read_table(self._datasets.get(tenant, dataset_id).path))
+        if training is not None or dataset_id:
+            frame = training if training is not None else self._dataset_frame(tenant, dataset_id)
             end = frame["date"].max()
             return frame[frame["date"] > end - pd.Timedelta(days=REFERENCE_DAYS)]
         table = art.load_history(live.path / "history.parquet")
