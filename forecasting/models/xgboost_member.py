@@ -190,14 +190,25 @@ def _matrix(data: TrainingData, target: np.ndarray, rows: np.ndarray,
     """A ``QuantileDMatrix`` of the panel rows in ``rows``, fed a few series at a time, so the
     feature table of all rows is never held in memory (only its 1-byte bins). With ``ref``
     the bins reuse that matrix's quantile cuts and the sketching pass is skipped."""
-    return xgb.QuantileDMatrix(_PanelChunks(data, target, rows), ref=ref, max_bin=max_bin,
-                               enable_categorical=True)
+    chunks = _PanelChunks(data, target, rows)
+    try:
+        matrix = xgb.QuantileDMatrix(chunks, ref=ref, max_bin=max_bin, enable_categorical=True)
+    except Exception:
+        if chunks.interrupted is None:
+            raise
+    if chunks.interrupted is not None:
+        raise chunks.interrupted
+    return matrix
 
 
 class _PanelChunks(xgb.DataIter):
     """Feature rows (``features.training_matrix``) of a panel, whole series at a time, about
     ``CHUNK_ROWS`` rows per chunk. Sample weights are passed only when zero rows were
-    down-sampled (otherwise they are all 1 and cost memory and time for nothing)."""
+    down-sampled (otherwise they are all 1 and cost memory and time for nothing).
+
+    ``next`` runs as a callback from XGBoost's C code, where an exception that is not an
+    ``Exception`` (a SIGTERM handler's ``Stopped``, ``KeyboardInterrupt``) would be printed and
+    ignored, and training would go on: it is kept in ``interrupted`` and raised by ``_matrix``."""
 
     def __init__(self, data: TrainingData, target: np.ndarray, rows: np.ndarray):
         super().__init__(release_data=True)
@@ -207,10 +218,20 @@ class _PanelChunks(xgb.DataIter):
         self.bounds = np.unique(np.concatenate([[0], cut, [len(offsets) - 1]]))
         self.weighted = data.hp.zero_sample_rate < 1.0
         self.chunk = 0
+        self.interrupted: BaseException | None = None
 
     def next(self, input_data) -> bool:
-        if self.chunk >= len(self.bounds) - 1:
+        if self.interrupted is not None or self.chunk >= len(self.bounds) - 1:
             return False
+        try:
+            return self._feed(input_data)
+        except Exception:
+            raise                       # XGBoost defers it and raises it after the pass
+        except BaseException as exc:    # noqa: BLE001 - kept for _matrix to raise
+            self.interrupted = exc
+            return False
+
+    def _feed(self, input_data) -> bool:
         d, i0, i1 = self.data, self.bounds[self.chunk], self.bounds[self.chunk + 1]
         self.chunk += 1
         panel = d.panel

@@ -31,3 +31,32 @@ def test_progress_never_goes_back(small_frame, hyperparameters):
     assert {"clean", "fit", "evaluate", "refit_fit"} <= {stage for stage, _ in seen}
     stages = [stage for stage, _ in seen]
     assert stages.index("evaluate") < stages.index("refit_fit"), "the refit follows the evaluation"
+
+
+def test_sigterm_while_xgboost_reads_feature_chunks_stops_the_job(small_frame, tmp_path,
+                                                                   monkeypatch):
+    """The feature chunks are built in a callback from XGBoost's C code, where the SIGTERM
+    handler's exception would be printed and ignored: StopTrainingJob must still stop it."""
+    import os
+    import signal
+
+    from forecasting.container.failure import STOPPED_EXIT_CODE, run_job
+    from forecasting.models import xgboost_member
+
+    real = xgboost_member.features.training_matrix
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)    # the handler runs inside this callback
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(xgboost_member.features, "training_matrix", signalled)
+    failure = tmp_path / "failure"
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = run_job(lambda: training.train(small_frame, {"num_round": "30"},
+                                              log=lambda _: None),
+                       failure, "the training job received SIGTERM (StopTrainingJob)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == STOPPED_EXIT_CODE, failure.read_text() if failure.exists() else code
+    assert "SIGTERM" in failure.read_text()
