@@ -13,6 +13,7 @@ import xgboost as xgb
 from forecasting import features
 from forecasting.history import ForecastInput
 from forecasting.models.base import TrainingData, from_target, to_target
+from forecasting.models.leaf_refresh import refresh_leaves
 
 MODEL_FILE = "model.ubj"
 CHUNK_ROWS = 1 << 18      # rows featurized at a time while building a matrix
@@ -63,7 +64,9 @@ class XGBoostMember:
         - ``refresh``: the same trees, their leaf values recomputed on every day;
         - ``continue``: ``refit_rounds`` more trees boosted on the days after the train end.
 
-        The matrices reuse this fit's quantile cuts, so no day is sketched twice."""
+        ``full`` and ``continue`` bin the rows with this fit's quantile cuts, so no day is
+        sketched twice; ``refresh`` reads the leaves from the feature rows
+        (``forecasting.models.leaf_refresh``)."""
         hp, panel = data.hp, data.panel
         method = hp.refit_method
         target = _target(panel.sales, hp.log_target)
@@ -74,22 +77,26 @@ class XGBoostMember:
         rows = data.keep
         if method == "continue":
             rows = rows & (panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon))
-        matrix = _matrix(data, target, rows, ref=cuts, max_bin=hp.max_bin)
-        del cuts, rows, target   # the first fit's bins go as soon as the new ones exist
-        data.progress("fit", 0.25)
-        if method == "continue":
-            booster = xgb.train(_params(hp), matrix, num_boost_round=hp.refit_rounds,
-                                xgb_model=first, verbose_eval=False)
-            rounds += hp.refit_rounds
-        elif method == "refresh":
-            booster = refresh_leaves(first, matrix, hp)
+        if method == "refresh":    # reads leaves from the feature rows: no matrix, no bins
+            del cuts
+            chunks = FeatureChunks(data, target, rows)
+            data.progress("fit", 0.25)
+            booster, train_rows = refresh_leaves(first, chunks, hp, chunks.dmatrix), chunks.n_rows
         else:
-            booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
-                                verbose_eval=False, callbacks=[_Progress(data, rounds)])
+            matrix = _matrix(data, target, rows, ref=cuts, max_bin=hp.max_bin)
+            del cuts, rows, target   # the first fit's bins go as soon as the new ones exist
+            data.progress("fit", 0.25)
+            if method == "continue":
+                booster = xgb.train(_params(hp), matrix, num_boost_round=hp.refit_rounds,
+                                    xgb_model=first, verbose_eval=False)
+                rounds += hp.refit_rounds
+            else:
+                booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
+                                    verbose_eval=False, callbacks=[_Progress(data, rounds)])
+            train_rows = matrix.num_row()
         member = XGBoostMember(booster, hp.log_target, rounds - 1)
-        data.log(f"xgboost: refit method={method} rounds={rounds} "
-                 f"train_rows={matrix.num_row()}")
-        return member, {"method": method, "rounds": rounds, "train_rows": matrix.num_row()}
+        data.log(f"xgboost: refit method={method} rounds={rounds} train_rows={train_rows}")
+        return member, {"method": method, "rounds": rounds, "train_rows": train_rows}
 
     def predict_features(self, matrix: np.ndarray) -> np.ndarray:
         """Model output (target scale) for ready feature rows in ``features.FEATURES`` order."""
@@ -125,48 +132,6 @@ class XGBoostMember:
         return cls(booster, bool(meta["log_target"]), int(meta["best_iteration"]))
 
 
-def refresh_leaves(booster: xgb.Booster, matrix: xgb.QuantileDMatrix, hp) -> xgb.Booster:
-    """The same trees with every leaf value recomputed on ``matrix``, tree after tree, as
-    XGBoost's ``refresh`` updater does (``refresh_leaf``): a leaf becomes
-    ``-eta * G / (H + lambda)`` over the rows it holds, with the gradients of the squared error
-    at the refreshed trees before it. XGBoost's updater needs the feature values (a ``DMatrix``,
-    8 bytes per feature and row); this reads only the leaf each row falls in from the bins."""
-    label, weight = matrix.get_label(), matrix.get_weight()
-    model = json.loads(booster.save_raw("json"))
-    learner = model["learner"]
-    trees = learner["gradient_booster"]["model"]["trees"]
-    margin = np.full(len(label), float(np.asarray(json.loads(
-        learner["learner_model_param"]["base_score"])).reshape(-1)[0]), dtype=np.float64)
-    eta, lam, alpha = hp.eta, getattr(hp, "lambda"), hp.alpha
-    grad = np.empty_like(margin)
-    # The leaf a row falls in depends only on the splits, so it is read for a batch of trees
-    # per predict call (about 32 MB of leaf indices at a time).
-    batch = max(1, (32 << 20) // (4 * max(len(label), 1)))
-    for t, tree in enumerate(trees):
-        if t % batch == 0:
-            leaves = booster[t:min(t + batch, len(trees))].predict(
-                matrix, pred_leaf=True).reshape(len(label), -1)
-        leaf = leaves[:, t % batch].astype(np.intp)
-        np.subtract(margin, label, out=grad)
-        if len(weight):
-            grad *= weight
-        size = len(tree["left_children"])
-        g = np.bincount(leaf, weights=grad, minlength=size)
-        h = (np.bincount(leaf, weights=weight, minlength=size) if len(weight)
-             else np.bincount(leaf, minlength=size).astype(np.float64))
-        g = np.sign(g) * np.maximum(np.abs(g) - alpha, 0.0)
-        value = np.where(h > 0, -eta * g / (h + lam), 0.0)
-        is_leaf = np.asarray(tree["left_children"]) == -1
-        fresh = is_leaf & (h > 0)             # a leaf no row reaches keeps its value
-        for key in ("split_conditions", "base_weights"):
-            old = np.asarray(tree[key], dtype=np.float64)
-            tree[key] = np.where(fresh, value, old).tolist()
-        margin += np.asarray(tree["split_conditions"])[leaf]
-    refreshed = xgb.Booster()
-    refreshed.load_model(bytearray(json.dumps(model).encode()))
-    return refreshed
-
-
 def _target(sales: np.ndarray, log_target: bool) -> np.ndarray:
     """The learning target as float32 (XGBoost keeps labels as float32 anyway)."""
     return to_target(sales, log_target).astype(np.float32)
@@ -190,7 +155,7 @@ def _matrix(data: TrainingData, target: np.ndarray, rows: np.ndarray,
     """A ``QuantileDMatrix`` of the panel rows in ``rows``, fed a few series at a time, so the
     feature table of all rows is never held in memory (only its 1-byte bins). With ``ref``
     the bins reuse that matrix's quantile cuts and the sketching pass is skipped."""
-    chunks = _PanelChunks(data, target, rows)
+    chunks = _PanelChunks(FeatureChunks(data, target, rows))
     try:
         matrix = xgb.QuantileDMatrix(chunks, ref=ref, max_bin=max_bin, enable_categorical=True)
     except Exception:
@@ -201,50 +166,70 @@ def _matrix(data: TrainingData, target: np.ndarray, rows: np.ndarray,
     return matrix
 
 
-class _PanelChunks(xgb.DataIter):
-    """Feature rows (``features.training_matrix``) of a panel, whole series at a time, about
-    ``CHUNK_ROWS`` rows per chunk. Sample weights are passed only when zero rows were
-    down-sampled (otherwise they are all 1 and cost memory and time for nothing).
-
-    ``next`` runs as a callback from XGBoost's C code, where an exception that is not an
-    ``Exception`` (a SIGTERM handler's ``Stopped``, ``KeyboardInterrupt``) would be printed and
-    ignored, and training would go on: it is kept in ``interrupted`` and raised by ``_matrix``."""
+class FeatureChunks:
+    """The feature rows (``features.training_matrix``) of a panel's rows in ``rows``, whole
+    series at a time, about ``CHUNK_ROWS`` rows per chunk, as ``(X, label, weight)``; so the
+    feature table of all rows is never held at once. Sample weights are passed only when zero
+    rows were down-sampled (otherwise they are all 1 and cost memory and time for nothing)."""
 
     def __init__(self, data: TrainingData, target: np.ndarray, rows: np.ndarray):
-        super().__init__(release_data=True)
         self.data, self.target, self.rows = data, target, rows
         offsets = data.panel.offsets
         cut = np.searchsorted(offsets, np.arange(CHUNK_ROWS, offsets[-1], CHUNK_ROWS))
         self.bounds = np.unique(np.concatenate([[0], cut, [len(offsets) - 1]]))
         self.weighted = data.hp.zero_sample_rate < 1.0
-        self.chunk = 0
-        self.interrupted: BaseException | None = None
+        self.n_rows = int(np.count_nonzero(rows))
 
-    def next(self, input_data) -> bool:
-        if self.interrupted is not None or self.chunk >= len(self.bounds) - 1:
-            return False
-        try:
-            return self._feed(input_data)
-        except Exception:
-            raise                       # XGBoost defers it and raises it after the pass
-        except BaseException as exc:    # noqa: BLE001 - kept for _matrix to raise
-            self.interrupted = exc
-            return False
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
 
-    def _feed(self, input_data) -> bool:
-        d, i0, i1 = self.data, self.bounds[self.chunk], self.bounds[self.chunk + 1]
-        self.chunk += 1
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        d, i0, i1 = self.data, self.bounds[i], self.bounds[i + 1]
         panel = d.panel
         a, b = panel.offsets[i0], panel.offsets[i1]
         X = features.training_matrix(self.target[a:b], panel.offsets[i0:i1 + 1] - a,
                                      panel.dates(panel.day[a:b]), panel.onpromotion[a:b],
                                      d.store_code[i0:i1], d.family_code[i0:i1])
         take = self.rows[a:b]
-        input_data(data=X[take], label=self.target[a:b][take],
-                   weight=d.weight[a:b][take] if self.weighted else None,
-                   feature_names=list(features.FEATURES),
-                   feature_types=list(features.FEATURE_TYPES))
-        return True
+        return X[take], self.target[a:b][take], d.weight[a:b][take] if self.weighted else None
+
+    @staticmethod
+    def dmatrix(X: np.ndarray) -> xgb.DMatrix:
+        """A chunk's features as the model saw them (names, and categorical types)."""
+        return xgb.DMatrix(X, feature_names=list(features.FEATURES),
+                           feature_types=list(features.FEATURE_TYPES), enable_categorical=True)
+
+
+class _PanelChunks(xgb.DataIter):
+    """``FeatureChunks`` fed to a ``QuantileDMatrix``.
+
+    ``next`` runs as a callback from XGBoost's C code, where an exception that is not an
+    ``Exception`` (a SIGTERM handler's ``Stopped``, ``KeyboardInterrupt``) would be printed and
+    ignored, and training would go on: it is kept in ``interrupted`` and raised by ``_matrix``."""
+
+    def __init__(self, chunks: FeatureChunks):
+        super().__init__(release_data=True)
+        self.chunks = chunks
+        self.chunk = 0
+        self.interrupted: BaseException | None = None
+
+    def next(self, input_data) -> bool:
+        if self.interrupted is not None or self.chunk >= len(self.chunks):
+            return False
+        try:
+            X, label, weight = self.chunks[self.chunk]
+            self.chunk += 1
+            input_data(data=X, label=label, weight=weight,
+                       feature_names=list(features.FEATURES),
+                       feature_types=list(features.FEATURE_TYPES))
+            return True
+        except Exception:
+            raise                       # XGBoost defers it and raises it after the pass
+        except BaseException as exc:    # noqa: BLE001 - kept for _matrix to raise
+            self.interrupted = exc
+            return False
 
     def reset(self) -> None:
         self.chunk = 0

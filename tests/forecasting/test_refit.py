@@ -92,11 +92,12 @@ def _splits(tree_dump: str) -> list[str]:
     return [line.split(" ")[0] for line in tree_dump.splitlines() if "leaf=" not in line]
 
 
-def test_refresh_leaves_on_bins_matches_xgboosts_refresh_updater():
+@pytest.mark.parametrize("trees_per_pass", [None, 4])
+def test_refresh_leaves_matches_xgboosts_refresh_updater(trees_per_pass):
     import xgboost as xgb
 
     from forecasting.hyperparameters import parse
-    from forecasting.models.xgboost_member import refresh_leaves
+    from forecasting.models.leaf_refresh import refresh_leaves
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 4)).astype(np.float32)
@@ -107,8 +108,10 @@ def test_refresh_leaves_on_bins_matches_xgboosts_refresh_updater():
     first = xgb.QuantileDMatrix(X, label=y, max_bin=64)
     booster = xgb.train({**params, "tree_method": "hist"}, first, 15)
     all_x, all_y = np.vstack([X, later]), np.concatenate([y, y + 1])
-    ours = refresh_leaves(booster, xgb.QuantileDMatrix(all_x, label=all_y, ref=first, max_bin=64),
-                          parse({"eta": "0.3", "lambda": "1"}))
+    # Uneven chunks, and (with 4 trees a pass) several passes over them.
+    chunks = [(all_x[a:b], all_y[a:b], None) for a, b in ((0, 1000), (1000, 3500), (3500, 6000))]
+    ours = refresh_leaves(booster, chunks, parse({"eta": "0.3", "lambda": "1"}),
+                          trees_per_pass=trees_per_pass)
     theirs = xgb.train({**params, "process_type": "update", "updater": "refresh",
                         "refresh_leaf": True}, xgb.DMatrix(all_x, label=all_y), 15,
                        xgb_model=booster)
