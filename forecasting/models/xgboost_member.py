@@ -79,7 +79,9 @@ class XGBoostMember:
             rows = rows & (panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon))
         if method == "refresh":    # reads leaves from the feature rows: no matrix, no bins
             del cuts
-            chunks = FeatureChunks(data, target, rows)
+            fit_end = getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
+            rows, weight = refresh_sample(data, rows, panel.day > fit_end)
+            chunks = FeatureChunks(data, target, rows, weight)
             data.progress("fit", 0.25)
             booster, train_rows = refresh_leaves(first, chunks, hp, chunks.dmatrix), chunks.n_rows
         else:
@@ -132,6 +134,32 @@ class XGBoostMember:
         return cls(booster, bool(meta["log_target"]), int(meta["best_iteration"]))
 
 
+def refresh_sample(data: TrainingData, rows: np.ndarray, latest: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows ``refit_method=refresh`` reads, and their weights (None: the usual ones).
+
+    Every row of the ``latest`` days (those the evaluated fit has not seen, which the refit
+    exists for) and, when ``rows`` holds more than ``refresh_rows``, a seeded uniform sample of
+    the earlier rows, each weighing ``1/rate``: a leaf's gradient and hessian sums stay
+    unbiased, and the refresh, one tree traversal per row and tree, costs at most
+    ``refresh_rows`` rows (at 15M rows it was 515 s for 359 trees on all rows)."""
+    cap, n = data.hp.refresh_rows, int(np.count_nonzero(rows))
+    if cap == 0 or n <= cap:
+        return rows, None
+    recent = rows & latest
+    older = rows & ~latest
+    rate = max(cap - int(np.count_nonzero(recent)), 0) / max(int(np.count_nonzero(older)), 1)
+    picked = older & (np.random.default_rng(data.hp.seed).random(len(rows)) < rate)
+    weight = (data.weight.astype(np.float32) if data.hp.zero_sample_rate < 1.0
+              else np.ones(len(rows), dtype=np.float32))
+    if rate > 0:
+        weight[picked] /= np.float32(rate)
+    data.log(f"xgboost: refresh reads {int(np.count_nonzero(recent))} latest rows and "
+             f"{int(np.count_nonzero(picked))} of {int(np.count_nonzero(older))} earlier ones "
+             f"(rate {rate:.4f}, weight {1 / rate if rate else 0:.3f})")
+    return recent | picked, weight
+
+
 def _target(sales: np.ndarray, log_target: bool) -> np.ndarray:
     """The learning target as float32 (XGBoost keeps labels as float32 anyway)."""
     return to_target(sales, log_target).astype(np.float32)
@@ -170,14 +198,17 @@ class FeatureChunks:
     """The feature rows (``features.training_matrix``) of a panel's rows in ``rows``, whole
     series at a time, about ``CHUNK_ROWS`` rows per chunk, as ``(X, label, weight)``; so the
     feature table of all rows is never held at once. Sample weights are passed only when zero
-    rows were down-sampled (otherwise they are all 1 and cost memory and time for nothing)."""
+    rows were down-sampled, or given (otherwise they are all 1 and cost memory and time for
+    nothing)."""
 
-    def __init__(self, data: TrainingData, target: np.ndarray, rows: np.ndarray):
+    def __init__(self, data: TrainingData, target: np.ndarray, rows: np.ndarray,
+                 weight: np.ndarray | None = None):
         self.data, self.target, self.rows = data, target, rows
         offsets = data.panel.offsets
         cut = np.searchsorted(offsets, np.arange(CHUNK_ROWS, offsets[-1], CHUNK_ROWS))
         self.bounds = np.unique(np.concatenate([[0], cut, [len(offsets) - 1]]))
-        self.weighted = data.hp.zero_sample_rate < 1.0
+        self.weight = weight if weight is not None else (
+            data.weight if data.hp.zero_sample_rate < 1.0 else None)
         self.n_rows = int(np.count_nonzero(rows))
 
     def __len__(self) -> int:
@@ -193,7 +224,8 @@ class FeatureChunks:
                                      panel.dates(panel.day[a:b]), panel.onpromotion[a:b],
                                      d.store_code[i0:i1], d.family_code[i0:i1])
         take = self.rows[a:b]
-        return X[take], self.target[a:b][take], d.weight[a:b][take] if self.weighted else None
+        weight = self.weight[a:b][take] if self.weight is not None else None
+        return X[take], self.target[a:b][take], weight
 
     @staticmethod
     def dmatrix(X: np.ndarray) -> xgb.DMatrix:
