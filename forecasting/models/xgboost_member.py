@@ -75,12 +75,12 @@ class XGBoostMember:
         first = self.booster[:rounds]
         data.progress("featurize", 0.15)
         rows = data.keep
+        unseen = panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
         if method == "continue":
-            rows = rows & (panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon))
+            rows = rows & unseen
         if method == "refresh":    # reads leaves from the feature rows: no matrix, no bins
             del cuts
-            fit_end = getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
-            rows, weight = refresh_sample(data, rows, panel.day > fit_end)
+            rows, weight = refresh_sample(data, rows, unseen)
             chunks = FeatureChunks(data, target, rows, weight)
             data.progress("fit", 0.25)
             booster, train_rows = refresh_leaves(first, chunks, hp, chunks.dmatrix), chunks.n_rows
@@ -150,7 +150,8 @@ def refresh_sample(data: TrainingData, rows: np.ndarray, latest: np.ndarray
     older = rows & ~latest
     rate = max(cap - int(np.count_nonzero(recent)), 0) / max(int(np.count_nonzero(older)), 1)
     picked = older & (np.random.default_rng(data.hp.seed).random(len(rows)) < rate)
-    weight = (data.weight.astype(np.float32) if data.hp.zero_sample_rate < 1.0
+    usual = _usual_weight(data)
+    weight = (usual.astype(np.float32) if usual is not None
               else np.ones(len(rows), dtype=np.float32))
     if rate > 0:
         weight[picked] /= np.float32(rate)
@@ -158,6 +159,11 @@ def refresh_sample(data: TrainingData, rows: np.ndarray, latest: np.ndarray
              f"{int(np.count_nonzero(picked))} of {int(np.count_nonzero(older))} earlier ones "
              f"(rate {rate:.4f}, weight {1 / rate if rate else 0:.3f})")
     return recent | picked, weight
+
+
+def _usual_weight(data: TrainingData) -> np.ndarray | None:
+    """The rows' sample weights, or None when no zero rows were down-sampled (all 1)."""
+    return data.weight if data.hp.zero_sample_rate < 1.0 else None
 
 
 def _target(sales: np.ndarray, log_target: bool) -> np.ndarray:
@@ -207,8 +213,7 @@ class FeatureChunks:
         offsets = data.panel.offsets
         cut = np.searchsorted(offsets, np.arange(CHUNK_ROWS, offsets[-1], CHUNK_ROWS))
         self.bounds = np.unique(np.concatenate([[0], cut, [len(offsets) - 1]]))
-        self.weight = weight if weight is not None else (
-            data.weight if data.hp.zero_sample_rate < 1.0 else None)
+        self.weight = weight if weight is not None else _usual_weight(data)
         self.n_rows = int(np.count_nonzero(rows))
 
     def __len__(self) -> int:

@@ -20,11 +20,12 @@ On a C library without these calls (musl, macOS) both do nothing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
 import threading
+
+from forecasting.libc import LIBC as _LIBC
+from forecasting.libc import trim
 
 log = logging.getLogger("forecast_gateway.memory")
 
@@ -34,28 +35,11 @@ QUIET_S = 1.0
 AGAIN_AFTER_S = (2.0, 4.0, 0.0)  # pauses between the releases that follow a quiet period
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _libc()
-
-
 def limit_arenas(count: int) -> bool:
     """Cap glibc's malloc arenas at `count` (call before worker threads start); True if applied."""
     if _LIBC is None or count <= 0:
         return False
     return bool(_LIBC.mallopt(M_ARENA_MAX, count))
-
-
-def trim() -> bool:
-    """Return free heap pages to the OS now; True if glibc released any."""
-    return bool(_LIBC.malloc_trim(0)) if _LIBC is not None else False
 
 
 class Releaser:
