@@ -128,3 +128,50 @@ def test_never_selling_series_are_forecast_as_zero(small_frame, tmp_path):
     rows = p.future_rows(2)                          # never-sold series are asked for too
     never = (rows["store_nbr"] == 2) & (rows["family"] == "BEAUTY")
     assert never.sum() == 2 and (p.predict(rows)[never.to_numpy()] == 0.0).all()
+
+
+def test_unknown_lags_are_a_value_below_every_target_in_the_xgboost_matrices(trained,
+                                                                              small_frame):
+    """The XGBoost member trains on matrices without NaN (XGBoost's dense histogram kernels:
+    1.5x faster rounds at 15M rows), an unknown lag or window being ``UNKNOWN_VALUE``; its
+    forecasts read NaN from ``features`` as that value."""
+    from forecasting import training
+    from forecasting.hyperparameters import parse
+    from forecasting.models.xgboost_member import UNKNOWN_VALUE, FeatureChunks, _target
+
+    panel, _ = clean(validate_history(small_frame)[0])
+    data, _ = training.training_data(panel, parse({}), lambda _: None, lambda *_: None)
+    target = _target(panel.sales, True)
+    everything = np.ones(len(panel.day), dtype=bool)
+    X = np.concatenate([c[0] for c in FeatureChunks(data, target, everything)])
+    raw = features.training_matrix(target, panel.offsets, panel.dates(panel.day),
+                                   panel.onpromotion, data.store_code, data.family_code)
+    unknown = np.isnan(raw)
+    assert not np.isnan(X).any() and unknown.any() and target.min() > UNKNOWN_VALUE
+    np.testing.assert_array_equal(X[unknown], UNKNOWN_VALUE)
+    np.testing.assert_array_equal(X[~unknown], raw[~unknown])
+    member = trained.members["xgboost"]
+    assert member.unknown_value == UNKNOWN_VALUE
+    np.testing.assert_array_equal(member.predict_features(raw), member.predict_features(X))
+    assert not np.isnan(raw[unknown.any(axis=1)][:, 5:]).any()   # only lags/windows are filled
+
+
+def test_a_member_saved_before_the_unknown_value_keeps_nan(trained, tmp_path):
+    """member.json without ``unknown_value`` (models saved before it): NaN reaches the trees as
+    missing, as those trees were grown with it."""
+    import json
+
+    from forecasting.models.xgboost_member import XGBoostMember
+
+    member = trained.members["xgboost"]
+    member.save(tmp_path)
+    meta = json.loads((tmp_path / "member.json").read_text())
+    assert XGBoostMember.load(tmp_path, meta).unknown_value == member.unknown_value
+    del meta["unknown_value"]
+    old = XGBoostMember.load(tmp_path, meta)
+    assert old.unknown_value is None
+    rows = np.full((3, len(features.FEATURES)), 1.0, dtype=np.float32)
+    rows[:, :5] = np.nan
+    np.testing.assert_array_equal(
+        old.predict_features(rows),
+        old.booster.inplace_predict(rows, iteration_range=(0, old.best_iteration + 1)))
