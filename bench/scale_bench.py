@@ -43,13 +43,21 @@ PEER_ROUNDS = 300
 
 def write_data(name: str, directory: str, horizon: int) -> dict:
     """The dataset as ``all.parquet`` (the peer splits it itself) plus ``history.parquet`` and
-    ``test.parquet`` (ours), written a row group at a time so the parent stays small."""
+    ``test.parquet`` (ours), written a row group at a time so the parent stays small. Files
+    already in ``directory`` (from an earlier run with the same ``--data-dir``: the generator
+    is seeded) are reused."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from forecasting import synthetic
 
     full = str(Path(directory) / "all.parquet")
+    paths = {"all": full, "history": str(Path(directory) / "history.parquet"),
+             "test": str(Path(directory) / "test.parquet")}
+    if all(Path(p).exists() for p in paths.values()):
+        meta = pq.ParquetFile(full).metadata
+        days = pc.count_distinct(pq.read_table(full, columns=["date"]).column("date")).as_py()
+        return {**paths, "rows": meta.num_rows, "days": days}
     if DATASETS[name] is None:
         synthetic.generate().to_parquet(full, index=False)
     else:
@@ -58,8 +66,6 @@ def write_data(name: str, directory: str, horizon: int) -> dict:
     source = pq.ParquetFile(full)
     dates = sorted(pc.unique(source.read(columns=["date"]).column("date")).to_pylist())
     cutoff = dates[-horizon]
-    paths = {"all": full, "history": str(Path(directory) / "history.parquet"),
-             "test": str(Path(directory) / "test.parquet")}
     writers = {k: pq.ParquetWriter(paths[k], source.schema_arrow) for k in ("history", "test")}
     try:
         for i in range(source.num_row_groups):
@@ -141,15 +147,19 @@ def _call(fn, *args, timeout: float) -> dict:
 
 def run(data: str, sides: tuple[str, ...] = ("ours", "mlforecast"), repeats: int = 1,
         horizon: int = 16, nthread: int = 2, rounds: int = PEER_ROUNDS,
-        timeout: float = 3600, hp: dict | None = None, workdir: str | None = None) -> dict:
+        timeout: float = 3600, hp: dict | None = None, workdir: str | None = None,
+        data_dir: str | None = None) -> dict:
     """Interleaved runs of the sides on one dataset; per run wall, peak RSS and RMSLE, and the
-    ratios ours / mlforecast of each pair."""
+    ratios ours / mlforecast of each pair. ``data_dir`` keeps (and reuses) the dataset's files
+    there instead of a temporary directory."""
     hp = {"nthread": str(nthread), "horizon": str(horizon), **(hp or {})}
     result: dict = {"data": data, "horizon": horizon, "peer_rounds": rounds, "hp": hp,
                     "runs": []}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         t = time.perf_counter()
-        files = write_data(data, tmp, horizon)
+        if data_dir:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+        files = write_data(data, data_dir or tmp, horizon)
         result.update(rows=files["rows"], days=files["days"],
                       write_s=round(time.perf_counter() - t, 1))
         print(f"{data}: {files['rows']:,} rows written in {result['write_s']} s", flush=True)
@@ -206,13 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per side and run")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyperparameter for ours (repeatable)")
+    p.add_argument("--data-dir", help="keep each dataset's files in DIR/<data> and reuse them")
     p.add_argument("--json", default=".bench/scale.json")
     a = p.parse_args(argv)
     hp = dict(item.split("=", 1) for item in a.hp)
     results = []
     for data in a.data or ["15m", "m5"]:
         sides = tuple(s for s in (a.m5_sides if data == "m5" else a.sides).split(",") if s)
-        results.append(run(data, sides, a.repeats, rounds=a.rounds, timeout=a.timeout, hp=hp))
+        results.append(run(data, sides, a.repeats, rounds=a.rounds, timeout=a.timeout, hp=hp,
+                           data_dir=a.data_dir and str(Path(a.data_dir) / data)))
         print(markdown(results[-1]), flush=True)
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(results, indent=2))
