@@ -46,37 +46,40 @@ def training_matrix(
     onpromotion: np.ndarray,
     store_code: np.ndarray,
     family_code: np.ndarray,
+    at: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Features for every row of a panel (series back to back, gap-free), as float32.
+    """Features of the panel rows ``at`` (row indices, ascending; default every row), as
+    float32. ``target``, ``dates`` and ``onpromotion`` are per row of the whole panel (series
+    back to back, gap-free); ``store_code``/``family_code`` are per series.
 
-    ``target`` is per row; ``store_code``/``family_code`` are per series. No Python loop over
-    series: lags are global shifts masked at series starts; rolling means use prefix sums.
+    No Python loop over series: a lag is a gather ``k`` rows back, masked where it would reach
+    before the series' first day; rolling means use prefix sums. Only the rows asked for are
+    computed, so a validation matrix or a sampled refresh costs its own rows, not the panel's.
     """
     n = len(target)
-    lengths = np.diff(offsets)
-    pos = np.arange(n, dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-    out = np.empty((n, len(FEATURES)), dtype=np.float32)
+    idx = np.arange(n, dtype=np.int64) if at is None else np.asarray(at, dtype=np.int64)
+    series = (np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)) if at is None
+              else np.searchsorted(offsets, idx, side="right") - 1)
+    pos = idx - offsets[series]
+    out = np.empty((len(idx), len(FEATURES)), dtype=np.float32)
     col = 0
     for k in LAGS:
-        shifted = np.full(n, np.nan, dtype=np.float64)
-        shifted[k:] = target[:-k]
-        shifted[pos < k] = np.nan
-        out[:, col] = shifted
+        lag = target[np.maximum(idx - k, 0)].astype(np.float32)
+        lag[pos < k] = np.nan
+        out[:, col] = lag
         col += 1
     prefix = np.zeros(n + 1, dtype=np.float64)
     np.cumsum(target, out=prefix[1:])
-    idx = np.arange(n, dtype=np.int64)
     for w in WINDOWS:
-        start = np.maximum(idx - w, 0)
-        mean = (prefix[idx] - prefix[start]) / w
+        mean = (prefix[idx] - prefix[np.maximum(idx - w, 0)]) / w
         mean[pos < w] = np.nan
         out[:, col] = mean
         col += 1
-    dow, month, year = calendar_columns(dates)
+    dow, month, year = calendar_columns(dates[idx] if at is not None else dates)
     out[:, col], out[:, col + 1], out[:, col + 2] = dow, month, year
-    out[:, col + 3] = onpromotion
-    out[:, col + 4] = np.repeat(store_code, lengths)
-    out[:, col + 5] = np.repeat(family_code, lengths)
+    out[:, col + 3] = onpromotion[idx] if at is not None else onpromotion
+    out[:, col + 4] = store_code[series]
+    out[:, col + 5] = family_code[series]
     return out
 
 

@@ -254,14 +254,14 @@ class FeatureChunks:
         d, i0, i1 = self.data, self.bounds[i], self.bounds[i + 1]
         panel = d.panel
         a, b = panel.offsets[i0], panel.offsets[i1]
+        take = np.flatnonzero(self.rows[a:b])     # only these rows are featurized
         X = features.training_matrix(self.target[a:b], panel.offsets[i0:i1 + 1] - a,
                                      panel.dates(panel.day[a:b]), panel.onpromotion[a:b],
-                                     d.store_code[i0:i1], d.family_code[i0:i1])
+                                     d.store_code[i0:i1], d.family_code[i0:i1], at=take)
         if self.unknown_value is not None:
             np.nan_to_num(X[:, :N_HISTORY_FEATURES], copy=False, nan=self.unknown_value)
-        take = self.rows[a:b]
         weight = self.weight[a:b][take] if self.weight is not None else None
-        return X[take], self.target[a:b][take], weight
+        return X, self.target[a:b][take], weight
 
     @staticmethod
     def dmatrix(X: np.ndarray) -> xgb.DMatrix:

@@ -61,3 +61,19 @@ def test_step_features_equal_training_features(small_frame):
     step = features.step_matrix(to_target(sales, True), panel.dates(np.array([day]))[0],
                                 panel.onpromotion[panel.offsets[1:] - 1], codes, codes)
     np.testing.assert_allclose(step, X[panel.offsets[1:] - 1], rtol=1e-6)
+
+
+def test_features_of_chosen_rows_equal_those_rows_of_the_whole_matrix(small_frame):
+    """``at`` computes only the rows asked for (a validation matrix, a sampled refresh), with
+    the same values as the whole panel's matrix, series starts included."""
+    from forecasting.schema import validate_history
+    panel, _ = clean(validate_history(small_frame)[0])
+    whole = matrix(panel)
+    at = np.flatnonzero(np.random.default_rng(0).random(len(panel.day)) < 0.2)
+    at = np.union1d(at, panel.offsets[:-1] + 3)     # rows whose lags reach before the start
+    y = to_target(panel.sales, True)
+    chosen = features.training_matrix(y, panel.offsets, panel.dates(panel.day),
+                                      panel.onpromotion, np.arange(panel.n_series),
+                                      np.arange(panel.n_series), at=at)
+    np.testing.assert_array_equal(chosen, whole[at])
+    assert np.isnan(chosen[np.searchsorted(at, panel.offsets[:-1] + 3), 1]).all()
