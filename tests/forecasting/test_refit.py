@@ -125,19 +125,23 @@ def test_refresh_over_refresh_rows_reads_the_latest_days_and_a_weighted_sample(
     hp = {**held_out.hp.as_strings(), "refit": "true", "refit_method": "refresh"}
     lines: list[str] = []
     sampled = training.train(small_frame, {**hp, "refresh_rows": "3000"}, log=lines.append)
-    every = training.train(small_frame, hp, log=lambda _: None)
+    every = training.train(small_frame, hp, log=lambda _: None)     # under the 4M default
+    uncapped = training.train(small_frame, {**hp, "refresh_rows": "0"}, log=lambda _: None)
     first = held_out.metadata["members"]["xgboost"]
     latest = 2 * first["validation_rows"]                 # the validation and test days
     earlier = first["train_rows"]
     read = sampled.metadata["members"]["xgboost"]["refit"]["train_rows"]
     assert every.metadata["members"]["xgboost"]["refit"]["train_rows"] == latest + earlier
+    assert uncapped.metadata["members"]["xgboost"]["refit"]["train_rows"] == latest + earlier
     assert abs(read - 3000) < 150, read
     note = next(line for line in lines if "refresh reads" in line)
     assert f"refresh reads {latest} latest rows" in note and f"of {earlier} earlier" in note
 
     rows = future_rows(small_frame, 7)
     forecast = {name: Predictor.load(model.save(tmp_path / name)).predict(rows)
-                for name, model in (("sampled", sampled), ("every", every), ("held", held_out))}
+                for name, model in (("sampled", sampled), ("every", every), ("held", held_out),
+                                    ("uncapped", uncapped))}
+    np.testing.assert_array_equal(forecast["uncapped"], forecast["every"])   # 0: every row
     assert not np.allclose(forecast["sampled"], forecast["held"]), "it saw the latest days"
     # The sample's leaf values estimate the same sums: the forecasts stay close to reading all.
     gap = np.abs(forecast["sampled"] - forecast["every"]).mean()
