@@ -74,8 +74,8 @@ class XGBoostMember:
         - ``continue``: ``refit_rounds`` more trees boosted on the days after the train end.
 
         ``full`` and ``continue`` bin the rows with this fit's quantile cuts, so no day is
-        sketched twice; ``refresh`` reads the leaves from the feature rows
-        (``forecasting.models.leaf_refresh``)."""
+        sketched twice; ``refresh`` runs XGBoost's refresh updater on a float matrix of at most
+        ``refresh_rows`` rows (``forecasting.models.leaf_refresh``)."""
         hp, panel = data.hp, data.panel
         method = hp.refit_method
         target = _target(panel.sales, hp.log_target)
@@ -87,12 +87,14 @@ class XGBoostMember:
         unseen = panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
         if method == "continue":
             rows = rows & unseen
-        if method == "refresh":    # reads leaves from the feature rows: no matrix, no bins
+        if method == "refresh":    # a float matrix of the (sampled) rows: no bins needed
             del cuts
             rows, weight = refresh_sample(data, rows, unseen)
             chunks = FeatureChunks(data, target, rows, weight, self.unknown_value)
             data.progress("fit", 0.25)
-            booster, train_rows = refresh_leaves(first, chunks, hp, chunks.dmatrix), chunks.n_rows
+            booster = refresh_leaves(first, chunks, _params(hp), chunks.dmatrix,
+                                     callbacks=[_Progress(data, rounds)])
+            train_rows = chunks.n_rows
         else:
             matrix = _matrix(data, target, rows, ref=cuts, max_bin=hp.max_bin,
                              unknown_value=self.unknown_value)

@@ -92,32 +92,54 @@ def _splits(tree_dump: str) -> list[str]:
     return [line.split(" ")[0] for line in tree_dump.splitlines() if "leaf=" not in line]
 
 
-@pytest.mark.parametrize("trees_per_pass", [None, 4])
-def test_refresh_leaves_matches_xgboosts_refresh_updater(trees_per_pass):
+def test_refresh_leaves_sets_each_leaf_to_the_newton_step_of_its_rows_tree_after_tree():
+    """The refresh against a by-hand oracle: tree t's leaf = -eta * G / (H + lambda) over the
+    rows in it, gradients taken at the refreshed trees before t; sample weights count, a
+    categorical split routes rows as the first fit did, and uneven chunks are one matrix."""
+    import json
+
     import xgboost as xgb
 
-    from forecasting.hyperparameters import parse
     from forecasting.models.leaf_refresh import refresh_leaves
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(3000, 4)).astype(np.float32)
-    y = (2 * X[:, 0] + np.sin(X[:, 1]) + rng.normal(0, 0.1, 3000)).astype(np.float32)
-    later = X + 0.5
-    params = {"objective": "reg:squarederror", "eta": 0.3, "max_depth": 4, "lambda": 1.0,
-              "max_bin": 64}
-    first = xgb.QuantileDMatrix(X, label=y, max_bin=64)
-    booster = xgb.train({**params, "tree_method": "hist"}, first, 15)
-    all_x, all_y = np.vstack([X, later]), np.concatenate([y, y + 1])
-    # Uneven chunks, and (with 4 trees a pass) several passes over them.
-    chunks = [(all_x[a:b], all_y[a:b], None) for a, b in ((0, 1000), (1000, 3500), (3500, 6000))]
-    ours = refresh_leaves(booster, chunks, parse({"eta": "0.3", "lambda": "1"}),
-                          trees_per_pass=trees_per_pass)
-    theirs = xgb.train({**params, "process_type": "update", "updater": "refresh",
-                        "refresh_leaf": True}, xgb.DMatrix(all_x, label=all_y), 15,
-                       xgb_model=booster)
-    check = xgb.DMatrix(all_x)
-    assert np.abs(ours.predict(check) - theirs.predict(check)).max() < 1e-4
-    assert np.abs(ours.predict(check) - booster.predict(check)).max() > 0.1
+    n, levels = 6000, 40
+    X = np.column_stack([rng.normal(size=n), rng.normal(size=n),
+                         rng.integers(0, levels, n)]).astype(np.float32)
+    effect = rng.normal(size=levels)
+    y = (2 * X[:, 0] + np.sin(X[:, 1]) + effect[X[:, 2].astype(int)]
+         + rng.normal(0, 0.1, n)).astype(np.float32)
+    types = ["q", "q", "c"]
+
+    def dmatrix(x):
+        return xgb.DMatrix(x, feature_types=types, enable_categorical=True)
+
+    params = {"objective": "reg:squarederror", "tree_method": "hist", "eta": 0.3,
+              "max_depth": 4, "lambda": 1.0, "max_bin": 64, "max_cat_to_onehot": 1}
+    first = xgb.QuantileDMatrix(X[:3000], label=y[:3000], max_bin=64, feature_types=types,
+                                enable_categorical=True)
+    booster = xgb.train(params, first, 15)
+    later_y = y + np.where(X[:, 2] < levels / 2, 1.0, -0.5).astype(np.float32)
+    weight = rng.uniform(0.5, 3.0, n).astype(np.float32)
+    chunks = [(X[a:b], later_y[a:b], weight[a:b]) for a, b in ((0, 1000), (1000, 3500),
+                                                                 (3500, n))]
+    refreshed = refresh_leaves(booster, chunks, params, to_dmatrix=dmatrix)
+
+    base = json.loads(booster.save_config())["learner"]["learner_model_param"]["base_score"]
+    margin = np.full(n, float(np.asarray(json.loads(base)).reshape(-1)[0]))
+    nodes = booster.predict(dmatrix(X), pred_leaf=True).astype(int)
+    for t in range(15):
+        grad = (margin - later_y) * weight
+        g = np.bincount(nodes[:, t], weights=grad)
+        h = np.bincount(nodes[:, t], weights=weight)
+        value = np.zeros_like(g)
+        held = h > 0
+        value[held] = -0.3 * g[held] / (h[held] + 1.0)
+        margin += value[nodes[:, t]]
+    got = refreshed.predict(dmatrix(X), output_margin=True)
+    assert np.abs(got - margin).max() < 1e-3
+    assert np.abs(got - booster.predict(dmatrix(X), output_margin=True)).max() > 0.3
+    assert refreshed.get_dump()[0].count("leaf=") == booster.get_dump()[0].count("leaf=")
 
 
 def test_refresh_over_refresh_rows_reads_the_latest_days_and_a_weighted_sample(
