@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import tempfile
 import time
@@ -42,18 +43,19 @@ PEER_ROUNDS = 300
 
 
 def write_data(name: str, directory: str, horizon: int) -> dict:
-    """The dataset as ``all.parquet`` (the peer splits it itself) plus ``history.parquet`` and
-    ``test.parquet`` (ours), written a row group at a time so the parent stays small. Files
-    already in ``directory`` (from an earlier run with the same ``--data-dir``: the generator
-    is seeded) are reused."""
+    """The dataset as ``all.parquet`` (the peer splits it itself) plus ``history_h<horizon>.parquet``
+    and ``test_h<horizon>.parquet`` (ours; the horizon splits them), written a row group at
+    a time so the parent stays small. Files already in ``directory`` (from an earlier run with
+    the same ``--data-dir``: the generator is seeded) are reused; the split files take their
+    names only once complete, so an interrupted run leaves nothing to reuse by mistake."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from forecasting import synthetic
 
     full = str(Path(directory) / "all.parquet")
-    paths = {"all": full, "history": str(Path(directory) / "history.parquet"),
-             "test": str(Path(directory) / "test.parquet")}
+    paths = {"all": full, "history": str(Path(directory) / f"history_h{horizon}.parquet"),
+             "test": str(Path(directory) / f"test_h{horizon}.parquet")}
     if all(Path(p).exists() for p in paths.values()):
         meta = pq.ParquetFile(full).metadata
         days = pc.count_distinct(pq.read_table(full, columns=["date"]).column("date")).as_py()
@@ -66,7 +68,8 @@ def write_data(name: str, directory: str, horizon: int) -> dict:
     source = pq.ParquetFile(full)
     dates = sorted(pc.unique(source.read(columns=["date"]).column("date")).to_pylist())
     cutoff = dates[-horizon]
-    writers = {k: pq.ParquetWriter(paths[k], source.schema_arrow) for k in ("history", "test")}
+    writers = {k: pq.ParquetWriter(paths[k] + ".partial", source.schema_arrow)
+               for k in ("history", "test")}
     try:
         for i in range(source.num_row_groups):
             group = source.read_row_group(i)
@@ -76,6 +79,8 @@ def write_data(name: str, directory: str, horizon: int) -> dict:
     finally:
         for w in writers.values():
             w.close()
+    for k in ("history", "test"):
+        os.replace(paths[k] + ".partial", paths[k])
     rows = source.metadata.num_rows
     return {**paths, "rows": rows, "days": len(dates)}
 

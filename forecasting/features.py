@@ -24,6 +24,7 @@ FEATURES = (
     *(f"roll_{w}_mean" for w in WINDOWS),
     "day_of_week", "month", "year", "onpromotion", "store_nbr", "family",
 )
+HISTORY_FEATURES = len(LAGS) + len(WINDOWS)   # the leading columns; the only ones that can be NaN
 CATEGORICAL = ("store_nbr", "family")
 FEATURE_TYPES = tuple("c" if f in CATEGORICAL else "q" for f in FEATURES)
 LOOKBACK = max(*LAGS, *WINDOWS)

@@ -247,8 +247,9 @@ def _evaluate(panel: Panel, split, members: dict, store_code, family_code, horiz
 def _return_freed_memory() -> None:
     """Give what reading, validation and cleaning freed back to the OS, so the fit does not
     start on top of their peak (`forecasting.libc.trim`): glibc keeps freed blocks under its
-    mmap threshold (which grows to 32 MB) and pyarrow's allocator keeps its own (measured at 3M rows: 461 MB resident after
-    cleaning, 192 MB after both releases). A no-op where either is missing."""
+    mmap threshold (which grows to 32 MB) and pyarrow's allocator keeps its own (measured at
+    3M rows: 461 MB resident after cleaning, 192 MB after both releases). A no-op where either
+    is missing."""
     libc.trim()
     if "pyarrow" in sys.modules:
         sys.modules["pyarrow"].default_memory_pool().release_unused()

@@ -16,7 +16,6 @@ from forecasting.models.base import TrainingData, from_target, to_target
 from forecasting.models.leaf_refresh import refresh_leaves
 
 MODEL_FILE = "model.ubj"
-N_HISTORY_FEATURES = len(features.LAGS) + len(features.WINDOWS)   # the leading columns
 CHUNK_ROWS = 1 << 18      # rows featurized at a time while building a matrix
 # What an unknown lag or window (NaN in ``features``: before a series' first day) becomes in
 # this member's matrices. Below every real value (targets are >= 0), so a split can still set
@@ -152,15 +151,16 @@ class XGBoostMember:
                    None if unknown is None else float(unknown))
 
 
-def fill_unknown(matrix: np.ndarray, value: float) -> np.ndarray:
-    """``matrix`` with the NaN of its lag and window columns (the only features that can be
-    unknown) set to ``value``; a copy only when there is one to set."""
-    lags = matrix[:, :N_HISTORY_FEATURES]
-    unknown = np.isnan(lags)
+def fill_unknown(matrix: np.ndarray, value: float, copy: bool = True) -> np.ndarray:
+    """``matrix`` with the NaN of its lag and window columns (``features.HISTORY_FEATURES``, the
+    only features that can be unknown) set to ``value``. With ``copy`` (a caller's rows) a copy
+    is made only when there is something to set; without, ``matrix`` is filled in place."""
+    unknown = np.isnan(matrix[:, :features.HISTORY_FEATURES])
     if not unknown.any():
         return matrix
-    matrix = matrix.copy()
-    matrix[:, :N_HISTORY_FEATURES][unknown] = value
+    if copy:
+        matrix = matrix.copy()
+    matrix[:, :features.HISTORY_FEATURES][unknown] = value
     return matrix
 
 
@@ -261,7 +261,7 @@ class FeatureChunks:
                                      panel.dates(panel.day[a:b]), panel.onpromotion[a:b],
                                      d.store_code[i0:i1], d.family_code[i0:i1], at=take)
         if self.unknown_value is not None:
-            np.nan_to_num(X[:, :N_HISTORY_FEATURES], copy=False, nan=self.unknown_value)
+            fill_unknown(X, self.unknown_value, copy=False)
         weight = self.weight[a:b][take] if self.weight is not None else None
         return X, self.target[a:b][take], weight
 

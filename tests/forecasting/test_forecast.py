@@ -153,7 +153,7 @@ def test_unknown_lags_are_a_value_below_every_target_in_the_xgboost_matrices(tra
     member = trained.members["xgboost"]
     assert member.unknown_value == UNKNOWN_VALUE
     np.testing.assert_array_equal(member.predict_features(raw), member.predict_features(X))
-    assert not np.isnan(raw[unknown.any(axis=1)][:, 5:]).any()   # only lags/windows are filled
+    assert not np.isnan(raw[unknown.any(axis=1)][:, features.HISTORY_FEATURES:]).any()
 
 
 def test_a_member_saved_before_the_unknown_value_keeps_nan(trained, tmp_path):
@@ -171,7 +171,7 @@ def test_a_member_saved_before_the_unknown_value_keeps_nan(trained, tmp_path):
     old = XGBoostMember.load(tmp_path, meta)
     assert old.unknown_value is None
     rows = np.full((3, len(features.FEATURES)), 1.0, dtype=np.float32)
-    rows[:, :5] = np.nan
+    rows[:, :features.HISTORY_FEATURES] = np.nan
     np.testing.assert_array_equal(
         old.predict_features(rows),
         old.booster.inplace_predict(rows, iteration_range=(0, old.best_iteration + 1)))
