@@ -86,9 +86,9 @@ SPECS: dict[str, Spec] = {
                                               "(refit_rounds more trees on the latest days)",
                          choices=("refresh", "full", "continue")),
     "refit_rounds": Spec("int", 20, "trees added by refit_method=continue", 1, 10_000),
-    "refresh_rows": Spec("int", 4_000_000, "most rows refit_method=refresh reads: every row "
-                                           "after the evaluated fit's days and a weighted "
-                                           "sample of the earlier ones (0 = all rows)",
+    "refresh_rows": Spec("int", 500_000, "most rows refit_method=refresh reads: every row "
+                                         "after the evaluated fit's days and a weighted "
+                                         "sample of the fit's own rows (0 = all rows)",
                          0, 2**62),
     # XGBoost member.
     "num_round": Spec("int", 1000, "maximum boosting rounds", 1, 100_000),

@@ -92,23 +92,31 @@ def _splits(tree_dump: str) -> list[str]:
     return [line.split(" ")[0] for line in tree_dump.splitlines() if "leaf=" not in line]
 
 
-def test_refresh_leaves_sets_each_leaf_to_the_newton_step_of_its_rows_tree_after_tree():
-    """The refresh against a by-hand oracle: tree t's leaf = -eta * G / (H + lambda) over the
-    rows in it, gradients taken at the refreshed trees before t; sample weights count, a
-    categorical split routes rows as the first fit did, and uneven chunks are one matrix."""
+def test_refresh_leaves_sets_each_leaf_to_the_newton_step_of_all_rows_tree_after_tree(
+        monkeypatch):
+    """The refresh against a by-hand oracle: tree t's leaf = -eta * G / (H + lambda) over every
+    row in it, the first fit's and the later ones, gradients taken at the refreshed trees
+    before t. The fit's rows enter through the sums stored in its trees, so with every fit row
+    read (no ``subsample``) the result is exact; sample weights count, a categorical split
+    routes rows as the first fit did, and uneven chunks are one matrix. A sample of the fit's
+    rows (weighted 1/rate) lands close to it. Leaves are looked up 4 trees at a time."""
     import json
 
     import xgboost as xgb
 
+    from forecasting.models import leaf_refresh
     from forecasting.models.leaf_refresh import refresh_leaves
 
     rng = np.random.default_rng(0)
-    n, levels = 6000, 40
+    n, fit_n, levels = 6000, 3000, 40
+    monkeypatch.setattr(leaf_refresh, "LEAF_BATCH_BYTES", 4 * 4 * n)
     X = np.column_stack([rng.normal(size=n), rng.normal(size=n),
                          rng.integers(0, levels, n)]).astype(np.float32)
     effect = rng.normal(size=levels)
     y = (2 * X[:, 0] + np.sin(X[:, 1]) + effect[X[:, 2].astype(int)]
          + rng.normal(0, 0.1, n)).astype(np.float32)
+    y[fit_n:] += np.where(X[fit_n:, 2] < levels / 2, 1.0, -0.5).astype(np.float32)
+    weight = rng.uniform(0.5, 3.0, n).astype(np.float32)
     types = ["q", "q", "c"]
 
     def dmatrix(x):
@@ -116,21 +124,18 @@ def test_refresh_leaves_sets_each_leaf_to_the_newton_step_of_its_rows_tree_after
 
     params = {"objective": "reg:squarederror", "tree_method": "hist", "eta": 0.3,
               "max_depth": 4, "lambda": 1.0, "max_bin": 64, "max_cat_to_onehot": 1}
-    first = xgb.QuantileDMatrix(X[:3000], label=y[:3000], max_bin=64, feature_types=types,
-                                enable_categorical=True)
+    first = xgb.QuantileDMatrix(X[:fit_n], label=y[:fit_n], weight=weight[:fit_n], max_bin=64,
+                                feature_types=types, enable_categorical=True)
     booster = xgb.train(params, first, 15)
-    later_y = y + np.where(X[:, 2] < levels / 2, 1.0, -0.5).astype(np.float32)
-    weight = rng.uniform(0.5, 3.0, n).astype(np.float32)
-    chunks = [(X[a:b], later_y[a:b], weight[a:b]) for a, b in ((0, 1000), (1000, 3500),
-                                                                 (3500, n))]
-    refreshed = refresh_leaves(booster, chunks, params, to_dmatrix=dmatrix)
+    fit_rows = np.arange(n) < fit_n
+    chunks = [(X[a:b], y[a:b], weight[a:b]) for a, b in ((0, 1000), (1000, 3500), (3500, n))]
+    refreshed = refresh_leaves(booster, chunks, fit_rows, params, to_dmatrix=dmatrix)
 
     base = json.loads(booster.save_config())["learner"]["learner_model_param"]["base_score"]
     margin = np.full(n, float(np.asarray(json.loads(base)).reshape(-1)[0]))
     nodes = booster.predict(dmatrix(X), pred_leaf=True).astype(int)
     for t in range(15):
-        grad = (margin - later_y) * weight
-        g = np.bincount(nodes[:, t], weights=grad)
+        g = np.bincount(nodes[:, t], weights=(margin - y) * weight)
         h = np.bincount(nodes[:, t], weights=weight)
         value = np.zeros_like(g)
         held = h > 0
@@ -141,13 +146,19 @@ def test_refresh_leaves_sets_each_leaf_to_the_newton_step_of_its_rows_tree_after
     assert np.abs(got - booster.predict(dmatrix(X), output_margin=True)).max() > 0.3
     assert refreshed.get_dump()[0].count("leaf=") == booster.get_dump()[0].count("leaf=")
 
+    half = ~fit_rows | (rng.random(n) < 0.5)        # half the fit's rows, weighing 2
+    sampled_weight = np.where(fit_rows, 2 * weight, weight)[half]
+    sampled = refresh_leaves(booster, [(X[half], y[half], sampled_weight)], fit_rows[half],
+                             params, to_dmatrix=dmatrix)
+    assert np.abs(sampled.predict(dmatrix(X), output_margin=True) - margin).mean() < 0.02
+
 
 def test_refresh_over_refresh_rows_reads_the_latest_days_and_a_weighted_sample(
         small_frame, held_out, tmp_path):
     hp = {**held_out.hp.as_strings(), "refit": "true", "refit_method": "refresh"}
     lines: list[str] = []
     sampled = training.train(small_frame, {**hp, "refresh_rows": "3000"}, log=lines.append)
-    every = training.train(small_frame, hp, log=lambda _: None)     # under the 4M default
+    every = training.train(small_frame, hp, log=lambda _: None)     # under the 500k default
     uncapped = training.train(small_frame, {**hp, "refresh_rows": "0"}, log=lambda _: None)
     first = held_out.metadata["members"]["xgboost"]
     latest = 2 * first["validation_rows"]                 # the validation and test days
