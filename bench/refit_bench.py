@@ -9,7 +9,9 @@ days recursively from the end of the history:
 - ``none``: the evaluated fit itself (``refit=false``);
 - ``full``: ``best_iteration + 1`` rounds regrown on all history (the matrix reuses the first
   fit's quantile cuts);
-- ``refresh``: the same trees, leaf values recomputed on all history;
+- ``refresh``: the same trees, leaf values recomputed on all history (the fit's rows through
+  its stored sums); as shipped (at most ``refresh_rows`` rows read), reading every row, and
+  reading only the latest days (no sample of the fit's rows);
 - ``continue``: ``refit_rounds`` more trees boosted on the 2 x horizon days after the train end.
 
 It also reads, from the same validation curve, what a shorter early-stopping patience would
@@ -19,6 +21,7 @@ Datasets: the competition-scale synthetic set, and the same with a level shift o
 six weeks (half the stores sell 1.5x), where seeing the latest days matters.
 
     python -m bench.refit_bench [--scale full|mid|small] [--sets synthetic,level_shift]
+    python -m bench.refit_bench --file DIR/15m/all.parquet --candidates refresh,refresh_latest_only
 """
 
 from __future__ import annotations
@@ -34,15 +37,25 @@ import numpy as np
 
 from bench.child import run_in_child
 
-CANDIDATES = (("full", 0), ("refresh", 0), ("continue", 10), ("continue", 20),
-              ("continue", 40))
+# name -> the refit's hyperparameters
+CANDIDATES = {
+    "full": {"refit_method": "full"},
+    "refresh": {"refit_method": "refresh"},
+    "refresh_every_row": {"refit_method": "refresh", "refresh_rows": "0"},
+    "refresh_latest_only": {"refit_method": "refresh", "refresh_rows": "1"},
+    "continue_10": {"refit_method": "continue", "refit_rounds": "10"},
+    "continue_20": {"refit_method": "continue", "refit_rounds": "20"},
+    "continue_40": {"refit_method": "continue", "refit_rounds": "40"},
+}
 SHIFT = (42, 1.5)
 PATIENCES = (10, 20, 30, 50)
 SCALES = {"full": (), "mid": (12, 33, "2015-01-01"), "small": (4, 5, "2015-01-01")}
 
 
-def measure(path: str, horizon: int, nthread: int) -> dict:
-    """In a child: one first fit, then every candidate from it; seconds and held-out RMSLE."""
+def measure(path: str, horizon: int, nthread: int, names: tuple[str, ...] = tuple(CANDIDATES),
+            patience: bool = True) -> dict:
+    """In a child: one first fit, then each candidate in ``names`` from it; seconds, rows read
+    and held-out RMSLE (and, with ``patience``, what shorter patiences would have chosen)."""
     from forecasting import training
     from forecasting.cleaning import clean
     from forecasting.history import panel_forecast_input, panel_window
@@ -71,20 +84,22 @@ def measure(path: str, horizon: int, nthread: int) -> dict:
     t = time.perf_counter()
     summary = first.fit(dataclasses.replace(data, log=lambda _: None))
     out: dict = {"first_fit_s": time.perf_counter() - t, "first_fit": summary,
-                 "candidates": {"none": {"seconds": 0.0, "rmsle": rmsle(first)}}}
+                 "candidates": {"none": {"seconds": 0.0, "rmsle": rmsle(first),
+                                         "rows_read": 0}}}
     cuts = first._cuts   # each candidate starts from the same first fit and its cuts
-    for method, rounds in CANDIDATES:
+    for name in names:
+        extra = CANDIDATES[name]
         first._cuts = cuts
-        hp_m = parse({"nthread": str(nthread), "horizon": str(horizon), "refit_method": method,
-                      "refit_rounds": str(max(rounds, 1))})
+        hp_m = parse({"nthread": str(nthread), "horizon": str(horizon), **extra})
         t = time.perf_counter()
-        member, _ = first.refit(dataclasses.replace(data, split=data.split.everything(),
-                                                    hp=hp_m))
+        member, summary = first.refit(dataclasses.replace(data, split=data.split.everything(),
+                                                          hp=hp_m))
         seconds = time.perf_counter() - t
-        name = method if method != "continue" else f"continue_{rounds}"
-        out["candidates"][name] = {"seconds": seconds, "rmsle": rmsle(member)}
+        out["candidates"][name] = {"seconds": seconds, "rmsle": rmsle(member),
+                                   "rows_read": summary["train_rows"]}
     first._cuts = cuts
-    out["patience"] = _patience(first, data, rmsle)
+    if patience:
+        out["patience"] = _patience(first, data, rmsle)
     return out
 
 
@@ -120,8 +135,17 @@ def _curve(booster, dvalid, n: int) -> list[float]:
 
 
 def run(scale: str = "full", horizon: int = 16, nthread: int = 2,
-        names: tuple[str, ...] = ("synthetic", "level_shift")) -> dict:
+        names: tuple[str, ...] = ("synthetic", "level_shift"),
+        candidates: tuple[str, ...] = tuple(CANDIDATES), file: str | None = None) -> dict:
+    """The candidates on the synthetic sets, or on one history ``file`` (no patience table:
+    reading the curve costs a prediction per round)."""
     from forecasting import synthetic
+
+    if file is not None:
+        result = {"horizon": horizon, "file": {
+            "path": file, **run_in_child(measure, file, horizon, nthread, candidates, False)}}
+        print(json.dumps(result, indent=2), flush=True)
+        return result
 
     sets = {k: v for k, v in {"synthetic": {}, "level_shift": {"level_shift": SHIFT}}.items()
             if k in names}
@@ -131,7 +155,8 @@ def run(scale: str = "full", horizon: int = 16, nthread: int = 2,
             frame = synthetic.generate(*SCALES[scale], **extra)
             path = str(Path(tmp) / f"{name}.parquet")
             frame.to_parquet(path, index=False)
-            result[name] = {"rows": len(frame), **run_in_child(measure, path, horizon, nthread)}
+            result[name] = {"rows": len(frame),
+                            **run_in_child(measure, path, horizon, nthread, candidates)}
             print(json.dumps({name: result[name]}, indent=2), flush=True)
     return result
 
@@ -143,8 +168,8 @@ def markdown(result: dict) -> str:
               "level shift: held-out RMSLE |"), "| --- | ---: | ---: | ---: | ---: |"]
     for n in names:
         a, b = result["synthetic"]["candidates"][n], result["level_shift"]["candidates"][n]
-        lines.append(f"| {n} | {a['seconds']:.1f} | {a['rmsle']:.4f} | {b['seconds']:.1f} | "
-                     f"{b['rmsle']:.4f} |")
+        lines.append(f"| {n} ({a['rows_read']:,} rows read) | {a['seconds']:.1f} | "
+                     f"{a['rmsle']:.4f} | {b['seconds']:.1f} | {b['rmsle']:.4f} |")
     lines += ["", ("| early-stopping patience | synthetic: best / run | synthetic: RMSLE | "
                    "level shift: best / run | level shift: RMSLE |"),
               "| --- | ---: | ---: | ---: | ---: |"]
@@ -162,8 +187,16 @@ def main() -> None:
                         "small: 4 x 5")
     p.add_argument("--json", help="write the result here")
     p.add_argument("--sets", default="synthetic,level_shift")
+    p.add_argument("--candidates", default=",".join(CANDIDATES),
+                   help="refits to measure (default: all)")
+    p.add_argument("--file", help="measure this history file (Parquet or CSV) instead of the "
+                                  "synthetic sets, e.g. bench.scale_bench's kept 15m/all.parquet")
     a = p.parse_args()
-    result = run(a.scale, names=tuple(a.sets.split(",")))
+    candidates = tuple(a.candidates.split(","))
+    unknown = sorted(set(candidates) - set(CANDIDATES))
+    if unknown:
+        p.error(f"unknown candidates {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}")
+    result = run(a.scale, names=tuple(a.sets.split(",")), candidates=candidates, file=a.file)
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
     if "synthetic" in result and "level_shift" in result:
