@@ -44,7 +44,7 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
 
     ``chunks`` yields ``(features, label, weight)`` for the rows read; ``fit_rows`` (one flag
     per row, in the same order) marks those the first fit trained on, whose weight is their
-    sampling weight (``1/rate``) and whose label is not used. Its ``n_rows`` attribute, when
+    sampling weight (``1/rate``) and whose label is not used. A ``chunks.n_rows``, when
     present, lets the rows be gathered into one preallocated array. ``params`` are the
     booster's training parameters (``eta``, ``lambda``, ``alpha``, ``subsample``);
     ``to_dmatrix`` makes the features a ``DMatrix`` as the booster was trained on (names,
