@@ -1,5 +1,9 @@
-"""`bench.scale_bench --data-dir`: the generated datasets are kept and reused, and an interrupted
-split leaves nothing that a later run would reuse."""
+"""The scale benchmarks' own promises: `bench.scale_bench --data-dir` keeps and reuses the
+generated datasets, and an interrupted split leaves nothing a later run would reuse;
+`bench.refit_bench` names an unknown candidate in one line."""
+
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 
@@ -28,3 +32,12 @@ def test_a_kept_dataset_is_reused_and_a_partial_split_is_not(tmp_path, monkeypat
         pass
     assert not (tmp_path / "history_h7.parquet").exists()
     assert not (tmp_path / "test_h7.parquet").exists()
+
+
+def test_refit_bench_names_an_unknown_candidate_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "bench.refit_bench", "--candidates",
+                           "refresh,nope"], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "unknown candidates nope; choose from full, refresh" in done.stderr
+    assert "Traceback" not in done.stderr

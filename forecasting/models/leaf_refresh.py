@@ -56,7 +56,7 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
         raise ValueError(f"fit_rows flags {len(fit_rows)} rows, the chunks hold {n}")
     matrix = to_dmatrix(X)
     del X                                      # the DMatrix holds its own copy
-    buffer = bytearray(booster.save_raw("ubj"))
+    buffer = booster.save_raw("ubj")            # a bytearray: the model, written in place
     learner = ubj_model.load(buffer)["learner"]
     trees = learner["gradient_booster"]["model"]["trees"]
     eta, lam = float(params.get("eta", 0.3)), float(params.get("lambda", 1.0))
@@ -84,7 +84,7 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
             before = np.asarray(tree["split_conditions"], dtype=np.float64)
             np.subtract(margin, target, out=grad)
             grad *= grad_weight
-            value = _refreshed(tree, leaf, grad, hess_weight, eta, lam, alpha, scale)
+            value = _refreshed(tree, before, leaf, grad, hess_weight, eta, lam, alpha, scale)
             margin += value[leaf]
             target[fit_at] += before[leaf[fit_at]]
         if progress is not None:
@@ -94,13 +94,14 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
     return refreshed
 
 
-def _refreshed(tree: dict, leaf: np.ndarray, grad: np.ndarray, hess_weight: np.ndarray,
-               eta: float, lam: float, alpha: float, scale: float) -> np.ndarray:
+def _refreshed(tree: dict, value: np.ndarray, leaf: np.ndarray, grad: np.ndarray,
+               hess_weight: np.ndarray, eta: float, lam: float, alpha: float,
+               scale: float) -> np.ndarray:
     """Tree ``tree``'s node values after its leaves are refreshed (and written into the tree's
-    arrays): the fit's sums (from its leaf values and ``sum_hessian``) plus the rows read."""
+    arrays): the fit's sums (from its leaf values, ``value``, and ``sum_hessian``) plus the
+    rows read."""
     size = len(tree["left_children"])
     is_leaf = np.asarray(tree["left_children"]) == -1
-    value = np.asarray(tree["split_conditions"], dtype=np.float64)
     fit_h = np.asarray(tree["sum_hessian"], dtype=np.float64)
     # The fit's leaf value is -eta * T(G) / (H + lambda), T the L1 shrink by alpha: G back,
     # with alpha restored where the leaf is not 0 (where it is, |G| <= alpha: read as 0).

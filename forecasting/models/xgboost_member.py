@@ -93,7 +93,7 @@ class XGBoostMember:
             data.progress("fit", 0.25)
             booster = refresh_leaves(
                 first, chunks, ~unseen[rows], _params(hp), chunks.dmatrix,
-                progress=lambda done, total: data.progress("fit", 0.25 + 0.55 * done / total))
+                progress=lambda done, total: _report_fit(data, done, total))
             train_rows = chunks.n_rows
         else:
             matrix = _matrix(data, target, rows, ref=cuts, max_bin=hp.max_bin,
@@ -315,5 +315,10 @@ class _Progress(xgb.callback.TrainingCallback):
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         if epoch % self.every == 0:
-            self.data.progress("fit", 0.25 + 0.55 * (epoch + 1) / self.rounds)
+            _report_fit(self.data, epoch + 1, self.rounds)
         return False
+
+
+def _report_fit(data: TrainingData, done: int, total: int) -> None:
+    """A ``fit`` progress line for ``done`` of ``total`` trees (the fit spans 25% to 80%)."""
+    data.progress("fit", 0.25 + 0.55 * done / max(total, 1))
