@@ -60,8 +60,8 @@ def ours(path: str, horizon: int, rounds: int, nthread: int, keep_dir: str | Non
     frame, _ = validate_history(history)
     panel, _ = clean(frame)
     codes = np.zeros(panel.n_series, dtype=np.int32)
-    X = features.training_matrix(to_target(panel.sales, True), panel.offsets,
-                                 panel.dates(panel.day), panel.onpromotion, codes, codes)
+    X = features.DEFAULT.training_matrix(to_target(panel.sales, True), panel.offsets,
+                                         panel.dates(panel.day), panel.onpromotion, codes, codes)
     featurize = time.perf_counter() - t
     floor_rows = X[panel.day > panel.last_day - horizon]   # a forecast-shaped feature matrix
     del X, frame, panel
@@ -101,7 +101,7 @@ def predict_floor(predictor, rows: np.ndarray) -> float:
     member = predictor.members["xgboost"]
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if member.unknown_value is not None:
-        rows = fill_unknown(rows, member.unknown_value)
+        rows = fill_unknown(rows, member.unknown_value, member.features.n_history)
     seconds, _ = _best_of(3, lambda: member.booster.inplace_predict(
         rows, iteration_range=(0, member.best_iteration + 1), validate_features=False))
     return seconds

@@ -74,7 +74,7 @@ def measure(path: str, horizon: int, nthread: int, names: tuple[str, ...] = tupl
         panel.family, full_panel.family), "the held-out days add or drop no series"
     data, _ = training.training_data(panel, hp, lambda _: None, lambda *_: None)
     actual = np.nan_to_num(panel_window(full_panel, full_panel.last_day, horizon)[0])
-    inp = panel_forecast_input(full_panel, history_end, horizon, XGBoostMember.lookback,
+    inp = panel_forecast_input(full_panel, history_end, horizon, XGBoostMember().lookback,
                                data.store_code, data.family_code)
 
     def rmsle(member: XGBoostMember) -> float:

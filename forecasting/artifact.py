@@ -147,11 +147,12 @@ def check(model_dir: str | os.PathLike) -> dict:
     return meta
 
 
-def features_manifest() -> dict:
-    """features.json: the order and types of the ready-feature-row contract."""
+def features_manifest(feature_set: features.FeatureSet) -> dict:
+    """features.json: the order and types of the ready-feature-row contract (the XGBoost
+    member's features)."""
     return {
-        "features": list(features.FEATURES),
-        "types": list(features.FEATURE_TYPES),
+        "features": list(feature_set.names),
+        "types": list(feature_set.types),
         "categorical_encoding": "store_nbr and family are codes: the position of the value "
                                 "in encoders.json",
         "target": "lags and rolling means are on the model's target scale "

@@ -51,12 +51,29 @@ class Panel:
         return np.arange(len(self.day), dtype=np.int64) - np.repeat(
             self.offsets[:-1], np.diff(self.offsets))
 
+    def rows_with_history(self, days: int) -> np.ndarray:
+        """Per row: True when its series has at least ``days`` days before it (the rows whose
+        lags and windows reaching ``days`` back are all known)."""
+        return rows_from_position(self.offsets, days)
+
     @property
     def last_day(self) -> int:
         return int(self.day.max()) if len(self.day) else 0
 
     def dates(self, days: np.ndarray) -> np.ndarray:
         return self.origin + days.astype("timedelta64[D]")
+
+
+def rows_from_position(offsets: np.ndarray, position: int) -> np.ndarray:
+    """For series stored back to back (``offsets``): True for the rows at ``position`` or later
+    in their series. One assignment per leading position, none per row."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    out = np.ones(int(offsets[-1]), dtype=bool)
+    starts, ends = offsets[:-1], offsets[1:]
+    for k in range(position):
+        first = starts + k
+        out[first[first < ends]] = False
+    return out
 
 
 def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import artifact, features, intervals
+from forecasting import artifact, intervals
 from forecasting.errors import ArtifactError, ForecastRequestError
 from forecasting.forecast import Grid, SeriesLookup, build_grid, future_rows, gather
 from forecasting.history import ForecastInput
@@ -70,6 +70,15 @@ class Predictor:
         except Exception as exc:  # a damaged member file, parquet, ...
             raise ArtifactError(f"model artifact in {str(root)!r} cannot be loaded: "
                                 f"{type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def from_trained(cls, model) -> Predictor:
+        """A predictor of a ``training.TrainedModel`` still in memory (no save and load: a
+        backtest forecasts from each window's model at once)."""
+        zero = [[int(s), str(f)] for s, f in zip(model.zero_series["store_nbr"],
+                                                 model.zero_series["family"])]
+        return cls(Path("."), model.metadata, model.members, model.encoders, model.history,
+                   zero, model.evaluation, model.calibration)
 
     @property
     def last_date(self) -> np.datetime64:
@@ -147,11 +156,12 @@ class Predictor:
         if member is None:
             raise ForecastRequestError("content type", "ready feature rows (headerless CSV) "
                                        "need a model with an XGBoost member")
+        names = member.features.names
         matrix = np.asarray(matrix, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[1] != len(features.FEATURES):
+        if matrix.ndim != 2 or matrix.shape[1] != len(names):
             width = matrix.shape[1] if matrix.ndim == 2 else 0
             raise ForecastRequestError(
-                "features", f"each row needs {len(features.FEATURES)} values "
-                            f"({', '.join(features.FEATURES)}), got {width}")
+                "features", f"each row needs {len(names)} values ({', '.join(names)}), "
+                            f"got {width}")
         from forecasting.models.base import from_target
         return from_target(member.predict_features(matrix), member.log_target).astype(np.float64)

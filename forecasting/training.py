@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import __version__, artifact, intervals, libc, metrics
+from forecasting import __version__, artifact, features, intervals, libc, metrics
 from forecasting.cleaning import Panel, clean, downsample_zeros
 from forecasting.history import panel_forecast_input, panel_window
 from forecasting.hyperparameters import Hyperparameters, parse
@@ -82,7 +82,9 @@ class TrainedModel:
         for name, member in self.members.items():
             member.save(root / "members" / name)
         artifact.write_json(root / "encoders.json", self.encoders)
-        artifact.write_json(root / "features.json", artifact.features_manifest())
+        xgboost = self.members.get("xgboost")
+        artifact.write_json(root / "features.json", artifact.features_manifest(
+            xgboost.features if xgboost is not None else features.DEFAULT))
         artifact.save_history(root / "history.parquet", self.history)
         artifact.write_json(root / "zero_series.json", [
             [int(s), str(f)] for s, f in zip(self.zero_series["store_nbr"],
@@ -238,7 +240,8 @@ def _evaluate(panel: Panel, split, members: dict, store_code, family_code, horiz
                            else member.forecast(inp))
     actual = np.nan_to_num(panel_window(panel, split.test_end, horizon)[0], nan=0.0)
     baseline = metrics.seasonal_naive(inp.sales, horizon)
-    evaluation = metrics.evaluate(forecasts, baseline, actual, panel.family)
+    scale = metrics.seasonal_scale(panel.sales, panel.offsets, panel.day <= split.valid_end)
+    evaluation = metrics.evaluate(forecasts, baseline, actual, panel.family, scale)
     dates = panel.dates(np.array([split.valid_end, split.valid_end + 1, split.test_end]))
     return {"horizon": horizon, "origin": str(dates[0]), "test_start": str(dates[1]),
             "test_end": str(dates[2]), "series": int(panel.n_series), **evaluation}

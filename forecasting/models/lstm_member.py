@@ -93,7 +93,7 @@ class LSTMMember:
         table = np.full((data.n_stores, data.n_families), float(np.median(scale)) if len(scale)
                         else SCALE_FLOOR)
         table[data.store_code, data.family_code] = scale
-        first_year = int(calendar_columns(np.array([panel.origin]))[2][0])
+        first_year = int(calendar_columns(np.array([panel.origin]))["year"][0])
         self.scalers = {
             "window": window, "log_target": bool(hp.log_target), "scale_floor": SCALE_FLOOR,
             "year_base": first_year, "n_stores": int(data.n_stores),
@@ -355,7 +355,8 @@ def model_inputs(history, promo_window, promo_today, dates, scale, store_code, f
     seq[:, :, 0] = np.where(observed, history, 0.0) / sc[:, None]
     seq[:, :, 1] = observed
     seq[:, :, 2] = np.log1p(np.maximum(promo_window, 0))
-    dow, month, year = calendar_columns(np.asarray(dates))
+    calendar = calendar_columns(np.asarray(dates))
+    dow, month, year = calendar["day_of_week"], calendar["month"], calendar["year"]
     numeric = np.stack([year - year_base, np.log1p(np.maximum(promo_today, 0)), sc], axis=-1)
     return {"sequence": seq,
             "store": np.asarray(store_code, dtype=np.int32)[:, None],

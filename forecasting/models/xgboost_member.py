@@ -18,36 +18,52 @@ from forecasting.models.leaf_refresh import refresh_leaves
 MODEL_FILE = "model.ubj"
 CHUNK_ROWS = 1 << 18      # rows featurized at a time while building a matrix
 # What an unknown lag or window (NaN in ``features``: before a series' first day) becomes in
-# this member's matrices. Below every real value (targets are >= 0), so a split can still set
-# such rows apart; and with no NaN left XGBoost builds its histograms with its dense kernels:
-# at 15M rows, 0.8% of rows with a NaN made every boosting round 1.5x slower (2.13 against
-# 1.42 s, docs/scaling.md). Models saved before it (no ``unknown_value`` in member.json) keep
-# NaN.
+# this member's forecasts. Training leaves such rows out (``fit``), so the trees never saw a
+# value below 0 there and read -1 as 0 sales: a series younger than the lookback is forecast
+# as if it sold nothing before its first day. No NaN reaches XGBoost, which then builds its
+# histograms with its dense kernels (one NaN in a matrix made every round 1.5x slower at 15M
+# rows, docs/scaling.md). Models saved before it (no ``unknown_value`` in member.json) keep
+# NaN as missing, as their trees were grown.
 UNKNOWN_VALUE = -1.0
 
 
 class XGBoostMember:
-    """Gradient-boosted trees on ``features.FEATURES``."""
+    """Gradient-boosted trees on a ``features.FeatureSet`` (``features.DEFAULT`` when fit)."""
 
     kind: ClassVar[str] = "xgboost"
-    lookback = features.LOOKBACK
 
     def __init__(self, booster: xgb.Booster | None = None, log_target: bool = True,
-                 best_iteration: int | None = None, unknown_value: float | None = UNKNOWN_VALUE):
+                 best_iteration: int | None = None, unknown_value: float | None = UNKNOWN_VALUE,
+                 feature_set: features.FeatureSet = features.DEFAULT):
         self.booster = booster
         self.log_target = log_target
         self.best_iteration = best_iteration
         self.unknown_value = unknown_value   # None: NaN stays NaN (models saved before it)
+        self.features = feature_set
+
+    @property
+    def lookback(self) -> int:
+        return self.features.lookback
 
     def fit(self, data: TrainingData) -> dict:
-        """Boost up to ``num_round`` rounds, early-stopped on the validation days."""
+        """Boost up to ``num_round`` rounds, early-stopped on the validation days.
+
+        Rows whose lags or windows reach before their series' first day are left out (as
+        mlforecast's ``dropna`` does): cleaning starts every series on its first sale, so those
+        rows are a biased sample (a series' first day always sells), and kept in with
+        ``UNKNOWN_VALUE`` they taught the trees to forecast sales for series with no recent
+        sales (docs/models.md, "Unknown lags")."""
         hp, panel = data.hp, data.panel
         self.log_target, self.unknown_value = hp.log_target, UNKNOWN_VALUE
+        self.features = features.DEFAULT
         target = _target(panel.sales, hp.log_target)
         train, valid, _ = data.split.masks(panel.day)
+        known = panel.rows_with_history(self.features.lookback)
         data.progress("featurize", 0.15)
-        dtrain = _matrix(data, target, train & data.keep, max_bin=hp.max_bin)
-        dvalid = _matrix(data, target, valid, ref=dtrain)
+        dtrain = _matrix(data, target, train & data.keep & known, self.features,
+                         max_bin=hp.max_bin, unknown_value=self.unknown_value)
+        dvalid = _matrix(data, target, valid & known, self.features, ref=dtrain,
+                         unknown_value=self.unknown_value)
         data.progress("fit", 0.25)
         history: dict = {}
         self.booster = xgb.train(
@@ -82,21 +98,21 @@ class XGBoostMember:
         rounds = self.best_iteration + 1
         first = self.booster[:rounds]
         data.progress("featurize", 0.15)
-        rows = data.keep
+        rows = data.keep & panel.rows_with_history(self.features.lookback)
         unseen = panel.day > getattr(self, "_fit_end", panel.last_day - 2 * hp.horizon)
         if method == "continue":
             rows = rows & unseen
         if method == "refresh":    # a float matrix of the (sampled) rows: no bins needed
             del cuts
             rows, weight = refresh_sample(data, rows, unseen)
-            chunks = FeatureChunks(data, target, rows, weight, self.unknown_value)
+            chunks = FeatureChunks(data, target, rows, self.features, weight, self.unknown_value)
             data.progress("fit", 0.25)
             booster = refresh_leaves(
                 first, chunks, ~unseen[rows], _params(hp), chunks.dmatrix,
                 progress=lambda done, total: _report_fit(data, done, total))
             train_rows = chunks.n_rows
         else:
-            matrix = _matrix(data, target, rows, ref=cuts, max_bin=hp.max_bin,
+            matrix = _matrix(data, target, rows, self.features, ref=cuts, max_bin=hp.max_bin,
                              unknown_value=self.unknown_value)
             del cuts, rows, target   # the first fit's bins go as soon as the new ones exist
             data.progress("fit", 0.25)
@@ -108,16 +124,17 @@ class XGBoostMember:
                 booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
                                     verbose_eval=False, callbacks=[_Progress(data, rounds)])
             train_rows = matrix.num_row()
-        member = XGBoostMember(booster, hp.log_target, rounds - 1, self.unknown_value)
+        member = XGBoostMember(booster, hp.log_target, rounds - 1, self.unknown_value,
+                               self.features)
         data.log(f"xgboost: refit method={method} rounds={rounds} train_rows={train_rows}")
         return member, {"method": method, "rounds": rounds, "train_rows": train_rows}
 
     def predict_features(self, matrix: np.ndarray) -> np.ndarray:
-        """Model output (target scale) for ready feature rows in ``features.FEATURES`` order;
+        """Model output (target scale) for ready feature rows in ``self.features`` order;
         NaN (an unknown lag or window) is read as the member's ``unknown_value``."""
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         if self.unknown_value is not None:
-            matrix = fill_unknown(matrix, self.unknown_value)
+            matrix = fill_unknown(matrix, self.unknown_value, self.features.n_history)
         return self.booster.inplace_predict(
             matrix, iteration_range=(0, self.best_iteration + 1), validate_features=False)
 
@@ -129,8 +146,8 @@ class XGBoostMember:
         if n == 0:
             return np.zeros((0, horizon))
         for d in range(horizon):
-            X = features.step_matrix(buf[:, d:d + lookback], inp.dates[d], inp.promo[:, d],
-                                     inp.store_code, inp.family_code)
+            X = self.features.step_matrix(buf[:, d:d + lookback], inp.dates[d],
+                                          inp.promo[:, d], inp.store_code, inp.family_code)
             buf[:, lookback + d] = self.predict_features(X)
         return from_target(buf[:, lookback:], self.log_target)
 
@@ -140,7 +157,7 @@ class XGBoostMember:
         (directory / "member.json").write_text(json.dumps({
             "kind": self.kind, "best_iteration": self.best_iteration,
             "log_target": self.log_target, "unknown_value": self.unknown_value,
-            "features": list(features.FEATURES)}, indent=2))
+            "features": list(self.features.names)}, indent=2))
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> XGBoostMember:
@@ -148,20 +165,23 @@ class XGBoostMember:
         booster.load_model(directory / MODEL_FILE)
         booster.set_param({"nthread": 1})
         unknown = meta.get("unknown_value")
+        names = meta.get("features")
         return cls(booster, bool(meta["log_target"]), int(meta["best_iteration"]),
-                   None if unknown is None else float(unknown))
+                   None if unknown is None else float(unknown),
+                   features.FeatureSet(tuple(names)) if names else features.LEGACY)
 
 
-def fill_unknown(matrix: np.ndarray, value: float, copy: bool = True) -> np.ndarray:
-    """``matrix`` with the NaN of its lag and window columns (``features.HISTORY_FEATURES``, the
+def fill_unknown(matrix: np.ndarray, value: float, n_history: int,
+                 copy: bool = True) -> np.ndarray:
+    """``matrix`` with the NaN of its first ``n_history`` columns (the lags and windows, the
     only features that can be unknown) set to ``value``. With ``copy`` (a caller's rows) a copy
     is made only when there is something to set; without, ``matrix`` is filled in place."""
-    unknown = np.isnan(matrix[:, :features.HISTORY_FEATURES])
+    unknown = np.isnan(matrix[:, :n_history])
     if not unknown.any():
         return matrix
     if copy:
         matrix = matrix.copy()
-    matrix[:, :features.HISTORY_FEATURES][unknown] = value
+    matrix[:, :n_history][unknown] = value
     return matrix
 
 
@@ -215,12 +235,14 @@ def _params(hp) -> dict:
 
 
 def _matrix(data: TrainingData, target: np.ndarray, rows: np.ndarray,
-            ref: xgb.QuantileDMatrix | None = None, max_bin: int | None = None,
-            unknown_value: float | None = UNKNOWN_VALUE) -> xgb.QuantileDMatrix:
+            feature_set: features.FeatureSet, ref: xgb.QuantileDMatrix | None = None,
+            max_bin: int | None = None, unknown_value: float | None = UNKNOWN_VALUE,
+            ) -> xgb.QuantileDMatrix:
     """A ``QuantileDMatrix`` of the panel rows in ``rows``, fed a few series at a time, so the
     feature table of all rows is never held in memory (only its 1-byte bins). With ``ref``
     the bins reuse that matrix's quantile cuts and the sketching pass is skipped."""
-    chunks = _PanelChunks(FeatureChunks(data, target, rows, unknown_value=unknown_value))
+    chunks = _PanelChunks(FeatureChunks(data, target, rows, feature_set,
+                                        unknown_value=unknown_value))
     try:
         matrix = xgb.QuantileDMatrix(chunks, ref=ref, max_bin=max_bin, enable_categorical=True)
     except Exception:
@@ -232,15 +254,17 @@ def _matrix(data: TrainingData, target: np.ndarray, rows: np.ndarray,
 
 
 class FeatureChunks:
-    """The feature rows (``features.training_matrix``) of a panel's rows in ``rows``, whole
+    """The feature rows (``FeatureSet.training_matrix``) of a panel's rows in ``rows``, whole
     series at a time, about ``CHUNK_ROWS`` rows per chunk, as ``(X, label, weight)``; so the
     feature table of all rows is never held at once. Unknown lags and windows are
     ``unknown_value`` (None: NaN). Sample weights are passed only when zero rows were
     down-sampled, or given (otherwise they are all 1 and cost memory and time for nothing)."""
 
     def __init__(self, data: TrainingData, target: np.ndarray, rows: np.ndarray,
-                 weight: np.ndarray | None = None, unknown_value: float | None = UNKNOWN_VALUE):
+                 feature_set: features.FeatureSet, weight: np.ndarray | None = None,
+                 unknown_value: float | None = UNKNOWN_VALUE):
         self.data, self.target, self.rows = data, target, rows
+        self.features = feature_set
         self.unknown_value = unknown_value
         offsets = data.panel.offsets
         cut = np.searchsorted(offsets, np.arange(CHUNK_ROWS, offsets[-1], CHUNK_ROWS))
@@ -258,19 +282,18 @@ class FeatureChunks:
         panel = d.panel
         a, b = panel.offsets[i0], panel.offsets[i1]
         take = np.flatnonzero(self.rows[a:b])     # only these rows are featurized
-        X = features.training_matrix(self.target[a:b], panel.offsets[i0:i1 + 1] - a,
-                                     panel.dates(panel.day[a:b]), panel.onpromotion[a:b],
-                                     d.store_code[i0:i1], d.family_code[i0:i1], at=take)
+        X = self.features.training_matrix(
+            self.target[a:b], panel.offsets[i0:i1 + 1] - a, panel.dates(panel.day[a:b]),
+            panel.onpromotion[a:b], d.store_code[i0:i1], d.family_code[i0:i1], at=take)
         if self.unknown_value is not None:
-            fill_unknown(X, self.unknown_value, copy=False)
+            fill_unknown(X, self.unknown_value, self.features.n_history, copy=False)
         weight = self.weight[a:b][take] if self.weight is not None else None
         return X, self.target[a:b][take], weight
 
-    @staticmethod
-    def dmatrix(X: np.ndarray) -> xgb.DMatrix:
+    def dmatrix(self, X: np.ndarray) -> xgb.DMatrix:
         """A chunk's features as the model saw them (names, and categorical types)."""
-        return xgb.DMatrix(X, feature_names=list(features.FEATURES),
-                           feature_types=list(features.FEATURE_TYPES), enable_categorical=True)
+        return xgb.DMatrix(X, feature_names=list(self.features.names),
+                           feature_types=list(self.features.types), enable_categorical=True)
 
 
 class _PanelChunks(xgb.DataIter):
@@ -293,8 +316,8 @@ class _PanelChunks(xgb.DataIter):
             X, label, weight = self.chunks[self.chunk]
             self.chunk += 1
             input_data(data=X, label=label, weight=weight,
-                       feature_names=list(features.FEATURES),
-                       feature_types=list(features.FEATURE_TYPES))
+                       feature_names=list(self.chunks.features.names),
+                       feature_types=list(self.chunks.features.types))
             return True
         except Exception:
             raise                       # XGBoost defers it and raises it after the pass

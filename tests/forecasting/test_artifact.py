@@ -36,7 +36,8 @@ def test_layout_and_metadata(model_dir):
     assert meta["hyperparameters"]["num_round"] == "60"
     assert {"xgboost", "numpy", "pandas", "python"} <= set(meta["library_versions"])
     ev = json.loads((model_dir / "evaluation.json").read_text())
-    assert set(ev["models"]["xgboost"]["overall"]) == {"rmse", "rmsle", "mae", "wape", "bias"}
+    assert set(ev["models"]["xgboost"]["overall"]) == {"rmse", "rmsle", "mae", "wape", "bias", "mase"}
+    assert ev["models"]["xgboost"]["overall"]["mase"] > 0
     assert ev["baseline"]["per_family"]
     features = json.loads((model_dir / "features.json").read_text())["features"]
     assert features[0] == "lag_1" and features[-1] == "family"

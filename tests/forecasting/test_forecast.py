@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting import features
 from forecasting.cleaning import clean
 from forecasting.errors import ForecastRequestError
 from forecasting.forecast import future_rows
@@ -21,17 +20,17 @@ def test_step_by_step_with_true_values_equals_one_step_prediction(trained, small
     codes_s = np.searchsorted(trained.encoders["store_nbr"], panel.store_nbr)
     codes_f = np.searchsorted(trained.encoders["family"], panel.family.astype(str))
     y = to_target(panel.sales, True)
-    X = features.training_matrix(y, panel.offsets, panel.dates(panel.day), panel.onpromotion,
-                                 codes_s, codes_f)
+    X = member.features.training_matrix(y, panel.offsets, panel.dates(panel.day),
+                                        panel.onpromotion, codes_s, codes_f)
     one_step = member.predict_features(X)
     origin, days = panel.last_day - 10, 10
-    sales, _ = panel_window(panel, origin, features.LOOKBACK)
+    sales, _ = panel_window(panel, origin, member.lookback)
     tail = to_target(sales, True)
     for d in range(1, days + 1):
         day = origin + d
         rows = panel.offsets[:-1] + (day - panel.day[panel.offsets[:-1]])
-        step = features.step_matrix(tail, panel.dates(np.array([day]))[0],
-                                    panel.onpromotion[rows], codes_s, codes_f)
+        step = member.features.step_matrix(tail, panel.dates(np.array([day]))[0],
+                                           panel.onpromotion[rows], codes_s, codes_f)
         np.testing.assert_allclose(member.predict_features(step), one_step[rows], rtol=1e-5)
         tail = np.concatenate([tail[:, 1:], y[rows][:, None]], axis=1)   # feed the truth
 
@@ -130,30 +129,37 @@ def test_never_selling_series_are_forecast_as_zero(small_frame, tmp_path):
     assert never.sum() == 2 and (p.predict(rows)[never.to_numpy()] == 0.0).all()
 
 
-def test_unknown_lags_are_a_value_below_every_target_in_the_xgboost_matrices(trained,
-                                                                              small_frame):
-    """The XGBoost member trains on matrices without NaN (XGBoost's dense histogram kernels:
-    1.5x faster rounds at 15M rows), an unknown lag or window being ``UNKNOWN_VALUE``; its
-    forecasts read NaN from ``features`` as that value."""
+def test_rows_with_unknown_lags_are_left_out_and_forecasts_read_them_as_no_sales(trained,
+                                                                                 small_frame):
+    """The XGBoost member trains only on rows whose every lag and window is known (a series'
+    first ``lookback`` days are left out, as mlforecast's dropna does), so its matrices hold no
+    NaN (XGBoost's dense histogram kernels: 1.5x faster rounds at 15M rows). Its forecasts
+    read an unknown lag as ``UNKNOWN_VALUE``, below every value the trees saw: the same
+    forecast as no sales on those days."""
     from forecasting import training
     from forecasting.hyperparameters import parse
     from forecasting.models.xgboost_member import UNKNOWN_VALUE, FeatureChunks, _target
 
+    member = trained.members["xgboost"]
     panel, _ = clean(validate_history(small_frame)[0])
     data, _ = training.training_data(panel, parse({}), lambda _: None, lambda *_: None)
     target = _target(panel.sales, True)
     everything = np.ones(len(panel.day), dtype=bool)
-    X = np.concatenate([c[0] for c in FeatureChunks(data, target, everything)])
-    raw = features.training_matrix(target, panel.offsets, panel.dates(panel.day),
-                                   panel.onpromotion, data.store_code, data.family_code)
+    X = np.concatenate([c[0] for c in FeatureChunks(data, target, everything, member.features)])
+    raw = member.features.training_matrix(target, panel.offsets, panel.dates(panel.day),
+                                          panel.onpromotion, data.store_code, data.family_code)
     unknown = np.isnan(raw)
     assert not np.isnan(X).any() and unknown.any() and target.min() > UNKNOWN_VALUE
     np.testing.assert_array_equal(X[unknown], UNKNOWN_VALUE)
-    np.testing.assert_array_equal(X[~unknown], raw[~unknown])
-    member = trained.members["xgboost"]
     assert member.unknown_value == UNKNOWN_VALUE
-    np.testing.assert_array_equal(member.predict_features(raw), member.predict_features(X))
-    assert not np.isnan(raw[unknown.any(axis=1)][:, features.HISTORY_FEATURES:]).any()
+    known = panel.rows_with_history(member.lookback)
+    assert not unknown[known].any() and unknown[~known].any(axis=1).all()
+    split = data.split
+    fit_rows = trained.metadata["members"]["xgboost"]["train_rows"]
+    assert fit_rows == int((known & (panel.day <= split.train_end)).sum())
+    young = raw[~known]
+    np.testing.assert_array_equal(member.predict_features(young),
+                                  member.predict_features(np.nan_to_num(young, nan=0.0)))
 
 
 def test_a_member_saved_before_the_unknown_value_keeps_nan(trained, tmp_path):
@@ -170,8 +176,8 @@ def test_a_member_saved_before_the_unknown_value_keeps_nan(trained, tmp_path):
     del meta["unknown_value"]
     old = XGBoostMember.load(tmp_path, meta)
     assert old.unknown_value is None
-    rows = np.full((3, len(features.FEATURES)), 1.0, dtype=np.float32)
-    rows[:, :features.HISTORY_FEATURES] = np.nan
+    rows = np.full((3, len(member.features)), 1.0, dtype=np.float32)
+    rows[:, :member.features.n_history] = np.nan
     np.testing.assert_array_equal(
         old.predict_features(rows),
         old.booster.inplace_predict(rows, iteration_range=(0, old.best_iteration + 1)))

@@ -37,7 +37,7 @@ def test_hybrid_trains_all_members_and_evaluates_each(hybrid_model):
     assert evaluation["final_model"] == "hybrid"
     for block in (*evaluation["models"].values(), evaluation["baseline"]):
         assert np.isfinite(block["overall"]["rmsle"])
-    assert hybrid_model.metadata["lookback"] == 21    # max(xgboost 14, lstm window 21)
+    assert hybrid_model.metadata["lookback"] == 28    # max(xgboost 28, lstm window 21)
 
 
 def test_hybrid_weights_are_recorded(hybrid_model, hybrid_dir):

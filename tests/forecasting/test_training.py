@@ -41,15 +41,15 @@ def test_sigterm_while_xgboost_reads_feature_chunks_stops_the_job(small_frame, t
     import signal
 
     from forecasting.container.failure import STOPPED_EXIT_CODE, run_job
-    from forecasting.models import xgboost_member
+    from forecasting.features import FeatureSet
 
-    real = xgboost_member.features.training_matrix
+    real = FeatureSet.training_matrix
 
     def signalled(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)    # the handler runs inside this callback
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(xgboost_member.features, "training_matrix", signalled)
+    monkeypatch.setattr(FeatureSet, "training_matrix", signalled)
     failure = tmp_path / "failure"
     previous = signal.getsignal(signal.SIGTERM)
     try:

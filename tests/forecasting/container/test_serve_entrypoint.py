@@ -53,9 +53,9 @@ def test_csv_rows_with_header(server):
 
 def test_headerless_csv_is_ready_feature_rows(server, trained_opt_ml):
     names = json.loads((trained_opt_ml / "model" / "features.json").read_text())["features"]
-    assert len(names) == 11
-    status, _, body = post(server, b"3.1,3.0,2.9,3.0,3.0,2,8,2017,0,0,0\n"
-                                   b"1.0,1.0,,1.0,1.0,5,8,2017,3,1,2\n", "text/csv")
+    assert len(names) == 14 and names[:3] == ["lag_1", "lag_7", "lag_14"]
+    status, _, body = post(server, b"3.1,3.0,2.9,3.0,3.0,3.0,2,16,228,8,2017,0,0,0\n"
+                                   b"1.0,1.0,,1.0,1.0,,5,19,231,8,2017,3,1,2\n", "text/csv")
     assert status == 200
     assert len(body.decode().split()) == 2
 
@@ -67,7 +67,7 @@ def test_headerless_csv_is_ready_feature_rows(server, trained_opt_ml):
      "application/json", 400, "unknown series"),
     (json.dumps({"date": ["2017-08-16"], "store_nbr": [1]}).encode(), "application/json", 400,
      "column 'family': required column is missing"),
-    (b"1,2,3\n", "text/csv", 400, "each row needs 11 values"),
+    (b"1,2,3\n", "text/csv", 400, "each row needs 14 values"),
     (b"a,b,c\n", "text/csv", 400, "line 1: feature rows must be numbers"),
     (b"0" * (6 * 1024 * 1024 + 1), "text/csv", 413, "limit"),
 ])
