@@ -1,17 +1,21 @@
 """The versioned model directory (what SageMaker tars into model.tar.gz).
 
-Layout, schema version 2 (docs/artifact.md; version 1 is the same without intervals.json):
+Layout, schema version 3 (docs/artifact.md; version 2 has intervals.json in the per-step
+method, version 1 has none):
 
     artifact.json          format, schema_version, final model, members, metadata
     features.json          XGBoost feature order and types (the headerless-CSV contract)
     encoders.json          category lists: code i of store_nbr / family is list[i]
     history.parquet        the last ``lookback`` days of every series (date, store_nbr,
-                           family, sales, onpromotion): what recursive forecasts start from
+                           family, sales, onpromotion): what recursive forecasts start from,
+                           and (version 3) what each series' interval band is measured on
     history.json           the series order, the last date and the lookback of that table
     zero_series.json       series that never sold: forecast as 0
     evaluation.json        test-split scores of each member and the baseline, and the
                            prediction intervals' coverage
-    intervals.json         the conformal calibration of the prediction intervals (version 2)
+    intervals.json         the conformal calibration of the prediction intervals (version 2:
+                           per horizon step; version 3: per series variability and forecast
+                           level, ``forecasting.intervals``)
     cleaning_report.json   every repair made to the input data
     members/<name>/        one directory per member (member.json + its own files)
 
@@ -35,8 +39,8 @@ from forecasting.errors import ArtifactError
 from forecasting.forecast import SeriesLookup
 
 FORMAT = "retail-forecast-artifact"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 REQUIRED_FILES = ("artifact.json", "encoders.json", "history.parquet", "history.json",
                   "zero_series.json",
                   "evaluation.json", "cleaning_report.json", "features.json")
@@ -133,7 +137,8 @@ def check(model_dir: str | os.PathLike) -> dict:
                             f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("schema_version")
     if version not in READABLE_VERSIONS:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS[:-1]) + \
+            f" and {READABLE_VERSIONS[-1]}"
         raise ArtifactError(f"model artifact schema version {version!r} is not supported "
                             f"(this library reads versions {readable}); retrain the model")
     added = [name for v, names in REQUIRED_FROM_VERSION.items() if version >= v for name in names]

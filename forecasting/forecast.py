@@ -172,6 +172,24 @@ def build_grid(lookup: SeriesLookup, last_date: np.datetime64, date, store_nbr, 
     return Grid(distinct, horizon, grid_promo, row_series, day - 1)
 
 
+def horizon_warning(last_date, horizon: int, days: np.ndarray, intervals: bool) -> str:
+    """A warning when some of ``days`` (datetime64[D], or days since 1970-01-01) lie more than
+    ``horizon`` days after ``last_date``, the model's history end: the model was trained and
+    its intervals calibrated for ``horizon`` days; "" when none does."""
+    days = np.asarray(days)
+    if days.size == 0:
+        return ""
+    offset = (days.astype("datetime64[D]") - np.datetime64(last_date, "D")).astype(np.int64)
+    if not (offset > horizon).any():
+        return ""
+    first = np.datetime64(last_date, "D") + np.timedelta64(horizon + 1, "D")
+    bands = (" Their intervals reuse the band calibrated within the horizon, so they are likely"
+             " narrower than the error there." if intervals else "")
+    return (f"rows from {first} are past the {horizon}-day horizon the model was trained and "
+            f"evaluated for (its history ends {np.datetime64(last_date, 'D')}): forecasts there "
+            f"feed on more of their own forecasts.{bands}")
+
+
 def gather(grid: Grid, forecasts: np.ndarray) -> np.ndarray:
     """Per-row answers from the (k, horizon) forecast grid, in request order."""
     out = np.zeros(len(grid.row_series), dtype=np.float64)

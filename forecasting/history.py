@@ -59,3 +59,27 @@ def panel_forecast_input(panel: Panel, origin_day: int, horizon: int, lookback: 
     _, future_promo = panel_window(panel, origin_day + horizon, horizon)
     dates = panel.dates(np.arange(origin_day + 1, origin_day + horizon + 1))
     return ForecastInput(sales, promo_hist, store_code, family_code, dates, future_promo)
+
+
+#: Days a series' volume is measured over, and the names of its thirds (low to high).
+VOLUME_DAYS = 56
+THIRDS = ("low", "mid", "high")
+
+
+def recent_volume(panel: Panel, origin_day: int, days: int = VOLUME_DAYS) -> np.ndarray:
+    """Per series: mean daily sales over the ``days`` days up to ``origin_day`` (days before a
+    series began count as 0)."""
+    return np.nan_to_num(panel_window(panel, origin_day, days)[0], nan=0.0).mean(axis=1) \
+        if panel.n_series else np.zeros(0)
+
+
+def thirds_of(volume: np.ndarray) -> np.ndarray:
+    """Each value's third (``THIRDS``) by rank among ``volume``, ties in order: equal thirds."""
+    volume = np.asarray(volume, dtype=np.float64)
+    rank = np.argsort(np.argsort(volume, kind="stable"), kind="stable")
+    return np.asarray(THIRDS)[np.minimum(3 * rank // max(len(volume), 1), 2)]
+
+
+def volume_thirds(panel: Panel, origin_day: int) -> np.ndarray:
+    """Each series' volume third at ``origin_day`` (``recent_volume``, ``thirds_of``)."""
+    return thirds_of(recent_volume(panel, origin_day))

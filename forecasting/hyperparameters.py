@@ -72,7 +72,17 @@ SPECS: dict[str, Spec] = {
     "model_kind": Spec("choice", "xgboost", "xgboost, lstm or hybrid", choices=MODEL_KINDS),
     "horizon": Spec("int", 16, "days forecast ahead; also the size of validation and test",
                     1, 366),
-    "log_target": Spec("bool", True, "learn log1p(sales) (the metric is RMSLE)"),
+    "log_target": Spec("bool", True, "objective rmsle: lags, windows and the label on "
+                                     "log1p(sales) (the metric is RMSLE); tweedie always works "
+                                     "on units"),
+    "objective": Spec("choice", "rmsle", "what the XGBoost member minimises: rmsle (squared "
+                                         "error on log1p(sales): ranking-style scoring, "
+                                         "roughly a geometric mean, low in units) or tweedie "
+                                         "(Tweedie deviance on units, log link: unbiased units "
+                                         "for replenishment)", choices=("rmsle", "tweedie")),
+    "tweedie_variance_power": Spec("float", 1.3, "objective=tweedie: the variance power, from "
+                                                 "1.01 (Poisson-like) to 1.99 (gamma-like)",
+                                   1.01, 1.99),
     "zero_sample_rate": Spec("float", 1.0, "keep this share of zero-sales training rows, "
                                            "weighting them 1/rate", 0.01, 1.0),
     "seed": Spec("int", 42, "seed for every random choice", 0, 2**31 - 1),
@@ -90,6 +100,9 @@ SPECS: dict[str, Spec] = {
                                          "after the evaluated fit's days and a weighted "
                                          "sample of the fit's own rows (0 = all rows)",
                          0, 2**62),
+    "promote_metric": Spec("choice", "rmsle", "the metric the promotion gate compares a new "
+                                             "model and the live one on (lower is better)",
+                           choices=("rmsle", "rmse", "mae", "wape", "mase")),
     # XGBoost member.
     "num_round": Spec("int", 1000, "maximum boosting rounds", 1, 100_000),
     "early_stopping_rounds": Spec("int", 20, "stop when validation RMSE has not improved "

@@ -1,27 +1,26 @@
-"""Prediction intervals: split-conformal, calibrated at training time, saved in the artifact.
+"""Prediction intervals as served: the calibration saved in the artifact and how a band is
+built from it. Fitting the calibration at training time is ``interval_calibration``.
 
-Method (docs/models.md, "Prediction intervals"):
+Method ``conformal_log1p_binned`` (docs/models.md, "Prediction intervals"):
 
-1. The members fit on the training days forecast the validation window from the last training
-   day, recursively, exactly as they forecast the test window and the future.
-2. Each (series, horizon step h) gives a conformity score on the log1p scale, signed:
-   ``r = log1p(actual) - log1p(forecast)``. The log1p scale is the metric's (RMSLE) and
-   roughly scale-free, so one pool serves series that sell 0.1 and 10,000 units a day.
-3. Per step h, the empirical quantiles of r across series are saved at ``PROBABILITIES``
-   (0.005, 0.010, ..., 0.995).
-4. A level L (percent) gives ``lower = expm1(log1p(f) + q_h((1 - L/100) / 2))`` and
-   ``upper = expm1(log1p(f) + q_h((1 + L/100) / 2))``, clipped at 0.
+- a conformity score is a log1p residual ``r = log1p(actual) - log1p(forecast)``;
+- scores are grouped (Mondrian conformal prediction) by two things known when a forecast is
+  made: the **series' own variability**, the standard deviation of its daily sales over the
+  ``VOLATILITY_DAYS`` days before the origin (``volatility``: steady, middle, volatile thirds),
+  and the **forecast's level** (up to ``MAX_FORECAST_BINS`` bins of log1p(forecast)). A steady
+  series that sells 6-13 a day no longer shares the band of the noisiest series, and a day the
+  model expects no sales (a closed Saturday) no longer gets a wide band;
+- per group, the empirical quantiles of the scores at ``PROBABILITIES`` (0.005 .. 0.995);
+- a level L (percent) gives ``lower = expm1(log1p(f) + q((1 - L/100) / 2))`` and
+  ``upper = expm1(log1p(f) + q((1 + L/100) / 2))`` with the forecast's group's quantiles,
+  clipped at 0.
 
-As mlforecast's ``PredictionIntervals`` calibrates from cross-validation residuals per horizon
-step, but the scores are pooled across series (mlforecast keeps per-series quantiles over
-``n_windows`` refits; one calibration window without refits would leave one score per series).
-With fewer than ``MIN_SERIES_PER_STEP`` series the steps are pooled too. Days after the
-calibrated horizon reuse the last step's quantiles. The served members (refit on all history)
-reuse the calibration of the first fit: the refit has the same capacity and more data, so its
-errors are assumed no larger.
+Steps of the horizon share one distribution (measured: per-step quantiles or a per-step scale
+did not improve coverage on the real-data backtest, docs/benchmarks.md), so days after the
+trained horizon get the same band as those inside it; ``Predictor`` says so in its warnings.
 
-Test-window coverage (the share of actual sales inside each level's interval) goes into
-evaluation.json under ``intervals``.
+Artifacts saved before this method (``per_step``: one pool of scores across series, per
+horizon step) keep it: ``load`` reads either.
 """
 
 from __future__ import annotations
@@ -35,13 +34,16 @@ import numpy as np
 from forecasting.errors import ArtifactError, ForecastRequestError
 
 FILE = "intervals.json"
-METHOD = "split_conformal_log1p_per_step"
+METHOD = "conformal_log1p_binned"
+LEGACY_METHOD = "split_conformal_log1p_per_step"
 PROBABILITIES = np.round(np.arange(1, 200) / 200, 3)
 #: Levels whose coverage evaluation.json reports.
 REPORTED_LEVELS = (50.0, 80.0, 95.0)
-#: Below this many series a step's quantiles are too coarse: all steps are pooled.
-MIN_SERIES_PER_STEP = 200
 MIN_LEVEL, MAX_LEVEL = 1.0, 99.0
+#: Days of history a series' variability is measured over (the artifact keeps at least these).
+VOLATILITY_DAYS = 28
+VOLATILITY_BINS = 3
+MAX_FORECAST_BINS = 20
 
 
 def check_levels(levels: Iterable[float], field: str = "levels") -> list[float]:
@@ -56,14 +58,119 @@ def check_levels(levels: Iterable[float], field: str = "levels") -> list[float]:
     return out
 
 
+def volatility(recent: np.ndarray) -> np.ndarray:
+    """Per series (rows of ``recent``, daily sales with the origin last, NaN before a series
+    began): the standard deviation of sales over its known days among the last
+    ``VOLATILITY_DAYS``. NaN with fewer than two known days."""
+    window = np.asarray(recent, dtype=np.float64)[:, -VOLATILITY_DAYS:]
+    known = np.isfinite(window)
+    count = known.sum(axis=1)
+    values = np.where(known, window, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = values.sum(axis=1) / count
+        var = (np.where(known, (values - mean[:, None]) ** 2, 0.0)).sum(axis=1) / count
+    return np.where(count >= 2, np.sqrt(var), np.nan)
+
+
+def _column(probability: float) -> tuple[int, int, float]:
+    """Where ``probability`` falls among ``PROBABILITIES``: two columns and the weight of the
+    second."""
+    col = float(np.interp(probability, PROBABILITIES, np.arange(len(PROBABILITIES))))
+    lo = int(np.floor(col))
+    return lo, min(lo + 1, len(PROBABILITIES) - 1), col - lo
+
+
+def _band(forecast: np.ndarray, q_lower: np.ndarray, q_upper: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    base = np.log1p(np.clip(np.asarray(forecast, dtype=np.float64), 0.0, None))
+    return (np.clip(np.expm1(base + q_lower), 0.0, None),
+            np.clip(np.expm1(base + q_upper), 0.0, None))
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Per-step quantiles of the log1p residuals: what an interval is built from."""
+    """Quantiles of the log1p residuals per (variability bin, forecast-level bin)."""
+
+    quantiles: np.ndarray          # (volatility bins, forecast bins, len(PROBABILITIES))
+    forecast_edges: np.ndarray     # log1p(forecast) bin edges, ascending
+    volatility_edges: np.ndarray   # sales standard deviation bin edges, ascending
+    scores: int                    # residuals the quantiles rest on
+    windows: tuple[tuple[str, str], ...]   # the calibration windows, first and last day
+
+    method = METHOD
+    needs_history = True           # bounds need each series' recent sales
+
+    def bins(self, forecast: np.ndarray, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(volatility bin per row, forecast bin per cell) for (series, days) forecasts."""
+        vol = volatility(recent)
+        v = np.searchsorted(self.volatility_edges, vol, side="left")
+        v[~np.isfinite(vol)] = len(self.volatility_edges)   # too young to tell: most variable
+        f = np.searchsorted(self.forecast_edges,
+                            np.log1p(np.clip(np.asarray(forecast, dtype=np.float64), 0, None)),
+                            side="left")
+        return v, f
+
+    def residual_quantile(self, forecast: np.ndarray, recent: np.ndarray,
+                          probability: float) -> np.ndarray:
+        """q(probability) of each (series, day) forecast's group."""
+        v, f = self.bins(forecast, recent)
+        lo, hi, w = _column(probability)
+        cells = self.quantiles[v[:, None], f]
+        return cells[..., lo] * (1 - w) + cells[..., hi] * w
+
+    def bounds(self, forecast: np.ndarray, step: np.ndarray, level: float,
+               recent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) sales for (series, days) forecasts; ``recent`` is each series'
+        daily sales up to the origin (rows as ``forecast``'s). ``step`` is not used: every step
+        of the horizon shares one distribution."""
+        if recent is None:
+            raise ValueError("this calibration needs each series' recent sales")
+        alpha = 1.0 - level / 100.0
+        q_lo = self.residual_quantile(forecast, recent, alpha / 2)
+        q_hi = self.residual_quantile(forecast, recent, 1 - alpha / 2)
+        return _band(forecast, q_lo, q_hi)
+
+    def to_json(self) -> dict:
+        return {"method": METHOD, "scale": "log1p", "probabilities": PROBABILITIES.tolist(),
+                "volatility_days": VOLATILITY_DAYS,
+                "volatility_edges": np.round(self.volatility_edges, 6).tolist(),
+                "forecast_edges": np.round(self.forecast_edges, 6).tolist(),
+                "quantiles": np.round(self.quantiles, 6).tolist(), "scores": self.scores,
+                "windows": [{"start": a, "end": b} for a, b in self.windows]}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Calibration:
+        try:
+            probs = np.asarray(payload["probabilities"], dtype=np.float64)
+            q = np.asarray(payload["quantiles"], dtype=np.float64)
+            out = cls(q, np.asarray(payload["forecast_edges"], dtype=np.float64),
+                      np.asarray(payload["volatility_edges"], dtype=np.float64),
+                      int(payload["scores"]),
+                      tuple((str(w["start"]), str(w["end"])) for w in payload["windows"]))
+            days = int(payload["volatility_days"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"model artifact is damaged: {FILE} ({exc})") from None
+        expected = (len(out.volatility_edges) + 1, len(out.forecast_edges) + 1, len(probs))
+        if not np.allclose(probs, PROBABILITIES) or q.shape != expected \
+                or days != VOLATILITY_DAYS:
+            raise ArtifactError(f"model artifact is damaged: {FILE} has quantiles of shape "
+                                f"{q.shape}, expected {expected} (volatility over {days} "
+                                f"days)")
+        return out
+
+
+@dataclass(frozen=True)
+class StepCalibration:
+    """The method of artifacts saved before ``Calibration``: per horizon step, quantiles of
+    the log1p residuals pooled across series (steps after the last reuse it)."""
 
     quantiles: np.ndarray        # (steps, len(PROBABILITIES)), non-decreasing along axis 1
-    scores: int                  # residuals the quantiles rest on
+    scores: int
     pooled_steps: bool           # True: every step shares one distribution
-    window: tuple[str, str]      # first and last day of the calibration window
+    window: tuple[str, str]
+
+    method = LEGACY_METHOD
+    needs_history = False
 
     @property
     def steps(self) -> int:
@@ -72,32 +179,18 @@ class Calibration:
     def residual_quantile(self, step: np.ndarray, probability: float) -> np.ndarray:
         """q_step(probability) for 0-based steps (later steps reuse the last one)."""
         rows = self.quantiles[np.minimum(np.asarray(step, dtype=np.int64), self.steps - 1)]
-        col = np.interp(probability, PROBABILITIES, np.arange(len(PROBABILITIES)))
-        lo = int(np.floor(col))
-        hi = min(lo + 1, len(PROBABILITIES) - 1)
-        w = col - lo
+        lo, hi, w = _column(probability)
         return rows[..., lo] * (1 - w) + rows[..., hi] * w
 
-    def bounds(self, forecast: np.ndarray, step: np.ndarray,
-               level: float) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, forecast: np.ndarray, step: np.ndarray, level: float,
+               recent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) sales for forecasts on 0-based ``step`` (arrays of one shape)."""
         alpha = 1.0 - level / 100.0
-        base = np.log1p(np.clip(np.asarray(forecast, dtype=np.float64), 0.0, None))
-        lower = np.expm1(base + self.residual_quantile(step, alpha / 2))
-        upper = np.expm1(base + self.residual_quantile(step, 1 - alpha / 2))
-        return np.clip(lower, 0.0, None), np.clip(upper, 0.0, None)
-
-    def to_json(self) -> dict:
-        return {"method": METHOD, "scale": "log1p", "probabilities": PROBABILITIES.tolist(),
-                "quantiles": np.round(self.quantiles, 6).tolist(), "scores": self.scores,
-                "pooled_steps": self.pooled_steps,
-                "window": {"start": self.window[0], "end": self.window[1]}}
+        return _band(forecast, self.residual_quantile(step, alpha / 2),
+                     self.residual_quantile(step, 1 - alpha / 2))
 
     @classmethod
-    def from_json(cls, payload: dict) -> Calibration:
-        if payload.get("method") != METHOD:
-            raise ArtifactError(f"{FILE}: interval method {payload.get('method')!r} is not "
-                                f"supported (this library reads {METHOD!r})")
+    def from_json(cls, payload: dict) -> StepCalibration:
         try:
             probs = np.asarray(payload["probabilities"], dtype=np.float64)
             q = np.asarray(payload["quantiles"], dtype=np.float64)
@@ -113,83 +206,18 @@ class Calibration:
         return out
 
 
-def calibrate(forecast: np.ndarray, actual: np.ndarray, window: tuple[str, str]) -> Calibration:
-    """Quantiles of the signed log1p residuals per step from (series, steps) arrays.
-
-    ``actual`` is NaN where a series had not begun; those cells are left out.
-    """
-    forecast = np.clip(np.asarray(forecast, dtype=np.float64), 0.0, None)
-    actual = np.asarray(actual, dtype=np.float64)
-    resid = np.log1p(np.clip(actual, 0.0, None)) - np.log1p(forecast)
-    ok = np.isfinite(resid)
-    if not ok.any():
-        raise ValueError("no actual sales in the calibration window")
-    per_step = ok.sum(axis=0)
-    pooled = bool(per_step.min() < MIN_SERIES_PER_STEP)
-    if pooled:
-        row = np.quantile(resid[ok], PROBABILITIES)
-        q = np.tile(row, (resid.shape[1], 1))
-    else:
-        q = np.stack([np.quantile(resid[ok[:, h], h], PROBABILITIES)
-                      for h in range(resid.shape[1])])
-    q = np.maximum.accumulate(q, axis=1)  # guard against rounding: quantiles never decrease
-    return Calibration(q, int(ok.sum()), pooled, window)
+AnyCalibration = Calibration | StepCalibration
 
 
-def coverage(calibration: Calibration, forecast: np.ndarray, actual: np.ndarray,
-             levels: Iterable[float] = REPORTED_LEVELS) -> dict:
-    """Per level: the share of actual sales inside the interval and the mean width, over the
-    cells of (series, steps) arrays where ``actual`` is known."""
-    forecast = np.asarray(forecast, dtype=np.float64)
-    actual = np.asarray(actual, dtype=np.float64)
-    step = np.broadcast_to(np.arange(forecast.shape[1]), forecast.shape)
-    known = np.isfinite(actual)
-    out = {}
-    for level in levels:
-        lower, upper = calibration.bounds(forecast, step, level)
-        inside = (actual >= lower - 1e-9) & (actual <= upper + 1e-9)
-        out[f"{level:g}"] = {"level": float(level),
-                             "coverage": round(float(inside[known].mean()), 6),
-                             "mean_width": round(float((upper - lower)[known].mean()), 6)}
-    return out
-
-
-def final_forecast(members: dict, final: str, inp) -> np.ndarray:
-    """The final member's (series, days) forecast of ``inp`` (a hybrid blends the members')."""
-    from forecasting.models.hybrid import HybridMember
-
-    forecasts: dict = {}
-    for name, member in members.items():   # members come before the hybrid that blends them
-        forecasts[name] = (member.combine(forecasts) if isinstance(member, HybridMember)
-                           else member.forecast(inp))
-    return forecasts[final]
-
-
-def calibrate_members(panel, split, members: dict, final: str, store_code: np.ndarray,
-                      family_code: np.ndarray) -> tuple[Calibration, dict]:
-    """The training pipeline's step: calibrate the final member on the validation window
-    (forecast from the last training day) and measure the coverage on the test window
-    (forecast from the last validation day). Returns the calibration and evaluation.json's
-    ``intervals`` block."""
-    from forecasting.history import panel_forecast_input, panel_window
-
-    horizon = split.horizon
-    lookback = max(m.lookback for m in members.values())
-
-    def forecast_and_actual(origin: int) -> tuple[np.ndarray, np.ndarray]:
-        inp = panel_forecast_input(panel, origin, horizon, lookback, store_code, family_code)
-        return (final_forecast(members, final, inp),
-                panel_window(panel, origin + horizon, horizon)[0])
-
-    valid_forecast, valid_actual = forecast_and_actual(split.train_end)
-    days = panel.dates(np.array([split.train_end + 1, split.valid_end]))
-    calibration = calibrate(valid_forecast, valid_actual, (str(days[0]), str(days[1])))
-    test_forecast, test_actual = forecast_and_actual(split.valid_end)
-    block = {"method": METHOD, "model": final, "file": FILE,
-             "calibration_window": {"start": str(days[0]), "end": str(days[1])},
-             "calibration_scores": calibration.scores,
-             "coverage": coverage(calibration, test_forecast, test_actual)}
-    return calibration, block
+def from_json(payload: dict) -> AnyCalibration:
+    """Either method, by the payload's ``method``; ``ArtifactError`` for any other."""
+    method = payload.get("method") if isinstance(payload, dict) else None
+    if method == METHOD:
+        return Calibration.from_json(payload)
+    if method == LEGACY_METHOD:
+        return StepCalibration.from_json(payload)
+    raise ArtifactError(f"{FILE}: interval method {method!r} is not supported (this library "
+                        f"reads {METHOD!r} and {LEGACY_METHOD!r})")
 
 
 def save(path: Path, calibration: Calibration) -> None:
@@ -198,11 +226,11 @@ def save(path: Path, calibration: Calibration) -> None:
     write_json(path, calibration.to_json())
 
 
-def load(model_dir: Path) -> Calibration | None:
+def load(model_dir: Path) -> AnyCalibration | None:
     """The artifact's calibration, or None for an artifact saved without one."""
     path = Path(model_dir) / FILE
     if not path.exists():
         return None
     from forecasting.artifact import read_json
 
-    return Calibration.from_json(read_json(path))
+    return from_json(read_json(path))

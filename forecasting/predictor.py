@@ -25,7 +25,7 @@ class Predictor:
 
     def __init__(self, model_dir: Path, metadata: dict, members: dict, encoders: dict,
                  history: artifact.SeriesTable, zero_series: list, evaluation: dict,
-                 calibration: intervals.Calibration | None = None):
+                 calibration: intervals.AnyCalibration | None = None):
         self.model_dir = model_dir
         self.calibration = calibration
         self.metadata = metadata
@@ -123,14 +123,15 @@ class Predictor:
         grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion)
         point = gather(grid, forecasts)
         step = np.broadcast_to(np.arange(forecasts.shape[1]), forecasts.shape)
+        recent = self.history.sales[grid.series]      # each series' own variability
         bounds = {}
         for level in levels:
-            lower, upper = (self.calibration.bounds(forecasts, step, level) if forecasts.size
-                            else (forecasts, forecasts))
+            lower, upper = (self.calibration.bounds(forecasts, step, level, recent)
+                            if forecasts.size else (forecasts, forecasts))
             bounds[level] = (gather(grid, lower), gather(grid, upper))
         return point, bounds
 
-    def require_calibration(self) -> intervals.Calibration:
+    def require_calibration(self) -> intervals.AnyCalibration:
         """The calibration; ``ArtifactError`` naming the way out when there is none."""
         if self.calibration is None:
             version = self.metadata.get("schema_version")

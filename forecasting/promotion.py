@@ -2,8 +2,9 @@
 
 Policies: ``always``, ``never``, and ``if_better`` (the default): the live model (the champion)
 is scored on the new model's (the challenger's) test window — the same days, the same metric
-(``METRIC``, lower is better) — and the challenger goes live only if its score is at least as
-good. The champion's score on that window comes from, in order:
+(the challenger's ``promote_metric`` hyperparameter, one of ``METRICS``, default rmsle; lower is
+better) — and the challenger goes live only if its score is at least as good. The champion's
+score on that window comes from, in order:
 
 1. its own evaluation.json, when its test window is the same days (a retrain on the same data):
    both scores are then of fits that had not seen those days;
@@ -13,8 +14,15 @@ good. The champion's score on that window comes from, in order:
 3. otherwise (the champion's fit has seen some of the window's days, so its score would flatter
    it) there is no fair comparison: the challenger goes live and the decision says why.
 
-With no live model the challenger goes live. ``decide`` is pure; ``champion_score`` reads the
-artifacts.
+With no live model the challenger goes live.
+
+**Never backwards.** A challenger whose history ends before the live model's (the live model
+was moved forward by actuals, or trained on newer data) would start forecasts again on days
+already observed. Under ``if_better`` it does not go live, whatever its score, and the reason
+names both end dates; it stays registered, and ``SetLiveModel`` (``forecast promote``) can
+still make it live. Under ``always`` it goes live and the reason says so.
+
+``decide`` is pure; ``champion_score`` reads the artifacts.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import numpy as np
 POLICIES = ("if_better", "always", "never")
 DEFAULT_POLICY = "if_better"
 METRIC = "rmsle"
+#: Metrics the gate can compare on (``forecasting.metrics``; lower is better for each).
+METRICS = ("rmsle", "rmse", "mae", "wape", "mase")
 
 
 @dataclass(frozen=True)
@@ -65,80 +75,116 @@ class ChampionScore:
     version: str
     score: float                 # NaN when it could not be scored fairly
     how: str                     # how the score was obtained, or why it was not
+    history_end: str = ""        # the last day of the live model's history (YYYY-MM-DD)
 
 
-def test_score(evaluation: dict) -> tuple[float, str, str]:
-    """(the final model's METRIC, test_start, test_end) from an evaluation.json payload."""
+def test_score(evaluation: dict, metric: str = METRIC) -> tuple[float, str, str]:
+    """(the final model's ``metric``, test_start, test_end) from an evaluation.json payload."""
     final = evaluation.get("final_model")
     block = (evaluation.get("models") or {}).get(final) or {}
-    value = (block.get("overall") or {}).get(METRIC)
+    value = (block.get("overall") or {}).get(metric)
     return (math.nan if value is None else float(value),
             str(evaluation.get("test_start") or "")[:10], str(evaluation.get("test_end") or "")[:10])
 
 
-def decide(policy: str, challenger: dict, champion: ChampionScore | None) -> Decision:
-    """The decision for a challenger (its evaluation.json payload) under ``policy``."""
+def decide(policy: str, challenger: dict, champion: ChampionScore | None,
+           metric: str = METRIC) -> Decision:
+    """The decision for a challenger (its evaluation.json payload, whose ``test_end`` is the
+    end of its history) under ``policy``, comparing on ``metric``."""
     if policy not in POLICIES:
         raise ValueError(f"promote must be one of {', '.join(POLICIES)}, got {policy!r}")
-    score, start, end = test_score(challenger)
-    base = {"policy": policy, "challenger_score": score, "window_start": start,
-            "window_end": end}
+    if metric not in METRICS:
+        raise ValueError(f"promote_metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    score, start, end = test_score(challenger, metric)
+    base = {"policy": policy, "metric": metric, "challenger_score": score,
+            "window_start": start, "window_end": end}
+    behind = ""
     if champion is not None:
         base.update(champion_score=champion.score, champion_version=champion.version)
+        if champion.history_end and end and end < champion.history_end:
+            behind = (f"the new model's history ends on {end}, before the live model "
+                      f"{champion.version}'s ({champion.history_end}): its forecasts would start "
+                      f"again on days already observed")
     if policy == "always":
-        return Decision(promoted=True, reason="promote=always", **base)
+        return Decision(promoted=True, reason="promote=always" + (f"; {behind}" if behind
+                                                                  else ""), **base)
     if policy == "never":
         return Decision(promoted=False, reason="promote=never: make it live with SetLiveModel "
                                                "(forecast promote)", **base)
     if champion is None:
         return Decision(promoted=True, reason="no live model to compare against", **base)
+    if behind:
+        return Decision(promoted=False, reason=f"{behind}; kept registered: train on data that "
+                                               f"includes those days, or make it live with "
+                                               f"SetLiveModel (forecast promote)", **base)
     if math.isnan(champion.score):
         return Decision(promoted=True, reason=f"the live model {champion.version} could not be "
                                               f"scored fairly on {start}..{end}: {champion.how}",
                         **base)
     if math.isnan(score):
-        return Decision(promoted=False, reason=f"the new model has no {METRIC} on its test "
+        return Decision(promoted=False, reason=f"the new model has no {metric} on its test "
                                                "window", **base)
     verdict = "at least as good as" if score <= champion.score else "worse than"
     return Decision(promoted=score <= champion.score,
-                    reason=f"{METRIC} {score:.4f} on {start}..{end} is {verdict} the live model "
+                    reason=f"{metric} {score:.4f} on {start}..{end} is {verdict} the live model "
                            f"{champion.version}'s {champion.score:.4f} ({champion.how})", **base)
 
 
-def champion_score(version: str, model_dir: Path, challenger: dict,
-                   data_source) -> ChampionScore:
-    """Score the live model (artifact ``model_dir``) on the challenger's test window, per the
-    module docstring. ``data_source`` is the challenger's training data (a path or frame);
-    it is read only in case 2."""
+def promote_metric(hyperparameters: dict) -> str:
+    """The metric a job's gate compares on (its ``promote_metric`` hyperparameter)."""
+    return str((hyperparameters or {}).get("promote_metric") or METRIC)
+
+
+def _history_end(model_dir: Path) -> str:
+    """The last day of an artifact's history (moved forward by actuals), YYYY-MM-DD."""
     from forecasting import artifact
 
-    _, start, end = test_score(challenger)
+    return str(artifact.read_json(Path(model_dir) / "history.json").get("last_date") or "")[:10]
+
+
+def unscored(version: str, model_dir: Path, why: str) -> ChampionScore:
+    """The live model without a score (``why``), with its history end."""
+    return ChampionScore(version, math.nan, why, _history_end(model_dir))
+
+
+def champion_score(version: str, model_dir: Path, challenger: dict, data_source,
+                   metric: str = METRIC) -> ChampionScore:
+    """Score the live model (artifact ``model_dir``) on the challenger's test window by
+    ``metric``, per the module docstring. ``data_source`` is the challenger's training data (a
+    path or frame); it is read only in case 2."""
+    from forecasting import artifact
+
+    _, start, end = test_score(challenger, metric)
+    history_end = _history_end(model_dir)
     own = artifact.read_json(Path(model_dir) / "evaluation.json")
-    own_score, own_start, own_end = test_score(own)
+    own_score, own_start, own_end = test_score(own, metric)
     if (own_start, own_end) == (start, end) and not math.isnan(own_score):
-        return ChampionScore(version, own_score, "its own evaluation on the same days")
+        return ChampionScore(version, own_score, "its own evaluation on the same days",
+                             history_end)
     meta = artifact.read_json(Path(model_dir) / "artifact.json")
     fit_end = str((meta.get("split") or {}).get("served_fit_end") or
                   (meta.get("data") or {}).get("end") or "")[:10]
     if not fit_end or not start or fit_end >= start:
         return ChampionScore(version, math.nan,
                              f"its fit has seen days up to {fit_end or 'an unknown day'}, "
-                             f"inside the window")
+                             f"inside the window", history_end)
     from forecasting.predictor import Predictor
 
-    value, series, known = score_on_window(Predictor.load(model_dir), data_source, start, end)
+    value, series, known = score_on_window(Predictor.load(model_dir), data_source, start, end,
+                                           metric)
     return ChampionScore(version, value, f"forecast of those days from the new data, on "
-                                         f"{known} of {series} series")
+                                         f"{known} of {series} series", history_end)
 
 
-def score_on_window(predictor, data_source, start: str, end: str) -> tuple[float, int, int]:
-    """(METRIC, series in the data, series scored) of ``predictor``'s final member forecasting
+def score_on_window(predictor, data_source, start: str, end: str,
+                    metric: str = METRIC) -> tuple[float, int, int]:
+    """(``metric``, series in the data, series scored) of ``predictor``'s final member forecasting
     ``start..end`` of ``data_source`` from the day before ``start``, recursively, with the
     data's own promotions; as the training pipeline evaluates its test window."""
     from forecasting import metrics
     from forecasting.cleaning import clean
     from forecasting.history import ForecastInput, panel_window
-    from forecasting.intervals import final_forecast
+    from forecasting.interval_calibration import final_forecast
     from forecasting.schema import read_table, validate_history
 
     frame, _ = validate_history(read_table(data_source))
@@ -161,5 +207,6 @@ def score_on_window(predictor, data_source, start: str, end: str) -> tuple[float
                         family_code[known].astype(np.int32),
                         panel.dates(np.arange(first, last + 1)), future_promo[known])
     forecast = final_forecast(predictor.members, predictor.metadata["final_model"], inp)
-    value = metrics.scores(forecast, np.nan_to_num(actual[known], nan=0.0))[METRIC]
-    return float(value), int(panel.n_series), int(known.sum())
+    scale = metrics.seasonal_scale(panel.sales, panel.offsets, panel.day < first)[known]
+    value = metrics.scores(forecast, np.nan_to_num(actual[known], nan=0.0), scale)[metric]
+    return (math.nan if value is None else float(value)), int(panel.n_series), int(known.sum())

@@ -208,7 +208,9 @@ def _families(col: pd.Series) -> pd.Series:
     stripped = pd.Index(cat.cat.categories.astype(str).str.strip())
     empty = np.append(np.asarray(stripped == ""), True)
     _bad("family", "must be a non-empty product family name", empty[cat.cat.codes.to_numpy()])
-    if not stripped.equals(pd.Index(cat.cat.categories.astype(str))):
+    # Names that change when stripped, or that become equal as text (a column of numbers and
+    # strings, as pandas reads "22423" in one CSV chunk and "22423A" in another), are rebuilt.
+    if not stripped.equals(pd.Index(cat.cat.categories.astype(str))) or not stripped.is_unique:
         cat = pd.Categorical(np.asarray(stripped)[cat.cat.codes.to_numpy()])
         return pd.Series(cat, index=col.index).astype("category")
     return pd.Series(cat.cat.rename_categories(stripped), index=col.index)

@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import __version__, artifact, features, intervals, libc, metrics
+from forecasting import (
+    __version__,
+    artifact,
+    features,
+    interval_calibration,
+    intervals,
+    libc,
+    metrics,
+)
 from forecasting.cleaning import Panel, clean, downsample_zeros
 from forecasting.history import panel_forecast_input, panel_window
 from forecasting.hyperparameters import Hyperparameters, parse
@@ -152,7 +160,7 @@ def train(
     progress("evaluate", fitted)
     evaluation = _evaluate(panel, split, members, store_code, family_code, hp.horizon)
     evaluation["final_model"] = kinds[-1]
-    calibration, evaluation["intervals"] = intervals.calibrate_members(
+    calibration, evaluation["intervals"] = interval_calibration.calibrate_members(
         panel, split, members, kinds[-1], store_code, family_code)
     for line in metrics.metric_lines(evaluation):
         log(line)
@@ -160,7 +168,8 @@ def train(
         members = _refit(members, dataclasses.replace(data, split=split.everything()), progress,
                          (0.5, 0.95), summaries)
 
-    lookback = max(m.lookback for m in members.values())
+    # The members' lookback, and the days each series' interval band is measured over.
+    lookback = max(intervals.VOLATILITY_DAYS, *(m.lookback for m in members.values()))
     sales_tail, promo_tail = panel_window(panel, panel.last_day, lookback)
     history = artifact.SeriesTable(panel.store_nbr, panel.family, sales_tail, promo_tail,
                                    panel.dates(np.array([panel.last_day]))[0])

@@ -1,14 +1,16 @@
 """``refit_method=refresh``: the same trees, every leaf value recomputed on all days.
 
 A leaf becomes ``-eta * G / (H + lambda)`` (``alpha`` applied to ``G``) over every row it holds,
-with the gradients of the squared error at the refreshed trees before it, as XGBoost's
-``refresh`` updater computes it. But not every row is read:
+with the gradients of the objective (``Objective``: squared error, or Tweedie on a log link)
+at the refreshed trees before it, as XGBoost's ``refresh`` updater computes it. But not every
+row is read:
 
 - the first fit's rows enter through the sums the fit stored in each tree: its leaf value and
   ``sum_hessian`` give back the leaf's ``G`` and ``H`` (over the rows ``subsample`` drew, so
   both are scaled by ``1/subsample``);
-- as the leaves change, a fit row's gradient moves by exactly its margin's change (squared
-  error), which a weighted sample of the fit's rows measures;
+- as the leaves change, a fit row's gradient and hessian move from what the fit saw (for
+  squared error the gradient by exactly the margin's change, the hessian not at all), which a
+  weighted sample of the fit's rows measures;
 - every row the fit has not seen (the latest days) is read.
 
 For each row read, its leaf in each tree comes from ``predict(pred_leaf=True)``, a batch of
@@ -35,6 +37,42 @@ LEAF_BATCH_BYTES = 256 << 20   # leaf numbers (float32) held at a time: rows x t
 Chunk = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]   # features, label, weight
 
 
+class Objective:
+    """Squared error: a row's gradient and hessian at margin ``m``, and the margin of a base
+    score (identity link)."""
+
+    def grad_hess(self, label: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return margin - label, np.ones_like(margin)
+
+    def base_margin(self, base_score: float) -> float:
+        return base_score
+
+
+class Tweedie(Objective):
+    """XGBoost's ``reg:tweedie`` with variance power ``rho`` (log link)."""
+
+    def __init__(self, rho: float):
+        self.rho = float(rho)
+
+    def grad_hess(self, label: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.exp((1.0 - self.rho) * margin)
+        b = np.exp((2.0 - self.rho) * margin)
+        return -label * a + b, -(1.0 - self.rho) * label * a + (2.0 - self.rho) * b
+
+    def base_margin(self, base_score: float) -> float:
+        return float(np.log(base_score))
+
+
+def objective_of(params: dict) -> Objective:
+    """The ``Objective`` of XGBoost training parameters (squared error or Tweedie)."""
+    name = params.get("objective", "reg:squarederror")
+    if name == "reg:squarederror":
+        return Objective()
+    if name == "reg:tweedie":
+        return Tweedie(params.get("tweedie_variance_power", 1.5))
+    raise ValueError(f"the refresh knows reg:squarederror and reg:tweedie, not {name!r}")
+
+
 def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chunk],
                    fit_rows: np.ndarray, params: dict,
                    to_dmatrix: Callable[[np.ndarray], xgb.DMatrix] = xgb.DMatrix,
@@ -44,9 +82,10 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
 
     ``chunks`` yields ``(features, label, weight)`` for the rows read; ``fit_rows`` (one flag
     per row, in the same order) marks those the first fit trained on, whose weight is their
-    sampling weight (``1/rate``) and whose label is not used. A ``chunks.n_rows``, when
+    sampling weight (``1/rate``). A ``chunks.n_rows``, when
     present, lets the rows be gathered into one preallocated array. ``params`` are the
-    booster's training parameters (``eta``, ``lambda``, ``alpha``, ``subsample``);
+    booster's training parameters (``objective``, ``eta``, ``lambda``, ``alpha``,
+    ``subsample``);
     ``to_dmatrix`` makes the features a ``DMatrix`` as the booster was trained on (names,
     categorical types). ``progress(done, trees)`` is called after each batch of trees."""
     X, label, weight = _gather(chunks)
@@ -62,17 +101,16 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
     eta, lam = float(params.get("eta", 0.3)), float(params.get("lambda", 1.0))
     alpha = float(params.get("alpha", 0.0))
     scale = 1.0 / float(params.get("subsample", 1.0))
-    base = float(np.asarray(json.loads(learner["learner_model_param"]["base_score"]),
-                            dtype=float).reshape(-1)[0])
-    # A fit row's gradient moves from what the fit saw by exactly the change of its margin
-    # (squared error): its "label" is its margin under the fit's trees, its hessian is counted
-    # in the stored sums already.
+    objective = objective_of(params)
+    base = objective.base_margin(float(np.asarray(json.loads(
+        learner["learner_model_param"]["base_score"]), dtype=float).reshape(-1)[0]))
+    # A fit row enters as the change of its gradient and hessian from what the fit saw (at its
+    # margin under the fit's trees, ``fit_margin``); the rest is in the stored sums.
     margin = np.full(n, base)
-    target = np.where(fit_rows, base, label).astype(np.float64)
-    grad_weight = np.ones(n) if weight is None else weight.astype(np.float64)
-    hess_weight = np.where(fit_rows, 0.0, grad_weight)
+    fit_margin = np.full(len(np.flatnonzero(fit_rows)), base)
+    label = label.astype(np.float64)
+    row_weight = np.ones(n) if weight is None else weight.astype(np.float64)
     fit_at = np.flatnonzero(fit_rows)
-    grad = np.empty(n)
     per_batch = max(1, LEAF_BATCH_BYTES // (4 * max(n, 1)))
     for t0 in range(0, len(trees), per_batch):
         t1 = min(t0 + per_batch, len(trees))
@@ -82,11 +120,14 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
         for j in range(t1 - t0):
             tree, leaf = trees[t0 + j], nodes[:, j].astype(np.intp)
             before = np.asarray(tree["split_conditions"], dtype=np.float64)
-            np.subtract(margin, target, out=grad)
-            grad *= grad_weight
-            value = _refreshed(tree, before, leaf, grad, hess_weight, eta, lam, alpha, scale)
+            grad, hess = objective.grad_hess(label, margin)
+            fit_grad, fit_hess = objective.grad_hess(label[fit_at], fit_margin)
+            grad[fit_at] -= fit_grad
+            hess[fit_at] -= fit_hess
+            value = _refreshed(tree, before, leaf, grad * row_weight, hess * row_weight, eta,
+                               lam, alpha, scale)
             margin += value[leaf]
-            target[fit_at] += before[leaf[fit_at]]
+            fit_margin += before[leaf[fit_at]]
         if progress is not None:
             progress(t1, len(trees))
     refreshed = xgb.Booster()
@@ -95,7 +136,7 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
 
 
 def _refreshed(tree: dict, value: np.ndarray, leaf: np.ndarray, grad: np.ndarray,
-               hess_weight: np.ndarray, eta: float, lam: float, alpha: float,
+               hess: np.ndarray, eta: float, lam: float, alpha: float,
                scale: float) -> np.ndarray:
     """Tree ``tree``'s node values after its leaves are refreshed (and written into the tree's
     arrays): the fit's sums (from its leaf values, ``value``, and ``sum_hessian``) plus the
@@ -108,7 +149,7 @@ def _refreshed(tree: dict, value: np.ndarray, leaf: np.ndarray, grad: np.ndarray
     fit_g = -value / eta * (fit_h + lam)
     fit_g += np.sign(fit_g) * alpha
     g = np.bincount(leaf, weights=grad, minlength=size) + scale * fit_g
-    h = np.bincount(leaf, weights=hess_weight, minlength=size) + scale * fit_h
+    h = np.bincount(leaf, weights=hess, minlength=size) + scale * fit_h
     g = np.sign(g) * np.maximum(np.abs(g) - alpha, 0.0)
     fresh = is_leaf & (h > 0)
     value = np.where(fresh, -eta * g / np.where(fresh, h + lam, 1.0), value)

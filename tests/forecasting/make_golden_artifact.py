@@ -1,11 +1,19 @@
-"""Regenerate the golden artifact that test_golden_artifact.py loads.
+"""Regenerate a golden artifact that test_golden_artifact.py loads.
 
-Run only when the artifact schema version changes on purpose:
-    .venv/bin/python tests/forecasting/make_golden_artifact.py
+A golden artifact is a promise kept to models already saved: it is written once, by the
+release that introduced its schema version, and never again. To make one, run this file with
+that release's library on the path, naming the version:
+
+    git worktree add /tmp/release <commit>                # the release that wrote version N
+    PYTHONPATH=/tmp/release .venv/bin/python tests/forecasting/make_golden_artifact.py 2
+
+``fixtures/artifact_v1`` came from the release before intervals; ``fixtures/artifact_v2``
+from 3abdd5b (11 features, unknown lags as -1, per-step intervals).
 """
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from forecasting import synthetic, training
@@ -15,18 +23,24 @@ HERE = Path(__file__).resolve().parent / "fixtures"
 REQUEST = {"date": ["2017-08-16", "2017-08-20", "2017-08-31", "2017-08-16"],
            "store_nbr": [1, 2, 2, 1], "family": ["AUTOMOTIVE", "BEAUTY", "AUTOMOTIVE", "BEAUTY"],
            "onpromotion": [0, 4, 1, 0]}
+LEVELS = (80, 95)
 
 
-def main() -> None:
+def main(version: str) -> None:
     frame = synthetic.generate(2, 3, "2016-09-01", "2017-08-15", seed=11)
     model = training.train(frame, {"num_round": "25", "max_depth": "4"}, log=lambda _: None)
-    target = HERE / "artifact_v1"
+    target = HERE / f"artifact_v{version}"
     shutil.rmtree(target, ignore_errors=True)
     model.save(target)
-    values = Predictor.load(target).predict_columns(**REQUEST).tolist()
-    (HERE / "artifact_v1_expected.json").write_text(json.dumps(
-        {"request": REQUEST, "forecasts": values}, indent=2))
+    predictor = Predictor.load(target)
+    expected = {"request": REQUEST, "forecasts": predictor.predict_columns(**REQUEST).tolist()}
+    if predictor.calibration is not None:
+        _, bounds = predictor.predict_intervals(**REQUEST, levels=LEVELS)
+        expected["levels"] = list(LEVELS)
+        expected["bounds"] = {f"{k:g}": [lo.tolist(), hi.tolist()]
+                              for k, (lo, hi) in bounds.items()}
+    (HERE / f"artifact_v{version}_expected.json").write_text(json.dumps(expected, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "1")

@@ -30,7 +30,7 @@ def test_round_trip_gives_identical_forecasts(trained, model_dir):
 
 def test_layout_and_metadata(model_dir):
     meta = json.loads((model_dir / "artifact.json").read_text())
-    assert meta["format"] == artifact.FORMAT and meta["schema_version"] == artifact.SCHEMA_VERSION == 2
+    assert meta["format"] == artifact.FORMAT and meta["schema_version"] == artifact.SCHEMA_VERSION == 3
     assert meta["final_model"] == "xgboost" and "xgboost" in meta["members"]
     assert set(meta["data"]) >= {"start", "end", "rows", "series", "sha256"}
     assert meta["hyperparameters"]["num_round"] == "60"

@@ -7,60 +7,111 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from forecasting import intervals
 from forecasting.errors import ArtifactError, ForecastRequestError
+from forecasting.interval_calibration import bounds_of, calibrate, coverage
 from forecasting.predictor import Predictor
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def _draw(rng, n_series, sigma):
-    """Forecasts and actuals whose log1p error on step h is N(0.1, sigma[h])."""
-    forecast = np.expm1(rng.uniform(4, 9, size=(n_series, len(sigma))))  # actuals stay > 0
-    noise = 0.1 + rng.standard_normal((n_series, len(sigma))) * sigma
-    return forecast, np.expm1(np.log1p(forecast) + noise)
+def _draw(rng, n_series, steps, sigma):
+    """Forecasts, actuals and 28 days of history for series whose log1p error is N(0.1, sigma)
+    and whose history varies with sigma too (a steady series' recent sales vary little)."""
+    level = rng.uniform(4, 7, size=n_series)
+    forecast = np.expm1(np.repeat(level[:, None], steps, axis=1))
+    actual = np.expm1(np.log1p(forecast) + 0.1 + rng.standard_normal(forecast.shape)
+                      * sigma[:, None])
+    recent = np.expm1(level[:, None] + rng.standard_normal((n_series, 28)) * sigma[:, None])
+    return forecast, actual, recent
 
 
-def test_calibration_recovers_the_true_quantiles_and_covers_new_data():
+def _two_kinds(rng, n):
+    """Half the series steady (sigma 0.1), half volatile (sigma 0.6)."""
+    sigma = np.where(np.arange(n) % 2 == 0, 0.1, 0.6)
+    return (*_draw(rng, n, 8, sigma), sigma)
+
+
+def test_each_series_band_follows_its_own_variability():
+    """Steady and volatile series at the same levels: one pooled band would cover the steady
+    ones always and the volatile ones too rarely. Grouped by their own variability, each kind
+    is covered at the nominal rate, and a steady series' band is much narrower."""
     rng = np.random.default_rng(0)
-    sigma = np.linspace(0.2, 0.8, 8)          # errors grow with the horizon step
-    forecast, actual = _draw(rng, 20000, sigma)
-    cal = intervals.calibrate(forecast, actual, ("2017-01-01", "2017-01-08"))
-    assert not cal.pooled_steps and cal.steps == 8
-    for p in (0.025, 0.1, 0.9, 0.975):
-        true = 0.1 + stats.norm.ppf(p) * sigma
-        got = cal.residual_quantile(np.arange(8), p)
-        np.testing.assert_allclose(got, true, atol=0.05)
-    # Fresh data from the same process: each level's coverage is within 2 points of nominal,
-    # on every step (the per-step quantiles follow the growing error).
-    forecast2, actual2 = _draw(rng, 20000, sigma)
-    report = intervals.coverage(cal, forecast2, actual2, levels=(50, 80, 95))
+    forecast, actual, recent, sigma = _two_kinds(rng, 6000)
+    cal = calibrate(forecast, actual, recent, (("2017-01-01", "2017-01-08"),))
+    assert cal.quantiles.shape[0] == 3 and cal.scores == forecast.size
+    forecast2, actual2, recent2, _ = _two_kinds(rng, 6000)
+    steady = sigma == 0.1
     for level in (50, 80, 95):
-        assert abs(report[str(level)]["coverage"] - level / 100) < 0.02
-    step = np.broadcast_to(np.arange(8), forecast2.shape)
-    lower, upper = cal.bounds(forecast2, step, 80)
-    inside = (actual2 >= lower) & (actual2 <= upper)
-    assert np.all(np.abs(inside.mean(axis=0) - 0.8) < 0.02)
-    assert (upper[:, -1] - lower[:, -1]).mean() > (upper[:, 0] - lower[:, 0]).mean()
+        lower, upper = bounds_of(cal, forecast2, recent2, level)
+        inside = (actual2 >= lower) & (actual2 <= upper)
+        for kind in (steady, ~steady):
+            assert abs(inside[kind].mean() - level / 100) < 0.03, (level, inside[kind].mean())
+        width = upper - lower
+        assert np.median(width[steady] / forecast2[steady]) * 4 < np.median(
+            width[~steady] / forecast2[~steady])
+    report = coverage(cal, forecast2, actual2, recent2, np.where(steady, "low", "high"),
+                      np.where(steady, "A", "B"), levels=(80,))["80"]
+    assert abs(report["coverage"] - 0.8) < 0.02 and set(report["coverage_per_third"]) == {
+        "low", "high"} and set(report["coverage_per_family"]) == {"A", "B"}
+    assert report["mean_interval_score"] > report["mean_width"] > 0
 
 
-def test_few_series_pool_every_step_and_unknown_actuals_are_left_out():
+def test_bands_follow_the_forecast_level():
+    """Where the relative error depends on how much is forecast (small forecasts are noisier
+    in log terms), the forecast-level groups cover each level at the nominal rate."""
     rng = np.random.default_rng(1)
-    forecast, actual = _draw(rng, 20, np.full(4, 0.3))
+
+    def draw():
+        f = np.expm1(rng.uniform(0.5, 8, size=(20000, 4)))
+        sigma = 0.1 + 0.12 * (8 - np.log1p(f))          # 1.0 at the smallest, 0.1 at the top
+        a = np.expm1(np.log1p(f) + rng.standard_normal(f.shape) * sigma)
+        return f, a, np.tile(f[:, :1], (1, 28))          # equal variability: one group
+
+    f, a, recent = draw()
+    cal = calibrate(f, a, recent, (("a", "b"),))
+    assert len(cal.forecast_edges) >= 10
+    f2, a2, recent2 = draw()
+    lower, upper = bounds_of(cal, f2, recent2, 80)
+    inside = (a2 >= lower) & (a2 <= upper)
+    small = np.log1p(f2) < 4.25
+    for part in (small, ~small):
+        assert abs(inside[part].mean() - 0.8) < 0.02
+    pooled = intervals.Calibration(              # the same scores in one group ...
+        np.quantile(np.log1p(a) - np.log1p(f), intervals.PROBABILITIES)[None, None, :],
+        np.empty(0), np.empty(0), a.size, (("a", "b"),))
+    lower, upper = bounds_of(pooled, f2, recent2, 80)
+    inside = (a2 >= lower) & (a2 <= upper)
+    assert inside[small].mean() < 0.72 and inside[~small].mean() > 0.88   # ... would not
+
+
+def test_few_scores_make_one_group_and_unknown_actuals_are_left_out():
+    rng = np.random.default_rng(1)
+    forecast, actual, recent = _draw(rng, 20, 4, np.full(20, 0.3))
     actual[:5, :] = np.nan                    # series that had not begun
-    cal = intervals.calibrate(forecast, actual, ("a", "b"))
-    assert cal.pooled_steps and cal.scores == 15 * 4
-    np.testing.assert_array_equal(cal.quantiles[0], cal.quantiles[3])
+    cal = calibrate(forecast, actual, recent, (("a", "b"),))
+    assert cal.scores == 15 * 4 and cal.quantiles.shape == (1, 1, len(intervals.PROBABILITIES))
 
 
-def test_steps_past_the_calibrated_horizon_reuse_the_last_step():
+def test_days_past_the_trained_horizon_get_the_same_band():
     rng = np.random.default_rng(2)
-    forecast, actual = _draw(rng, 500, np.linspace(0.1, 0.5, 5))
-    cal = intervals.calibrate(forecast, actual, ("a", "b"))
-    np.testing.assert_array_equal(cal.residual_quantile(np.array([4, 9, 300]), 0.9),
-                                  np.repeat(cal.residual_quantile(np.array([4]), 0.9), 3))
+    forecast, actual, recent = _draw(rng, 500, 5, np.full(500, 0.3))
+    cal = calibrate(forecast, actual, recent, (("a", "b"),))
+    wide = np.repeat(forecast[:, :1], 40, axis=1)
+    lower, upper = bounds_of(cal, wide, recent, 80)
+    np.testing.assert_array_equal(lower[:, 39], lower[:, 0])
+    np.testing.assert_array_equal(upper[:, 39], upper[:, 0])
+
+
+def test_a_series_too_young_to_measure_gets_the_most_variable_group():
+    rng = np.random.default_rng(3)
+    forecast, actual, recent, _ = _two_kinds(rng, 3000)
+    cal = calibrate(forecast, actual, recent, (("a", "b"),))
+    young = np.full((1, 28), np.nan)
+    young[0, -1] = 50.0
+    v, _ = cal.bins(forecast[:1], young)
+    assert v[0] == cal.quantiles.shape[0] - 1
 
 
 @pytest.mark.parametrize("levels, message", [
@@ -80,9 +131,14 @@ def test_training_saves_the_calibration_and_reports_test_coverage(trained, model
     assert set(block["coverage"]) == {"50", "80", "95"}
     widths = [block["coverage"][k]["mean_width"] for k in ("50", "80", "95")]
     assert widths == sorted(widths) and widths[0] > 0
+    eighty = block["coverage"]["80"]
+    assert set(eighty["coverage_per_third"]) == {"low", "mid", "high"}
+    assert set(eighty["coverage_per_family"]) == set(trained.encoders["family"])
+    assert eighty["mean_interval_score"] >= eighty["mean_width"]
+    assert len(block["calibration_windows"]) == 2 and block["method"] == intervals.METHOD
     saved = json.loads((model_dir / "evaluation.json").read_text())["intervals"]
     assert saved == json.loads(json.dumps(block))
-    assert json.loads((model_dir / "artifact.json").read_text())["schema_version"] == 2
+    assert json.loads((model_dir / "artifact.json").read_text())["schema_version"] == 3
     assert Predictor.load(model_dir).calibration is not None
 
 
@@ -110,7 +166,7 @@ def test_a_version_1_artifact_forecasts_but_refuses_levels_with_the_way_out():
         predictor.predict_intervals(*args, levels=(80,))
 
 
-def test_a_version_2_artifact_without_its_calibration_is_incomplete(model_dir, tmp_path):
+def test_an_artifact_without_its_calibration_is_incomplete(model_dir, tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(model_dir, broken)
     (broken / "intervals.json").unlink()
@@ -118,7 +174,7 @@ def test_a_version_2_artifact_without_its_calibration_is_incomplete(model_dir, t
         Predictor.load(broken)
     shutil.copy(model_dir / "intervals.json", broken / "intervals.json")
     payload = json.loads((broken / "intervals.json").read_text())
-    payload["quantiles"] = payload["quantiles"][0][:3]
+    payload["quantiles"] = payload["quantiles"][0]
     (broken / "intervals.json").write_text(json.dumps(payload))
     with pytest.raises(ArtifactError, match="damaged: intervals.json"):
         Predictor.load(broken)

@@ -36,7 +36,7 @@ def test_lstm_trains_and_reports(lstm_model):
     assert summary["train_samples"] == 5000          # capped by lstm_max_samples
     assert summary["window"] == 14
     assert np.isfinite(summary["best_validation_loss"])
-    assert lstm_model.metadata["lookback"] == 14
+    assert lstm_model.metadata["lookback"] == 28     # the interval band reads 28 days
     models = lstm_model.evaluation["models"]
     assert set(models) == {"lstm"}
     assert np.isfinite(models["lstm"]["overall"]["rmsle"])

@@ -43,6 +43,37 @@ def test_first_model_goes_live_and_bad_policies_are_refused():
         promotion.decide("sometimes", _evaluation(0.7), None)
 
 
+@pytest.mark.parametrize("policy, promoted, reason", [
+    ("if_better", False, ("the new model's history ends on 2017-08-15, before the live model "
+                         "v1's (2017-08-22): its forecasts would start again on days already "
+                         "observed; kept registered")),
+    ("always", True, "promote=always; the new model's history ends on 2017-08-15"),
+    ("never", False, "promote=never"),
+])
+def test_a_challenger_whose_history_ends_first_never_goes_live_on_its_score(policy, promoted,
+                                                                            reason):
+    """The live model was moved forward by actuals to 2017-08-22; a retrain on the original
+    file (history to 08-15) ties it on the window, and would have gone live."""
+    champion = ChampionScore("v1", 0.92, "its own evaluation", history_end="2017-08-22")
+    decision = promotion.decide(policy, _evaluation(0.50), champion)
+    assert decision.promoted is promoted and reason in decision.reason
+    same_end = ChampionScore("v1", 0.92, "its own evaluation", history_end="2017-08-15")
+    assert promotion.decide("if_better", _evaluation(0.50), same_end).promoted
+
+
+def test_the_gate_compares_on_the_chosen_metric():
+    challenger = _evaluation(0.50)
+    challenger["models"]["xgboost"]["overall"]["wape"] = 0.40
+    decision = promotion.decide("if_better", challenger,
+                                ChampionScore("v1", 0.35, "its own evaluation"), "wape")
+    assert not decision.promoted and decision.metric == "wape"
+    assert decision.reason.startswith("wape 0.4000 on 2017-07-31..2017-08-15 is worse")
+    with pytest.raises(ValueError, match="promote_metric must be one of rmsle, rmse, mae"):
+        promotion.decide("if_better", challenger, None, "bias")
+    assert promotion.promote_metric({"promote_metric": "mase"}) == "mase"
+    assert promotion.promote_metric({}) == "rmsle"
+
+
 def test_a_champion_on_the_same_days_is_scored_by_its_own_evaluation(trained, model_dir):
     got = promotion.champion_score("v1", model_dir, trained.evaluation, data_source=None)
     assert got.score == promotion.test_score(trained.evaluation)[0]

@@ -153,6 +153,42 @@ def test_refresh_leaves_sets_each_leaf_to_the_newton_step_of_all_rows_tree_after
     assert np.abs(sampled.predict(dmatrix(X), output_margin=True) - margin).mean() < 0.02
 
 
+def test_refresh_of_a_tweedie_booster_is_the_newton_step_of_its_own_gradients():
+    """With ``objective=tweedie`` a fit row's gradient and hessian change nonlinearly with its
+    margin (log link): the refresh adds exactly that change to the stored sums, so with every
+    fit row read it equals the by-hand Newton step per leaf on the Tweedie loss."""
+    import json
+
+    import xgboost as xgb
+
+    from forecasting.models.leaf_refresh import refresh_leaves
+
+    rng = np.random.default_rng(1)
+    n, fit_n, rho = 5000, 2500, 1.1
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    mean = np.exp(0.5 + 0.8 * X[:, 0] - 0.4 * X[:, 1])
+    mean[fit_n:] *= 1.5                             # the latest days sell more
+    y = rng.poisson(mean).astype(np.float32)
+    params = {"objective": "reg:tweedie", "tweedie_variance_power": rho,
+              "tree_method": "hist", "eta": 0.3, "max_depth": 3, "lambda": 1.0}
+    booster = xgb.train(params, xgb.DMatrix(X[:fit_n], label=y[:fit_n]), 10)
+    fit_rows = np.arange(n) < fit_n
+    refreshed = refresh_leaves(booster, [(X, y, None)], fit_rows, params)
+
+    base = json.loads(booster.save_config())["learner"]["learner_model_param"]["base_score"]
+    margin = np.full(n, np.log(float(np.asarray(json.loads(base)).reshape(-1)[0])))
+    nodes = booster.predict(xgb.DMatrix(X), pred_leaf=True).astype(int)
+    for t in range(10):
+        a, b = np.exp((1 - rho) * margin), np.exp((2 - rho) * margin)
+        g = np.bincount(nodes[:, t], weights=-y * a + b)
+        h = np.bincount(nodes[:, t], weights=-(1 - rho) * y * a + (2 - rho) * b)
+        value = np.where(h > 0, -0.3 * g / (h + 1.0), 0.0)
+        margin += value[nodes[:, t]]
+    got = refreshed.predict(xgb.DMatrix(X), output_margin=True)
+    assert np.abs(got - margin).max() < 1e-3
+    assert np.abs(got - booster.predict(xgb.DMatrix(X), output_margin=True)).max() > 0.1
+
+
 def test_refresh_over_refresh_rows_reads_the_latest_days_and_a_weighted_sample(
         small_frame, held_out, tmp_path):
     hp = {**held_out.hp.as_strings(), "refit": "true", "refit_method": "refresh"}

@@ -119,3 +119,14 @@ def _parquet_without(frame: pd.DataFrame, column: str, tmp_path) -> str:
     path = tmp_path / f"without-{column}.parquet"
     frame.drop(columns=[column]).to_parquet(path)
     return str(path)
+
+
+def test_family_codes_read_as_numbers_and_text_are_one_family():
+    """A frame whose family column mixes numbers and strings (pandas reads SKU codes such as
+    22423 and "22423A" so, and "22423" in another chunk as text) keeps each code one family."""
+    frame = pd.DataFrame({"date": ["2017-01-01", "2017-01-02", "2017-01-01"],
+                          "store_nbr": [1, 1, 1], "family": [22423, "22423", "22423A"],
+                          "sales": [1.0, 2.0, 3.0]})
+    out, _ = validate_history(frame)
+    assert list(out["family"].astype(str)) == ["22423", "22423", "22423A"]
+    assert out["family"].cat.categories.is_unique
