@@ -102,7 +102,8 @@ class FrameMethods:
         promotions of the days before, which the gateway reads from the same chunk, so the
         answers equal one unary call over the whole frame. `on_progress(rows_done, rows_total)`
         is called after each chunk. A model trained without intervals answers levels with
-        FAILED_PRECONDITION.
+        FAILED_PRECONDITION. `attrs["warnings"]` holds what the gateway said about the answers
+        (rows past the model's trained horizon).
         """
         import numpy as np
 
@@ -121,9 +122,11 @@ class FrameMethods:
         columns = [c for c in (*_rows.REQUIRED_COLUMNS, "onpromotion") if c in frame.columns]
         batches = _rows.frame_batches(frame[columns].iloc[order], chunk_rows, codes[order])
         parts: dict[str, list[Any]] = {name: [] for name in names}
+        warnings: dict[str, None] = {}
         done = 0
         for response in self._stream(retailer, batches, model_version=model_version,
                                      max_in_flight=max_in_flight, levels=levels):
+            warnings.update(dict.fromkeys(response.warnings))
             values = {output_column: np.asarray(response.forecast, dtype=np.float64),
                       **_interval_arrays(response.intervals)}
             for name in names:
@@ -135,6 +138,7 @@ class FrameMethods:
             result = np.empty(total, dtype=np.float64)
             result[order] = np.concatenate(parts[name])
             out[name] = result
+        out.attrs["warnings"] = list(warnings)
         return out
 
     def forecast(
@@ -154,7 +158,8 @@ class FrameMethods:
         Returns a DataFrame with columns date (YYYY-MM-DD), store_nbr, family, onpromotion,
         sales and, for each of `levels`, `lo-<level>` and `hi-<level>`; ordered by store_nbr,
         family, then date. `promotions` (columns date, store_nbr, family, onpromotion) lists
-        known promotions of the forecast days; rows not listed have none.
+        known promotions of the forecast days; rows not listed have none. `attrs` holds
+        `model_version` and `warnings` (days past the model's trained horizon).
         """
         import pandas as pd
 
@@ -177,6 +182,7 @@ class FrameMethods:
         for name, values in _interval_arrays(response.intervals).items():
             frame[name] = values
         frame.attrs["model_version"] = response.model_version
+        frame.attrs["warnings"] = list(response.warnings)
         return frame
 
     def turnover(
@@ -251,7 +257,7 @@ class FrameMethods:
         records = [
             {"model": e.name, "baseline": e.baseline, "final": e.final,
              "rmse": e.overall.rmse, "rmsle": e.overall.rmsle, "mae": e.overall.mae,
-             "wape": e.overall.wape, "bias": e.overall.bias}
+             "wape": e.overall.wape, "bias": e.overall.bias, "mase": e.overall.mase}
             for e in response.evaluations
         ]
         return pd.DataFrame.from_records(records)
@@ -263,5 +269,10 @@ class FrameMethods:
 
         response = self.get_metrics(retailer, model_version=model_version)
         return pd.DataFrame.from_records(
-            [{"level": c.level, "coverage": c.coverage, "mean_width": c.mean_width}
-             for c in response.coverage], columns=["level", "coverage", "mean_width"])
+            [{"level": c.level, "coverage": c.coverage, "mean_width": c.mean_width,
+              "mean_interval_score": c.mean_interval_score,
+              **{f"coverage_{t}": c.coverage_per_third.get(t, float("nan"))
+                 for t in ("low", "mid", "high")}}
+             for c in response.coverage],
+            columns=["level", "coverage", "mean_width", "mean_interval_score", "coverage_low",
+                     "coverage_mid", "coverage_high"])

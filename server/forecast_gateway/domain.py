@@ -68,6 +68,8 @@ class Job:
     """The promotion policy: if_better, always or never (`forecasting.promotion`)."""
     promotion: Decision | None = None
     """The promotion decision, once the job's model version is registered."""
+    data_note: str = ""
+    """What the gateway did to the training data before the job (stored actuals merged)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class Scores:
     mae: float
     wape: float
     bias: float
+    mase: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -162,3 +165,5 @@ class Coverage:
     level: float
     coverage: float
     mean_width: float
+    mean_interval_score: float = float("nan")
+    coverage_per_third: dict[str, float] = field(default_factory=dict)

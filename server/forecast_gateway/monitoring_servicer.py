@@ -20,7 +20,7 @@ from forecast_gateway.errors import InvalidArgument
 
 _FORMATS = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
             pb.DATASET_FORMAT_PARQUET: "parquet"}
-_METRICS = ("rmse", "rmsle", "mae", "wape", "bias")
+_METRICS = ("rmse", "rmsle", "mae", "wape", "bias", "mase")
 
 
 def _values(block: dict | None, prefix: str = "") -> pb.MetricValues:

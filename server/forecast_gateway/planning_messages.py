@@ -47,7 +47,9 @@ def intervals_to_pb(bounds: dict[float, tuple[np.ndarray, np.ndarray]],
 
 def coverage_to_pb(coverage: list[Coverage]) -> list[pb.IntervalCoverage]:
     """The test-window coverage per level -> IntervalCoverage messages."""
-    return [pb.IntervalCoverage(level=c.level, coverage=c.coverage, mean_width=c.mean_width)
+    return [pb.IntervalCoverage(level=c.level, coverage=c.coverage, mean_width=c.mean_width,
+                                mean_interval_score=c.mean_interval_score,
+                                coverage_per_third=c.coverage_per_third)
             for c in coverage]
 
 
@@ -71,7 +73,7 @@ def forecast_to_pb(answer: HorizonForecast) -> pb.ForecastResponse:
                         onpromotion=[] if rows.onpromotion is None else rows.onpromotion.tolist())
     return pb.ForecastResponse(rows=batch, forecast=answer.values.tolist(),
                                intervals=intervals_to_pb(answer.bounds),
-                               model_version=answer.model_version)
+                               model_version=answer.model_version, warnings=answer.warnings)
 
 
 def inventory_from_pb(batch: pb.InventoryBatch) -> Inventory:

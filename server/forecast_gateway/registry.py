@@ -16,7 +16,7 @@ from forecast_gateway.domain import Dataset, Job, JobState, ModelVersion
 from forecast_gateway.sqlite_db import SqliteDb
 from forecasting.promotion import Decision
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,11 +88,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE jobs ADD COLUMN promote TEXT NOT NULL DEFAULT 'if_better'",
         "ALTER TABLE jobs ADD COLUMN promotion TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE models ADD COLUMN promotion TEXT NOT NULL DEFAULT ''"),
+    # What the gateway did to a job's training data (stored actuals merged), '' for nothing.
+    3: ("ALTER TABLE jobs ADD COLUMN data_note TEXT NOT NULL DEFAULT ''",),
 }
 
 _JOB_COLUMNS = ("job_id, retailer, dataset_id, model_kind, hyperparameters, horizon, state, "
                 "created_at, started_at, ended_at, failure_reason, model_version, stage, progress, "
-                "metrics, seq, promote, promotion")
+                "metrics, seq, promote, promotion, data_note")
 
 
 class Registry:
@@ -203,12 +205,12 @@ class Registry:
         """Record a new job."""
         with self._tx() as db:
             db.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.job_id, job.retailer, job.dataset_id, job.model_kind,
                  json.dumps(job.hyperparameters, sort_keys=True), job.horizon, job.state.value,
                  job.created_at, job.started_at, job.ended_at, job.failure_reason,
                  job.model_version, job.stage, job.progress, json.dumps(job.metrics), job.seq,
-                 job.promote, _decision_json(job.promotion)),
+                 job.promote, _decision_json(job.promotion), job.data_note),
             )
 
     def update_job(self, job_id: str, **changes: object) -> Job | None:
@@ -364,4 +366,5 @@ def _job(row: sqlite3.Row) -> Job:
         failure_reason=row["failure_reason"], model_version=row["model_version"],
         stage=row["stage"], progress=row["progress"], metrics=json.loads(row["metrics"]),
         seq=row["seq"], promote=row["promote"], promotion=_decision(row["promotion"]),
+        data_note=row["data_note"],
     )

@@ -95,7 +95,7 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
         start_time=timestamp(job.started_at), end_time=timestamp(job.ended_at),
         failure_reason=job.failure_reason, model_version=job.model_version, stage=job.stage,
         progress=job.progress, metrics=job.metrics, promote=promote_to_pb(job.promote),
-        promotion=decision_to_pb(job.promotion),
+        promotion=decision_to_pb(job.promotion), data_note=job.data_note,
     )
 
 
@@ -110,7 +110,8 @@ def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
 
 
 def _scores_pb(s: Scores) -> pb.MetricValues:
-    return pb.MetricValues(rmse=s.rmse, rmsle=s.rmsle, mae=s.mae, wape=s.wape, bias=s.bias)
+    return pb.MetricValues(rmse=s.rmse, rmsle=s.rmsle, mae=s.mae, wape=s.wape, bias=s.bias,
+                           mase=s.mase)
 
 
 def _evaluation_pb(e: Evaluation) -> pb.ModelEvaluation:
@@ -192,11 +193,12 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         return pb.CancelTrainingJobResponse(job=job_to_pb(job))
 
     def _predict_unary(self, request: pb.PredictRequest) -> pb.PredictResponse:
-        values, bounds, version = self._service.predictions.predict_intervals(
+        answer = self._service.predictions.predict_intervals(
             tenant_for(request.retailer), request.model_version, rows_from_pb(request.rows),
             list(request.levels))
-        return pb.PredictResponse(forecast=values.tolist(), model_version=version,
-                                  intervals=intervals_to_pb(bounds))
+        return pb.PredictResponse(forecast=answer.values.tolist(), model_version=answer.version,
+                                  intervals=intervals_to_pb(answer.bounds),
+                                  warnings=answer.warnings)
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
         return await in_pool(self._unary_pool, self._predict_unary, request)
@@ -208,12 +210,13 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
             self._service.predictions.check_rows(rows, self._service.config.max_stream_chunk_rows,
                                                  "a PredictStream chunk")
             values, bounds = self._service.predictions.predict_with_levels(ref, rows, levels)
+            warnings = self._service.predictions.warnings(ref, rows, levels)
         except Exception as exc:
             exc.add_note(f"chunk {request.chunk_id!r}")
             raise
         return pb.PredictStreamResponse(chunk_id=request.chunk_id, forecast=values.tolist(),
                                         model_version=ref.version,
-                                        intervals=intervals_to_pb(bounds))
+                                        intervals=intervals_to_pb(bounds), warnings=warnings)
 
     async def PredictStream(self, request_iterator: AsyncIterator[pb.PredictStreamRequest],
                             context: Any) -> AsyncIterator[pb.PredictStreamResponse]:

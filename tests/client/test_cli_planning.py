@@ -73,11 +73,18 @@ def test_metrics_show_interval_coverage(gateway, trained) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     at = lines.index("prediction intervals on the test window:")
-    assert lines[at + 1].split() == ["LEVEL", "COVERAGE", "VS", "NOMINAL", "MEAN", "WIDTH"]
+    assert lines[at + 1].split() == ["LEVEL", "COVERAGE", "VS", "NOMINAL", "LOW", "THIRD", "MID",
+                                     "THIRD", "HIGH", "THIRD", "MEAN", "WIDTH", "INTERVAL",
+                                     "SCORE"]
     rows = {line.split()[0]: line.split() for line in lines[at + 2:]}
     assert {"80%", "95%"} <= set(rows)
     coverage, versus = float(rows["80%"][1].rstrip("%")), float(rows["80%"][2])
     assert 0 <= coverage <= 100 and versus == pytest.approx(coverage - 80, abs=0.06)
+    thirds = [float(v.rstrip("%")) for v in rows["80%"][3:6]]
+    width, score = float(rows["80%"][6]), float(rows["80%"][7])
+    assert all(0 <= t <= 100 for t in thirds) and score >= width > 0
+    header = lines[lines.index(next(x for x in lines if x.startswith("MODEL")))].split()
+    assert header[-1] == "MASE"
 
 
 def test_turnover_days_of_supply(gateway, horizon: pd.DataFrame, tmp_path: Path) -> None:

@@ -109,8 +109,12 @@ class InProcessGateway:
 
 
 def fake_artifact(root: Path) -> Path:
-    """A directory with the two JSON files the gateway reads itself."""
+    """A directory with the JSON files the gateway reads itself (the scripted backend answers
+    for any series; the history's end and the horizon say which days are past it)."""
     root.mkdir(parents=True, exist_ok=True)
+    (root / "history.json").write_text(json.dumps(
+        {"last_date": "2017-08-15", "lookback": 28, "series": []}))
+    (root / "zero_series.json").write_text("[]")
     (root / "artifact.json").write_text(json.dumps({
         "final_model": "xgboost", "hyperparameters": {"model_kind": "xgboost", "horizon": "16"},
         "data": {"start": "2017-01-01", "end": "2017-08-15", "rows": 10, "series": 1}}))

@@ -49,8 +49,9 @@ def test_start_up_quarantines_what_the_registry_does_not_know(
     assert (quarantined[0] / "artifact.json").is_file()  # kept for an operator
     again = gw.server.service.models.import_model(Tenant("shop"), make_artifact("second"))
     assert again.version == "v2"
-    assert sorted(os.listdir(models / "v2")) == ["artifact.json", "evaluation.json"]  # not nested
-    assert set(again.manifest) == {"artifact.json", "evaluation.json"}
+    files = ["artifact.json", "evaluation.json", "history.json", "zero_series.json"]
+    assert sorted(os.listdir(models / "v2")) == files  # not nested
+    assert set(again.manifest) == set(files)
 
 
 def test_a_version_whose_files_changed_is_refused_not_served(

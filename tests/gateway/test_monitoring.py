@@ -44,7 +44,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory):
         rows = forecast.future_rows(history, 14)
         served = client.predict_frame("watch", rows)
         yield SimpleNamespace(gw=gw, client=client, history=history, later=later, served=served,
-                              tmp=tmp)
+                              tmp=tmp, dataset_id=dataset.dataset_id)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:
@@ -250,3 +250,22 @@ def test_the_cli_feeds_actuals_and_shows_the_live_error(watched, tmp_path: Path)
                          target=target, env=env)
     assert drawn.returncode == 0, drawn.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_train_on_data_that_lacks_the_stored_actuals_merges_them(watched) -> None:
+    """Tried as a new user would: after actuals moved the live model forward, a retrain on the
+    original upload (history to CUT) would have forecast days already observed. The gateway
+    merges the stored actuals into a new dataset, says so on the job, and the new model's
+    history ends where the live one's does."""
+    client = watched.client
+    live_end = client.monitoring("watch").history_end_date
+    assert live_end > f"{CUT:%Y-%m-%d}"
+    job = client.train("watch", dataset_id=watched.dataset_id, hyperparameters=FAST_HP)
+    assert job.dataset_id != watched.dataset_id
+    assert job.data_note.startswith(f"dataset {watched.dataset_id} ends on {CUT:%Y-%m-%d}; ")
+    assert f"(to {live_end}) were merged into dataset {job.dataset_id}" in job.data_note
+    done = client.wait_for_job("watch", job.job_id)
+    assert done.data_note == job.data_note and done.promotion.reason
+    assert "before the live model" not in done.promotion.reason
+    version = next(m for m in client.list_models("watch") if m.version == done.model_version)
+    assert version.data_end_date == live_end

@@ -81,3 +81,27 @@ def test_an_unknown_policy_is_refused(gateway, trained):
             info.value)
         with pytest.raises(ValueError, match="promote must be one of if_better, always, never"):
             client.train("acme", dataset_id="x", promote="sometimes")  # type: ignore[arg-type]
+
+
+def test_a_model_whose_history_ends_first_stays_registered_not_live(gateway, sample_csv,
+                                                                    fast_hp, tmp_path):
+    """The live model knows days up to 2017-08-15; a new model trained on an older file (to
+    08-08) scores on other days, but going live would forecast observed days again: it stays
+    registered, the reason names both end dates, and SetLiveModel can still force it."""
+    import pandas as pd
+
+    frame = pd.read_csv(sample_csv)
+    older = tmp_path / "older.csv"
+    frame[frame["date"] <= "2017-08-08"].to_csv(older, index=False)
+    hp = {**fast_hp, "refit": "false"}
+    with ForecastClient(target=gateway.target, api_key=gateway.api_key("behind")) as client:
+        for path in (sample_csv, older):
+            dataset = client.upload_dataset("behind", path).dataset_id
+            job = client.train("behind", dataset_id=dataset, hyperparameters=hp)
+            done = client.wait_for_job("behind", job.job_id, timeout_s=300)
+            assert done.state == pb.JOB_STATE_SUCCEEDED, done.failure_reason
+        p = done.promotion
+        assert not p.promoted and done.model_version == "v2" and _live(client, "behind") == ["v1"]
+        assert p.reason.startswith("the new model's history ends on 2017-08-08, before the live "
+                                   "model v1's (2017-08-15)")
+        assert client.set_live_model("behind", "v2").live

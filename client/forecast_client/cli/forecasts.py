@@ -69,6 +69,7 @@ def cmd_predict(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
             raise UsageError(f"--input {label(args.input)}: {exc}") from None
         progress.done()
     where = write_frame(result, args.output, out)
+    err.writelines(f"warning: {warning}\n" for warning in result.attrs.get("warnings", ()))
     err.write(f"wrote {len(result):,} forecasts to {where} in "
               f"{time.monotonic() - started:.1f} s\n")
     return EXIT_OK

@@ -49,6 +49,8 @@ def cmd_train(client: ForecastClient, args: argparse.Namespace, out: TextIO, err
     job = client.train(args.retailer, dataset_id=dataset_id, data_uri=data_uri,
                        model_kind=args.model_kind, hyperparameters=hp, horizon=args.horizon,
                        promote=args.promote)
+    if job.data_note:
+        err.write(f"note: {job.data_note}\n")
     if not args.wait:
         out.write(f"{job.job_id}\t{state_name(job.state)}\n")
         return EXIT_OK

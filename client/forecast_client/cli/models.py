@@ -25,13 +25,22 @@ def cmd_metrics(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
               f"({m.horizon} days after {m.origin_date})\n")
     rows = [[e.name + (" (final)" if e.final else "") + (" (baseline)" if e.baseline else ""),
              score(e.overall.rmsle), score(e.overall.rmse, 3), score(e.overall.mae, 3),
-             score(e.overall.wape), f"{e.overall.bias:+.4f}"] for e in m.evaluations]
-    table(rows, ["MODEL", "RMSLE", "RMSE", "MAE", "WAPE", "BIAS"], out)
+             score(e.overall.wape), f"{e.overall.bias:+.4f}", score(e.overall.mase, 3)]
+            for e in m.evaluations]
+    table(rows, ["MODEL", "RMSLE", "RMSE", "MAE", "WAPE", "BIAS", "MASE"], out)
     if m.coverage:
         out.write("\nprediction intervals on the test window:\n")
+
+        def third(c: pb.IntervalCoverage, name: str) -> str:
+            value = c.coverage_per_third.get(name)
+            return "-" if value is None else f"{value * 100:.1f}%"
+
         table([[f"{c.level:g}%", f"{c.coverage * 100:.1f}%",
-                f"{(c.coverage * 100 - c.level):+.1f}", f"{c.mean_width:.3f}"]
-               for c in m.coverage], ["LEVEL", "COVERAGE", "VS NOMINAL", "MEAN WIDTH"], out)
+                f"{(c.coverage * 100 - c.level):+.1f}", third(c, "low"), third(c, "mid"),
+                third(c, "high"), f"{c.mean_width:.3f}", score(c.mean_interval_score, 3)]
+               for c in m.coverage],
+              ["LEVEL", "COVERAGE", "VS NOMINAL", "LOW THIRD", "MID THIRD", "HIGH THIRD",
+               "MEAN WIDTH", "INTERVAL SCORE"], out)
     if args.per_family:
         for e in m.evaluations:
             out.write(f"\n{e.name} per family:\n")

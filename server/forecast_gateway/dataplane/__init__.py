@@ -45,14 +45,15 @@ class ForecastService:
         self.state = SharedState(config=config, backend=backend, storage=storage, registry=registry)
         self.datasets = DatasetService(self.state)
         self.models = ModelService(self.state)
-        self.jobs = JobService(self.state, self.datasets, self.models)
         self._monitoring_store = MonitoringStore(storage.root / "monitoring.sqlite3")
         recorder = ServedRecorder(self._monitoring_store, config.monitor_max_series,
                                   self.state.metrics.served_dropped.inc)
-        self.predictions = PredictionService(self.state, self.models, recorder)
-        self.planning = PlanningService(self.state, self.models, self.predictions)
         self.monitoring = MonitoringService(self.state, self.models, self.datasets,
                                             self._monitoring_store, recorder)
+        self.jobs = JobService(self.state, self.datasets, self.models,
+                               self.monitoring.with_actuals)
+        self.predictions = PredictionService(self.state, self.models, recorder)
+        self.planning = PlanningService(self.state, self.models, self.predictions)
 
     @property
     def config(self) -> GatewayConfig:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from forecast_gateway.backends.base import TrainingOutcome, TrainingSpec
 from forecast_gateway.dataplane.datasets import DatasetService, new_id
 from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.domain import Job, JobState
+from forecast_gateway.domain import Dataset, Job, JobState
 from forecast_gateway.errors import (
     BackendUnavailable,
     FailedPrecondition,
@@ -39,10 +39,13 @@ RESTART_REASON = ("the gateway stopped while this job was {state}; its work is l
 class JobService:
     """A retailer's training jobs."""
 
-    def __init__(self, state: SharedState, datasets: DatasetService, models: ModelService):
+    def __init__(self, state: SharedState, datasets: DatasetService, models: ModelService,
+                 with_actuals: Callable[[Tenant, Dataset], tuple[Dataset, str]] | None = None):
         self._s = state
         self._datasets = datasets
         self._models = models
+        # The dataset a Train uses and what was done to it (stored actuals merged in).
+        self._with_actuals = with_actuals
 
     def fail_cut_off(self) -> None:
         """At start-up: jobs a restart cut off are marked FAILED with the reason."""
@@ -89,10 +92,13 @@ class JobService:
             # No dataset named: the retailer's newest upload (the seed's POST /train).
             dataset = (self._datasets.get(tenant, dataset_id) if dataset_id
                        else self._datasets.newest(tenant))
+        note = ""
+        if self._with_actuals is not None:   # never train behind the retailer's own actuals
+            dataset, note = self._with_actuals(tenant, dataset)
         job = Job(
             job_id=new_id("job"), retailer=tenant.retailer, dataset_id=dataset.dataset_id,
             model_kind=model_kind, hyperparameters=dict(hyperparameters), horizon=horizon,
-            state=JobState.QUEUED, created_at=time.time(), promote=promote,
+            state=JobState.QUEUED, created_at=time.time(), promote=promote, data_note=note,
         )
         self._s.registry.add_job(job)
         self._s.storage.write_job_record(job)

@@ -44,7 +44,8 @@ def _nan(value: object) -> float:
 
 def _scores(block: dict | None) -> Scores:
     block = block or {}
-    return Scores(*(_nan(block.get(k)) for k in ("rmse", "rmsle", "mae", "wape", "bias")))
+    return Scores(*(_nan(block.get(k)) for k in ("rmse", "rmsle", "mae", "wape", "bias",
+                                                 "mase")))
 
 
 def _model_record(retailer: str, version: str, path: Path, job_id: str, dataset_id: str,
@@ -171,22 +172,26 @@ class ModelService:
     def promotion_for(self, job: Job, artifact_dir: Path) -> Decision:
         """The promotion gate's decision for a finished job's artifact under the job's policy
         (`forecasting.promotion`): under if_better the live model is scored on the new test
-        window. A live model that cannot be read never costs the new version: it is promoted
-        and the reason says why."""
+        window by the job's `promote_metric`; under always only its history end is read (the
+        reason says when the new model's history ends before it). A live model that cannot be
+        read never costs the new version: it is promoted and the reason says why."""
         challenger = json.loads((artifact_dir / "evaluation.json").read_text())
         champion: ChampionScore | None = None
-        live = self._s.live.get(job.retailer) if job.promote == "if_better" else None
+        metric = promotion.promote_metric(job.hyperparameters)
+        live = self._s.live.get(job.retailer) if job.promote in ("if_better", "always") else None
         if live is not None:
             dataset = self._s.registry.get_dataset(job.retailer, job.dataset_id)
             try:
-                champion = promotion.champion_score(live.version, live.path, challenger,
-                                                    dataset.path if dataset else None)
+                champion = (promotion.unscored(live.version, live.path, "promote=always")
+                            if job.promote == "always" else
+                            promotion.champion_score(live.version, live.path, challenger,
+                                                     dataset.path if dataset else None, metric))
             except Exception as exc:  # reported in the decision, logged here
                 log.warning("the live model could not be scored for the promotion gate",
                             exc_info=True, extra={"fields": {"job_id": job.job_id}})
                 champion = ChampionScore(live.version, float("nan"),
                                          f"it could not be read ({type(exc).__name__}: {exc})")
-        return promotion.decide(job.promote, challenger, champion)
+        return promotion.decide(job.promote, challenger, champion, metric)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -254,6 +259,9 @@ class ModelService:
             model=model, horizon=int(ev.get("horizon") or model.horizon),
             origin=str(ev.get("origin") or "")[:10], test_start=str(ev.get("test_start") or "")[:10],
             test_end=str(ev.get("test_end") or "")[:10], evaluations=evaluations,
-            coverage=[Coverage(float(c["level"]), float(c["coverage"]), float(c["mean_width"]))
+            coverage=[Coverage(float(c["level"]), float(c["coverage"]), float(c["mean_width"]),
+                               _nan(c.get("mean_interval_score")),
+                               {k: float(v) for k, v in (c.get("coverage_per_third") or {})
+                                .items()})
                       for c in ((ev.get("intervals") or {}).get("coverage") or {}).values()],
         )

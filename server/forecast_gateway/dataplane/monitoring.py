@@ -28,7 +28,7 @@ from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.served import ServedRecorder
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.domain import ModelVersion
+from forecast_gateway.domain import Dataset, ModelVersion
 from forecast_gateway.monitoring_store import MonitoringStore, read_actuals, write_actuals
 from forecasting import artifact as art
 from forecasting.monitoring import actuals as actuals_lib
@@ -145,6 +145,32 @@ class MonitoringService:
                               dataset_id=dataset_id, drift=drift,
                               retrain_recommended=monitoring.retrain_recommended,
                               evidence=monitoring.evidence)
+
+    def with_actuals(self, tenant: Tenant, dataset: Dataset) -> tuple[Dataset, str]:
+        """The dataset a Train should use: ``dataset`` itself, or, when the retailer's stored
+        actuals reach past its end, ``dataset`` + every stored actual (an actual wins where both
+        have a day) registered as a new dataset, and a note that says so. Only the stored
+        actuals' dates are read to decide."""
+        path = self._actuals_path(tenant)
+        if not path.exists() or not dataset.end_date:
+            return dataset, ""
+        dates = pd.to_datetime(pd.read_parquet(path, columns=["date"])["date"])
+        after = dates[dates > pd.Timestamp(dataset.end_date)]
+        if after.empty:
+            return dataset, ""
+        with self._lock(tenant.retailer):
+            accumulated = read_actuals(path)
+            merged_id = self._training_dataset(
+                tenant, dataset.dataset_id, self._dataset_frame(tenant, dataset.dataset_id),
+                accumulated)
+        merged = self._datasets.get(tenant, merged_id)
+        note = (f"dataset {dataset.dataset_id} ends on {dataset.end_date}; "
+                f"{after.dt.normalize().nunique()} days of stored actuals after it (to "
+                f"{after.max():%Y-%m-%d}) were merged into dataset {merged.dataset_id}")
+        log.info("train: stored actuals merged into the dataset", extra={"fields": {
+            "retailer": tenant.retailer, "dataset_id": dataset.dataset_id,
+            "merged_dataset_id": merged.dataset_id}})
+        return merged, note
 
     def _dataset_frame(self, tenant: Tenant, dataset_id: str) -> pd.DataFrame:
         """A stored dataset's validated rows."""

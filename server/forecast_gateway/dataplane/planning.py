@@ -11,9 +11,7 @@ and the interval quantiles of the lead time to `forecasting.turnover` (docs/plan
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,11 +22,9 @@ from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
-from forecasting import artifact, intervals, turnover
+from forecasting import intervals, turnover
 from forecasting.errors import ArtifactError
 from forecasting.forecast import MAX_HORIZON_DAYS, future_rows
-
-_CACHED_MODELS = 32
 
 
 @dataclass(frozen=True)
@@ -39,6 +35,7 @@ class HorizonForecast:
     values: np.ndarray
     bounds: dict[float, tuple[np.ndarray, np.ndarray]]
     model_version: str
+    warnings: list[str] = field(default_factory=list)   # days past the trained horizon
 
 
 @dataclass(frozen=True)
@@ -80,22 +77,7 @@ class PlanningService:
         self._s = state
         self._models = models
         self._predictions = predictions
-        self._lock = threading.Lock()
-        self._index: OrderedDict[str, artifact.SeriesIndex] = OrderedDict()
-
-    def _series_index(self, ref: ModelRef) -> artifact.SeriesIndex:
-        key = str(ref.path)
-        with self._lock:
-            found = self._index.get(key)
-            if found is not None:
-                self._index.move_to_end(key)
-                return found
-        found = artifact.series_index(ref.path)
-        with self._lock:
-            self._index[key] = found
-            while len(self._index) > _CACHED_MODELS:
-                self._index.popitem(last=False)
-        return found
+        self._series_index = predictions.series_index
 
     # -- forecast ----------------------------------------------------------------------------
 
@@ -122,7 +104,8 @@ class PlanningService:
             onpromotion=np.zeros(n, dtype=np.int32))
         rows = _with_promotions(rows, promotions)
         values, bounds = self._predictions.predict_with_levels(ref, rows, levels)
-        return HorizonForecast(rows, values, bounds, ref.version)
+        return HorizonForecast(rows, values, bounds, ref.version,
+                               self._predictions.warnings(ref, rows, levels))
 
     def _quantiles(self, ref: ModelRef, rows: RowColumns) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, demand at each) for `rows` from the interval bounds of
@@ -178,15 +161,15 @@ class PlanningService:
 def _filtered(series: pd.DataFrame, stores: list[int], families: list[str]) -> pd.DataFrame:
     """The model's series, only `stores` and `families` when given (unknown ones named)."""
     keep = np.ones(len(series), dtype=bool)
-    for field, asked, column in (("store_nbr", [int(s) for s in stores], "store_nbr"),
-                                 ("family", [str(f) for f in families], "family")):
+    for name, asked, column in (("store_nbr", [int(s) for s in stores], "store_nbr"),
+                                ("family", [str(f) for f in families], "family")):
         if not asked:
             continue
         known = set(series[column].tolist())
         unknown = [v for v in asked if v not in known]
         if unknown:
-            raise InvalidArgument(field, f"{unknown[0]!r} is not in the model "
-                                         f"({len(known)} {field} values are)")
+            raise InvalidArgument(name, f"{unknown[0]!r} is not in the model "
+                                        f"({len(known)} {name} values are)")
         keep &= series[column].isin(asked).to_numpy()
     return series[keep]
 

@@ -3,6 +3,10 @@ answer is counted and handed to the served-forecast recorder (live accuracy)."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from forecast_gateway.dataplane.models import ModelService
@@ -11,10 +15,25 @@ from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import InvalidArgument, PayloadTooLarge
+from forecasting import artifact
+from forecasting.forecast import horizon_warning
 from forecasting.intervals import check_levels
 
 #: Interval bounds per level in percent: {80.0: (lower, upper), ...}, arrays per row.
 Bounds = dict[float, tuple[np.ndarray, np.ndarray]]
+#: Models whose series index (series, history end, horizon) is kept in memory.
+_CACHED_MODELS = 32
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Forecasts for a request's rows, their bounds per level, the version that answered, and
+    what the caller should know (days past the trained horizon)."""
+
+    values: np.ndarray
+    bounds: Bounds
+    version: str
+    warnings: list[str] = field(default_factory=list)
 
 
 class PredictionService:
@@ -24,6 +43,38 @@ class PredictionService:
         self._s = state
         self._models = models
         self._recorder = recorder
+        self._lock = threading.Lock()
+        self._index: OrderedDict[str, artifact.SeriesIndex] = OrderedDict()
+
+    def series_index(self, ref: ModelRef) -> artifact.SeriesIndex:
+        """The model's series, history end and trained horizon (read once per version: an
+        artifact never changes after its publish)."""
+        key = str(ref.path)
+        with self._lock:
+            found = self._index.get(key)
+            if found is not None:
+                self._index.move_to_end(key)
+                return found
+        found = artifact.series_index(ref.path)
+        with self._lock:
+            self._index[key] = found
+            while len(self._index) > _CACHED_MODELS:
+                self._index.popitem(last=False)
+        return found
+
+    def warnings(self, ref: ModelRef, rows: RowColumns, levels: list[float]) -> list[str]:
+        """What the caller should know about these rows' answers: days more than the trained
+        horizon after the model's history."""
+        if len(rows) == 0:
+            return []
+        index = self.series_index(ref)
+        last = int((index.last_date - np.datetime64(0, "D")).astype(np.int64))
+        if int(rows.day.max()) - last <= index.horizon:
+            return []
+        note = horizon_warning(index.last_date, index.horizon,
+                               np.asarray(rows.day, dtype=np.int64).astype("datetime64[D]"),
+                               bool(levels))
+        return [note] if note else []
 
     def check_rows(self, rows: RowColumns, limit: int, what: str) -> None:
         """Equal column lengths and the row limit."""
@@ -45,17 +96,14 @@ class PredictionService:
         return self.predict_with(ref, rows), ref.version
 
     def predict_intervals(self, tenant: Tenant, version: str, rows: RowColumns,
-                          levels: list[float]) -> tuple[np.ndarray, Bounds, str]:
+                          levels: list[float]) -> Answer:
         """`predict` plus prediction intervals per level in percent (none when `levels` is
-        empty): the forecasts, {level: (lower, upper)} and the version used."""
-        if not levels:
-            values, used = self.predict(tenant, version, rows)
-            return values, {}, used
+        empty), with the version used and the warnings."""
         levels = check_levels(levels)
         self.check_rows(rows, self._s.config.max_predict_rows, "a Predict request")
         ref = self._models.resolve(tenant, version)
         values, bounds = self.predict_with_levels(ref, rows, levels)
-        return values, bounds, ref.version
+        return Answer(values, bounds, ref.version, self.warnings(ref, rows, levels))
 
     def predict_with_levels(self, ref: ModelRef, rows: RowColumns,
                             levels: list[float]) -> tuple[np.ndarray, Bounds]:

@@ -325,6 +325,7 @@ class TrainingJob(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     PROMOTE_FIELD_NUMBER: _builtins.int
     PROMOTION_FIELD_NUMBER: _builtins.int
+    DATA_NOTE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Output only. The job id, unique across the gateway (e.g. "job-8e1f0c2d9a6b")."""
     retailer: _builtins.str
@@ -349,6 +350,13 @@ class TrainingJob(_message.Message):
     """Output only. Overall progress, 0 to 1."""
     promote: Global___PromotionPolicy.ValueType
     """Output only. The promotion policy the job was started with."""
+    data_note: _builtins.str
+    """Output only. What the gateway did to the training data before the job started; empty when
+    nothing. When the retailer's stored actuals (AppendActuals) reach past the end of the
+    dataset, they are merged into a new dataset (named in dataset_id) and this says so, e.g.
+    "dataset ds-1 ends on 2017-08-15; 7 days of stored actuals after it (to 2017-08-22) were
+    merged into dataset ds-2".
+    """
     @_builtins.property
     def hyperparameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Output only. The hyperparameters as given (string values, as SageMaker passes them)."""
@@ -393,10 +401,11 @@ class TrainingJob(_message.Message):
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         promote: Global___PromotionPolicy.ValueType = ...,
         promotion: Global___PromotionDecision | None = ...,
+        data_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "promotion", b"promotion", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dataset_id", b"dataset_id", "end_time", b"end_time", "failure_reason", b"failure_reason", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "job_id", b"job_id", "metrics", b"metrics", "model_kind", b"model_kind", "model_version", b"model_version", "progress", b"progress", "promote", b"promote", "promotion", b"promotion", "retailer", b"retailer", "stage", b"stage", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_note", b"data_note", "dataset_id", b"dataset_id", "end_time", b"end_time", "failure_reason", b"failure_reason", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "job_id", b"job_id", "metrics", b"metrics", "model_kind", b"model_kind", "model_version", b"model_version", "progress", b"progress", "promote", b"promote", "promotion", b"promotion", "retailer", b"retailer", "stage", b"stage", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -485,6 +494,7 @@ class MetricValues(_message.Message):
     MAE_FIELD_NUMBER: _builtins.int
     WAPE_FIELD_NUMBER: _builtins.int
     BIAS_FIELD_NUMBER: _builtins.int
+    MASE_FIELD_NUMBER: _builtins.int
     rmse: _builtins.float
     """Output only. Root mean squared error."""
     rmsle: _builtins.float
@@ -494,7 +504,12 @@ class MetricValues(_message.Message):
     wape: _builtins.float
     """Output only. Weighted absolute percentage error (sum |error| / sum actual)."""
     bias: _builtins.float
-    """Output only. Mean forecast minus mean actual, relative to mean actual."""
+    """Output only. Mean forecast minus mean actual, in daily unit sales (> 0 over-forecasts)."""
+    mase: _builtins.float
+    """Output only. Mean absolute scaled error: each series' mean absolute error over its
+    in-sample mean absolute weekly difference, averaged over the series (NaN when not
+    computed, e.g. live accuracy).
+    """
     def __init__(
         self,
         *,
@@ -503,10 +518,11 @@ class MetricValues(_message.Message):
         mae: _builtins.float = ...,
         wape: _builtins.float = ...,
         bias: _builtins.float = ...,
+        mase: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bias", b"bias", "mae", b"mae", "rmse", b"rmse", "rmsle", b"rmsle", "wape", b"wape"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bias", b"bias", "mae", b"mae", "mase", b"mase", "rmse", b"rmse", "rmsle", b"rmsle", "wape", b"wape"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1049,6 +1065,7 @@ class PredictResponse(_message.Message):
     FORECAST_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     INTERVALS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     """Output only. The model version that answered."""
     @_builtins.property
@@ -1059,16 +1076,23 @@ class PredictResponse(_message.Message):
     def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictionInterval]:
         """Output only. One interval per requested level, in the order asked."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. What the caller should know about these answers, e.g. that some rows lie
+        past the horizon the model was trained and its intervals calibrated for.
+        """
+
     def __init__(
         self,
         *,
         forecast: _abc.Iterable[_builtins.float] | None = ...,
         model_version: _builtins.str = ...,
         intervals: _abc.Iterable[Global___PredictionInterval] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1130,6 +1154,7 @@ class PredictStreamResponse(_message.Message):
     FORECAST_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     INTERVALS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     chunk_id: _builtins.str
     """Output only. The chunk id from the request."""
     model_version: _builtins.str
@@ -1142,6 +1167,12 @@ class PredictStreamResponse(_message.Message):
     def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictionInterval]:
         """Output only. One interval per level asked in the first chunk, for this chunk's rows."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. What the caller should know about this chunk's answers (as
+        PredictResponse.warnings).
+        """
+
     def __init__(
         self,
         *,
@@ -1149,10 +1180,11 @@ class PredictStreamResponse(_message.Message):
         forecast: _abc.Iterable[_builtins.float] | None = ...,
         model_version: _builtins.str = ...,
         intervals: _abc.Iterable[Global___PredictionInterval] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1388,25 +1420,59 @@ class IntervalCoverage(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class CoveragePerThirdEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     LEVEL_FIELD_NUMBER: _builtins.int
     COVERAGE_FIELD_NUMBER: _builtins.int
     MEAN_WIDTH_FIELD_NUMBER: _builtins.int
+    MEAN_INTERVAL_SCORE_FIELD_NUMBER: _builtins.int
+    COVERAGE_PER_THIRD_FIELD_NUMBER: _builtins.int
     level: _builtins.float
     """Output only. The level in percent (e.g. 80)."""
     coverage: _builtins.float
     """Output only. The empirical coverage, 0 to 1 (0.8 is on target for level 80)."""
     mean_width: _builtins.float
     """Output only. The mean width of the interval (upper - lower), in daily unit sales."""
+    mean_interval_score: _builtins.float
+    """Output only. The mean interval score (width plus 2/alpha times the distance by which the
+    actual fell outside; lower is better), in daily unit sales; NaN for older models.
+    """
+    @_builtins.property
+    def coverage_per_third(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Output only. The coverage per volume third of the series ("low", "mid", "high": by mean
+        sales over the 56 days before the window); empty for older models.
+        """
+
     def __init__(
         self,
         *,
         level: _builtins.float = ...,
         coverage: _builtins.float = ...,
         mean_width: _builtins.float = ...,
+        mean_interval_score: _builtins.float = ...,
+        coverage_per_third: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "level", b"level", "mean_width", b"mean_width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "coverage_per_third", b"coverage_per_third", "level", b"level", "mean_interval_score", b"mean_interval_score", "mean_width", b"mean_width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1544,6 +1610,7 @@ class ForecastResponse(_message.Message):
     FORECAST_FIELD_NUMBER: _builtins.int
     INTERVALS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     """Output only. The model version that answered."""
     @_builtins.property
@@ -1558,6 +1625,12 @@ class ForecastResponse(_message.Message):
     def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PredictionInterval]:
         """Output only. One interval per requested level, in the order asked."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. What the caller should know about these answers, e.g. that `days` reaches
+        past the horizon the model was trained and its intervals calibrated for.
+        """
+
     def __init__(
         self,
         *,
@@ -1565,10 +1638,11 @@ class ForecastResponse(_message.Message):
         forecast: _abc.Iterable[_builtins.float] | None = ...,
         intervals: _abc.Iterable[Global___PredictionInterval] | None = ...,
         model_version: _builtins.str = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecast", b"forecast", "intervals", b"intervals", "model_version", b"model_version", "rows", b"rows", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
