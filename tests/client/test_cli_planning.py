@@ -189,3 +189,14 @@ def test_promotion_gate_modes(gateway, sample_csv: Path, monkeypatch: pytest.Mon
     r = forecast("models", "--retailer", "gate-co", target=t)
     live_versions = [line.split()[1] for line in r.stdout.splitlines()[1:] if line.startswith("*")]
     assert live_versions == ["v1"]
+
+
+def test_predict_past_the_trained_horizon_warns_on_stderr(gateway, trained) -> None:
+    r = forecast("predict", "--retailer", "acme", "--days", "18", "--levels", "80",
+                 target=gateway.target)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "past the 16-day horizon" in warnings[0]
+    assert len(r.stdout.splitlines()) == 1 + 24 * 18
+    quiet = forecast("predict", "--retailer", "acme", "--days", "16", target=gateway.target)
+    assert "warning" not in quiet.stderr

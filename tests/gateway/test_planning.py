@@ -46,6 +46,30 @@ def test_forecast_answers_every_series_for_the_next_days_with_intervals(client, 
     assert (selling["hi-80"] <= selling["hi-95"]).all() and (horizon["lo-95"] >= 0).all()
 
 
+def test_days_past_the_trained_horizon_are_answered_with_a_warning(client, horizon,
+                                                                   future_rows):
+    """The model was trained and its intervals calibrated for 16 days: inside them no warning;
+    beyond, the answer still comes, with a warning on Forecast, Predict and PredictStream."""
+    assert horizon.attrs["warnings"] == []
+    longer = client.forecast("acme", days=20, levels=(80,))
+    assert len(longer) == 24 * 20 and len(longer.attrs["warnings"]) == 1
+    warning = longer.attrs["warnings"][0]
+    assert warning.startswith("rows from 2017-09-01 are past the 16-day horizon the model was "
+                              "trained and evaluated for (its history ends 2017-08-15)")
+    assert "intervals reuse the band" in warning
+    point = client.forecast("acme", days=20)
+    assert point.attrs["warnings"] and "intervals" not in point.attrs["warnings"][0]
+    late = future_rows.assign(onpromotion=0, date="2017-09-03").head(3)
+    assert client.predict_frame("acme", late, levels=(80,)).attrs["warnings"] == [warning]
+    from forecast_client import rows as _rows
+
+    request = pb.PredictRequest(retailer="acme", levels=[80], rows=_rows.make_batch(
+        late["date"], late["store_nbr"], late["family"], late["onpromotion"]))
+    assert list(client._unary(client._stub.Predict, request, 30).warnings) == [warning]
+    inside = late.assign(date="2017-08-20")
+    assert client.predict_frame("acme", inside, levels=(80,)).attrs["warnings"] == []
+
+
 def test_predict_and_forecast_filter_and_promotions(client, horizon):
     rows = horizon[horizon["store_nbr"] == 1].head(5)
     values = client.predict("acme", date=rows["date"], store_nbr=rows["store_nbr"],
