@@ -152,26 +152,45 @@ def peer_fill(frame: pd.DataFrame) -> pd.DataFrame:
     return full
 
 
-def peer_forecaster(rounds: int, nthread: int):
-    """An MLForecast with the same lags, rolling means, calendar and XGBoost settings as ours."""
-    import xgboost as xgb
+#: The peers' learners (``peer_forecaster``): XGBoost with our settings, and LightGBM with
+#: the settings a short mlforecast script would use, on log1p(sales) or with a Tweedie
+#: objective on units (M5's winners' variance power, 1.1).
+PEER_MODELS = ("xgboost", "lightgbm", "lightgbm_tweedie")
+LGBM = {"learning_rate": 0.05, "num_leaves": 63, "subsample": 0.8, "subsample_freq": 1,
+        "colsample_bytree": 0.8, "random_state": 42, "verbosity": -1}
+
+
+def peer_forecaster(rounds: int, nthread: int, model: str = "xgboost"):
+    """An MLForecast with the same lags, rolling means, calendar, promotions and categoricals
+    as ours, and ``model`` (``PEER_MODELS``) as its learner, named "model" in its answers."""
     from mlforecast import MLForecast
     from mlforecast.lag_transforms import RollingMean
     from mlforecast.target_transforms import GlobalSklearnTransformer
     from sklearn.preprocessing import FunctionTransformer
 
-    model = xgb.XGBRegressor(
-        n_estimators=rounds, learning_rate=XGB["eta"], max_depth=XGB["max_depth"],
-        subsample=XGB["subsample"], colsample_bytree=XGB["colsample_bytree"],
-        min_child_weight=XGB["min_child_weight"], max_bin=XGB["max_bin"],
-        max_cat_to_onehot=XGB["max_cat_to_onehot"], tree_method="hist",
-        enable_categorical=True, n_jobs=nthread, random_state=XGB["seed"])
+    if model == "xgboost":
+        import xgboost as xgb
+
+        learner = xgb.XGBRegressor(
+            n_estimators=rounds, learning_rate=XGB["eta"], max_depth=XGB["max_depth"],
+            subsample=XGB["subsample"], colsample_bytree=XGB["colsample_bytree"],
+            min_child_weight=XGB["min_child_weight"], max_bin=XGB["max_bin"],
+            max_cat_to_onehot=XGB["max_cat_to_onehot"], tree_method="hist",
+            enable_categorical=True, n_jobs=nthread, random_state=XGB["seed"])
+    elif model in ("lightgbm", "lightgbm_tweedie"):
+        import lightgbm as lgb
+
+        tweedie = ({"objective": "tweedie", "tweedie_variance_power": 1.1}
+                   if model == "lightgbm_tweedie" else {})
+        learner = lgb.LGBMRegressor(n_estimators=rounds, n_jobs=nthread, **LGBM, **tweedie)
+    else:
+        raise ValueError(f"unknown peer model {model!r} (known: {', '.join(PEER_MODELS)})")
+    log1p = [GlobalSklearnTransformer(FunctionTransformer(np.log1p, np.expm1))]
     return MLForecast(
-        models={"xgb": model}, freq="D", lags=[1, 7, 14],
+        models={"model": learner}, freq="D", lags=[1, 7, 14],
         lag_transforms={1: [RollingMean(window_size=7), RollingMean(window_size=14)]},
         date_features=["dayofweek", "month", "year"],
-        target_transforms=[GlobalSklearnTransformer(FunctionTransformer(np.log1p, np.expm1))],
-        num_threads=nthread)
+        target_transforms=[] if model == "lightgbm_tweedie" else log1p, num_threads=nthread)
 
 
 def peer_join(test: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
@@ -197,7 +216,7 @@ def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
     predict = time.perf_counter() - t
     joined = peer_join(test, out)
     return {"featurize_s": featurize, "featurize_fit_s": fit, "predict_s": predict,
-            "rmsle": _rmsle(joined["xgb"].to_numpy(), test["sales"].to_numpy())}
+            "rmsle": _rmsle(joined["model"].to_numpy(), test["sales"].to_numpy())}
 
 
 def baseline(path: str, horizon: int) -> float:

@@ -64,8 +64,8 @@ def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
     actual = test["sales"].to_numpy()
     coverage, width = {}, {}
     for level in LEVELS:
-        lo = np.clip(joined[f"xgb-lo-{level}"].to_numpy(), 0, None)
-        hi = joined[f"xgb-hi-{level}"].to_numpy()
+        lo = np.clip(joined[f"model-lo-{level}"].to_numpy(), 0, None)
+        hi = joined[f"model-hi-{level}"].to_numpy()
         coverage[str(level)] = float(np.mean((actual >= lo) & (actual <= hi)))
         width[str(level)] = float(np.mean(hi - lo))
     return {"train_s": seconds, "coverage": coverage, "mean_width": width}

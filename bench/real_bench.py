@@ -10,9 +10,10 @@ interval's coverage (overall and per volume third) and its mean interval score.
 
 - ours: the default training job at each origin (``forecasting.backtest.backtest``), for each
   entry of ``OURS`` (the model kinds and objectives);
-- mlforecast: the same features as ours (lags 1, 7, 14; rolling means 7 and 14 of lag 1;
-  day of week, month, year; onpromotion; store and family as categoricals), with XGBoost (our
-  settings, ``PEER_ROUNDS`` rounds), LightGBM, and LightGBM with a Tweedie objective; log1p
+- mlforecast: the features of the release before ours (lags 1, 7, 14; rolling means 7 and 14
+  of lag 1; day of week, month, year; onpromotion; store and family as categoricals;
+  ``forecast_bench.peer_forecaster``), with XGBoost (our settings, ``PEER_ROUNDS`` rounds),
+  LightGBM, and LightGBM with a Tweedie objective (300 rounds, ``forecast_bench.LGBM``); log1p
   target except for Tweedie; conformal intervals from 2 cross-validation windows
   (``PredictionIntervals(n_windows=2, h=14)``).
 
@@ -38,16 +39,17 @@ from bench.child import run_in_child
 N_WINDOWS = 4
 HORIZON = 14
 LEVEL = 80.0
-PEER_ROUNDS = 100
+PEER_ROUNDS = 100       # XGBoost's; ours early-stops at 40-90 rounds here
 #: Our models in the run: name -> hyperparameters on top of the defaults.
 OURS = {
     "ours xgboost": {},
     "ours xgboost tweedie": {"objective": "tweedie"},
     "ours hybrid": {"model_kind": "hybrid"},
 }
-PEERS = ("mlforecast xgboost", "mlforecast lightgbm", "mlforecast lightgbm tweedie")
-XGB = {"eta": 0.1, "max_depth": 8, "subsample": 0.8, "colsample_bytree": 0.8,
-       "min_child_weight": 1.0, "max_bin": 256, "max_cat_to_onehot": 1, "seed": 42}
+#: mlforecast's sides: name -> (learner in ``forecast_bench.PEER_MODELS``, boosting rounds).
+PEERS = {"mlforecast xgboost": ("xgboost", PEER_ROUNDS),
+         "mlforecast lightgbm": ("lightgbm", 300),
+         "mlforecast lightgbm tweedie": ("lightgbm_tweedie", 300)}
 
 
 def ours(path: str, hp: dict, n_windows: int, cells_path: str) -> dict:
@@ -61,45 +63,6 @@ def ours(path: str, hp: dict, n_windows: int, cells_path: str) -> dict:
     seconds = time.perf_counter() - t
     result.cells.to_parquet(cells_path, index=False)
     return {"seconds": seconds, "summary": result.summary}
-
-
-def peer_model(name: str):
-    """The mlforecast model object for a peer name, and whether it learns log1p(sales)."""
-    if name == "mlforecast xgboost":
-        import xgboost as xgb
-
-        return xgb.XGBRegressor(
-            n_estimators=PEER_ROUNDS, learning_rate=XGB["eta"], max_depth=XGB["max_depth"],
-            subsample=XGB["subsample"], colsample_bytree=XGB["colsample_bytree"],
-            min_child_weight=XGB["min_child_weight"], max_bin=XGB["max_bin"],
-            max_cat_to_onehot=XGB["max_cat_to_onehot"], tree_method="hist",
-            enable_categorical=True, n_jobs=2, random_state=XGB["seed"]), True
-    import lightgbm as lgb
-
-    common = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63,
-              "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8,
-              "n_jobs": 2, "random_state": 42, "verbosity": -1}
-    if name == "mlforecast lightgbm":
-        return lgb.LGBMRegressor(**common), True
-    if name == "mlforecast lightgbm tweedie":
-        return lgb.LGBMRegressor(objective="tweedie", tweedie_variance_power=1.1, **common), False
-    raise ValueError(f"unknown peer {name!r} (known: {', '.join(PEERS)})")
-
-
-def peer_forecaster(name: str):
-    from mlforecast import MLForecast
-    from mlforecast.lag_transforms import RollingMean
-    from mlforecast.target_transforms import GlobalSklearnTransformer
-    from sklearn.preprocessing import FunctionTransformer
-
-    model, log_target = peer_model(name)
-    transforms = ([GlobalSklearnTransformer(FunctionTransformer(np.log1p, np.expm1))]
-                  if log_target else [])
-    return MLForecast(
-        models={"model": model}, freq="D", lags=[1, 7, 14],
-        lag_transforms={1: [RollingMean(window_size=7), RollingMean(window_size=14)]},
-        date_features=["dayofweek", "month", "year"], target_transforms=transforms,
-        num_threads=2)
 
 
 def _long(frame: pd.DataFrame, with_y: bool) -> pd.DataFrame:
@@ -119,6 +82,7 @@ def peer(path: str, name: str, n_windows: int, cells_path: str) -> dict:
     """One mlforecast model over the same windows, scored by the same function."""
     from mlforecast.utils import PredictionIntervals
 
+    from bench.forecast_bench import peer_forecaster
     from forecasting.backtest import score, series_context, windows, with_context
     from forecasting.schema import validate_history
 
@@ -129,7 +93,7 @@ def peer(path: str, name: str, n_windows: int, cells_path: str) -> dict:
         history = frame[dates <= window.origin]
         future = frame[(dates > window.origin) & (dates <= window.last)]
         t = time.perf_counter()
-        fcst = peer_forecaster(name)
+        fcst = peer_forecaster(PEERS[name][1], 2, PEERS[name][0])
         fcst.fit(_long(history, True), static_features=["store_nbr", "family"],
                  prediction_intervals=PredictionIntervals(n_windows=2, h=HORIZON))
         out = fcst.predict(h=HORIZON, X_df=_long(future, False), level=[int(LEVEL)])
@@ -228,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(a.models, a.windows, a.cells_dir)
     print(markdown(result))
     if a.output:
+        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
         Path(a.output).write_text(json.dumps(result, indent=2, default=str))
     return 0
 

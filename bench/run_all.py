@@ -1,6 +1,9 @@
 """``make bench``: every benchmark in one run, written to docs/benchmarks.md.
 
-1. The forecasting core beside mlforecast on the full-scale synthetic data (3,000,888 rows).
+1. Forecast quality on real retail data: the Online Retail II backtest, ours (XGBoost, Tweedie,
+   hybrid) beside mlforecast (XGBoost, LightGBM, LightGBM Tweedie), ``bench/real_bench.py``
+   (``--skip-real`` leaves it out); then the forecasting core beside mlforecast on the
+   full-scale synthetic data (3,000,888 rows).
 2. The gRPC gateway: bulk PredictStream and unary Predict against in-process calls, serving
    the full-scale model trained in step 1; and the HTTP/JSON face beside gRPC on that model;
    unary Predict p99 with 32 bulk streams open against idle, RSS around 250 cancelled streams,
@@ -14,8 +17,8 @@
    backend: Train -> live, Predict overhead per call, bulk rows/s through chunked InvokeEndpoint,
    the inference container's memory (needs Docker; `--skip-sagemaker` leaves it out).
 
-    python -m bench.run_all [--small] [--skip-models] [--skip-intervals] [--skip-sagemaker]
-                            [--output FILE]
+    python -m bench.run_all [--small] [--skip-real] [--skip-models] [--skip-intervals]
+                            [--skip-sagemaker] [--output FILE]
 
 Only the full run (no options) writes docs/benchmarks.md; a partial one goes to .bench/.
 
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="a small dataset, for a quick look")
+    p.add_argument("--skip-real", action="store_true",
+                   help="leave out the real-data backtest (Online Retail II)")
     p.add_argument("--skip-models", action="store_true", help="leave out the LSTM/hybrid run")
     p.add_argument("--skip-intervals", action="store_true",
                    help="leave out the prediction-interval coverage run")
@@ -115,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sections = []
     results: dict = {}
+    if not a.skip_real:
+        from bench import real_bench
+
+        print("== forecast quality on real retail data", flush=True)
+        results["real"] = real_bench.run()
+        sections.append(("Forecast quality on real retail data",
+                         real_bench.markdown(results["real"])))
+        print(sections[-1][1], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-model-") as model_dir:
         print("== forecasting core vs mlforecast", flush=True)
         results["core"] = forecast_bench.run(frame, rounds=a.rounds, keep_dir=model_dir)
@@ -179,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, in "
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
-        ("What each measures: `bench/forecast_bench.py`, `bench/grpc_bench.py`, "
+        ("What each measures: `bench/real_bench.py`, `bench/forecast_bench.py`, "
+         "`bench/grpc_bench.py`, "
         "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/fairness_bench.py`, "
         "`bench/fuzz_bench.py`, `bench/monitoring_bench.py`, "
         "`bench/models_bench.py`, "

@@ -9,7 +9,9 @@
   artifact forecasts the held-out days (``Predictor.predict_columns``);
 - mlforecast: read the same file with pandas, fill the gaps, ``MLForecast.fit`` with XGBoost
   (the same lags, rolling means, calendar, promotions and categoricals, ``--rounds`` rounds,
-  eta 0.1, depth 8), ``predict`` the held-out days.
+  eta 0.1, depth 8), ``predict`` the held-out days;
+- mlforecast-lightgbm (``--sides ours,mlforecast,mlforecast-lightgbm``): the same with
+  LightGBM (``forecast_bench.LGBM``, ``--rounds`` rounds).
 
 Both are scored by RMSLE on the last ``horizon`` days, which neither has seen.
 
@@ -20,7 +22,7 @@ Datasets (``--data``):
 - ``m5``: M5's full shape, 10 stores x 3,049 items x 1,941 days (59,181,090 rows).
 - ``small``: 2 stores x 50 items, for a quick look.
 
-    python -m bench.scale_bench --data 3m --repeats 2
+    python -m bench.scale_bench --data 3m --repeats 2 --sides ours,mlforecast,mlforecast-lightgbm
     python -m bench.scale_bench --data m5 --sides ours --timeout 10800
 """
 
@@ -40,6 +42,8 @@ from bench.child import run_in_child
 
 DATASETS = {"3m": None, "15m": (10, 773), "m5": (10, 3049), "small": (2, 50)}
 PEER_ROUNDS = 300
+#: The peer sides (``--sides``) and their learners.
+PEER_SIDES = {"mlforecast": "xgboost", "mlforecast-lightgbm": "lightgbm"}
 
 
 def write_data(name: str, directory: str, horizon: int) -> dict:
@@ -117,13 +121,14 @@ def ours(history: str, test: str, hp: dict) -> dict:
             "rmsle": _rmsle(forecast, rows["sales"].to_numpy()), "xgboost": summary}
 
 
-def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
-    """In a child: mlforecast end to end (read, fill gaps, fit, predict), as its user runs it."""
+def peer(path: str, horizon: int, rounds: int, nthread: int, model: str = "xgboost") -> dict:
+    """In a child: mlforecast end to end (read, fill gaps, fit, predict), as its user runs it,
+    with ``model`` as its learner (``forecast_bench.PEER_MODELS``)."""
     from bench.forecast_bench import peer_fill, peer_forecaster, peer_frames, peer_join
 
     started, cpu = time.perf_counter(), time.process_time()
     raw_df, future, test = peer_frames(path, horizon)
-    fcst = peer_forecaster(rounds, nthread)
+    fcst = peer_forecaster(rounds, nthread, model)
     fcst.fit(peer_fill(raw_df), static_features=["store_nbr", "family"])
     del raw_df
     train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu
@@ -132,7 +137,7 @@ def peer(path: str, horizon: int, rounds: int, nthread: int) -> dict:
     predict_s = time.perf_counter() - t
     joined = peer_join(test, out)
     return {"train_s": train_s, "train_cpu_s": train_cpu_s, "predict_s": predict_s,
-            "rmsle": _rmsle(joined["xgb"].to_numpy(), test["sales"].to_numpy())}
+            "rmsle": _rmsle(joined["model"].to_numpy(), test["sales"].to_numpy())}
 
 
 def _rmsle(forecast, actual) -> float:
@@ -177,34 +182,37 @@ def run(data: str, sides: tuple[str, ...] = ("ours", "mlforecast"), repeats: int
                                        timeout=timeout)
                 else:
                     pair[side] = _call(peer, files["all"], horizon, rounds, nthread,
-                                       timeout=timeout)
+                                       PEER_SIDES[side], timeout=timeout)
                 print(json.dumps({side: pair[side]}), flush=True)
-            if all("error" not in pair.get(s, {"error": 1}) for s in ("ours", "mlforecast")):
-                pair["ratio"] = {k: pair["ours"][k] / pair["mlforecast"][k]
-                                 for k in ("train_s", "train_cpu_s", "peak_rss_mb", "rmsle",
-                                           "predict_s")}
+            for peer_side in PEER_SIDES:
+                if "error" not in pair.get("ours", {"error": 1}) and \
+                        "error" not in pair.get(peer_side, {"error": 1}):
+                    pair.setdefault("ratios", {})[peer_side] = {
+                        k: pair["ours"][k] / pair[peer_side][k]
+                        for k in ("train_s", "train_cpu_s", "peak_rss_mb", "rmsle", "predict_s")}
+            pair["ratio"] = (pair.get("ratios") or {}).get("mlforecast")
             result["runs"].append(pair)
     return result
 
 
 def markdown(result: dict) -> str:
-    """Rows for docs/benchmarks.md: one per run, ratios per interleaved pair."""
+    """Rows for docs/benchmarks.md: one per run and side; a peer's row carries ours / it."""
     lines = [(f"{result['rows']:,} rows over {result['days']:,} days, horizon "
              f"{result['horizon']}; mlforecast: {result['peer_rounds']} rounds."), "",
              ("| run | side | train wall s | train CPU s | peak RSS MB | test RMSLE | ours / "
-              "mlforecast: wall, CPU, RSS, RMSLE |"), "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+              "this side: wall, CPU, RSS, RMSLE |"),
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for i, pair in enumerate(result["runs"], 1):
-        for side in ("ours", "mlforecast"):
+        for side in ("ours", *PEER_SIDES):
             if side not in pair:
                 continue
             r = pair[side]
             if "error" in r:
                 lines.append(f"| {i} | {side} | {r['error'][:90]} | | | | |")
                 continue
-            ratio = pair.get("ratio")
+            ratio = (pair.get("ratios") or {}).get(side)
             cell = (f"{ratio['train_s']:.2f}, {ratio['train_cpu_s']:.2f}, "
-                    f"{ratio['peak_rss_mb']:.2f}, {ratio['rmsle']:.4f}"
-                    if ratio and side == "ours" else "")
+                    f"{ratio['peak_rss_mb']:.2f}, {ratio['rmsle']:.4f}" if ratio else "")
             lines.append(f"| {i} | {side} | {r['train_s']:,.1f} | {r['train_cpu_s']:,.1f} | "
                          f"{r['peak_rss_mb']:,.0f} | {r['rmsle']:.4f} | {cell} |")
     return "\n".join(lines)
@@ -214,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=tuple(DATASETS), action="append",
                    help="repeatable; default: 15m then m5 (what make bench-scale runs)")
-    p.add_argument("--sides", default="ours,mlforecast")
+    p.add_argument("--sides", default="ours,mlforecast",
+                   help=f"comma-separated: ours, {', '.join(PEER_SIDES)}")
     p.add_argument("--m5-sides", default="ours", help="sides at m5 scale (mlforecast if it fits)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--rounds", type=int, default=PEER_ROUNDS, help="mlforecast's rounds")
