@@ -117,23 +117,25 @@ def _best_of(times: int, call):
     return best, out
 
 
+def peer_long(frame: pd.DataFrame, with_y: bool) -> pd.DataFrame:
+    """Rows in mlforecast's long format (``unique_id``, ``ds``, ``onpromotion``; with ``y`` and
+    the static categoricals for history)."""
+    out = pd.DataFrame({
+        "unique_id": frame["store_nbr"].astype(str) + "/" + frame["family"].astype(str),
+        "ds": pd.to_datetime(frame["date"]),
+        "onpromotion": frame["onpromotion"].astype("int32"),
+    })
+    if with_y:
+        out["y"] = frame["sales"].astype("float64")
+        out["store_nbr"] = frame["store_nbr"].astype("category")
+        out["family"] = frame["family"].astype("category")
+    return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+
+
 def peer_frames(path: str, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """mlforecast's long format: (history with y, future rows, the test rows as read)."""
     history, test = _split(path, horizon)
-
-    def long(frame: pd.DataFrame, with_y: bool) -> pd.DataFrame:
-        out = pd.DataFrame({
-            "unique_id": frame["store_nbr"].astype(str) + "/" + frame["family"].astype(str),
-            "ds": pd.to_datetime(frame["date"]),
-            "onpromotion": frame["onpromotion"].astype("int32"),
-        })
-        if with_y:
-            out["y"] = frame["sales"].astype("float64")
-            out["store_nbr"] = frame["store_nbr"].astype("category")
-            out["family"] = frame["family"].astype("category")
-        return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-
-    return long(history, True), long(test, False), test
+    return peer_long(history, True), peer_long(test, False), test
 
 
 def peer_fill(frame: pd.DataFrame) -> pd.DataFrame:

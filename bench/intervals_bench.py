@@ -3,8 +3,8 @@ intervals, on the same rows, features and XGBoost settings, in one run.
 
 - ours: ``training.train`` (without the refit, which does not change the evaluated fit) on all
   rows; its own split holds out the last ``horizon`` days, calibrates on the ``horizon`` days
-  before them (``forecasting.intervals``) and reports each level's coverage on the held-out
-  days in evaluation.json;
+  before them (``forecasting.interval_calibration``: the honest, validation-only calibration)
+  and reports each level's coverage on the held-out days in evaluation.json;
 - mlforecast: ``fit`` on every row but the last ``horizon`` days with
   ``PredictionIntervals(n_windows=2, h=horizon)`` (per-series conformal scores from two
   cross-validation refits), then ``predict(level=...)`` of the held-out days.

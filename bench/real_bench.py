@@ -65,24 +65,11 @@ def ours(path: str, hp: dict, n_windows: int, cells_path: str) -> dict:
     return {"seconds": seconds, "summary": result.summary}
 
 
-def _long(frame: pd.DataFrame, with_y: bool) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "unique_id": frame["store_nbr"].astype(str) + "/" + frame["family"].astype(str),
-        "ds": pd.to_datetime(frame["date"]),
-        "onpromotion": frame["onpromotion"].astype("int32"),
-    })
-    if with_y:
-        out["y"] = frame["sales"].astype("float64")
-        out["store_nbr"] = frame["store_nbr"].astype("category")
-        out["family"] = frame["family"].astype("category")
-    return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-
-
 def peer(path: str, name: str, n_windows: int, cells_path: str) -> dict:
     """One mlforecast model over the same windows, scored by the same function."""
     from mlforecast.utils import PredictionIntervals
 
-    from bench.forecast_bench import peer_forecaster
+    from bench.forecast_bench import peer_forecaster, peer_long
     from forecasting.backtest import score, series_context, windows, with_context
     from forecasting.schema import validate_history
 
@@ -94,9 +81,9 @@ def peer(path: str, name: str, n_windows: int, cells_path: str) -> dict:
         future = frame[(dates > window.origin) & (dates <= window.last)]
         t = time.perf_counter()
         fcst = peer_forecaster(PEERS[name][1], 2, PEERS[name][0])
-        fcst.fit(_long(history, True), static_features=["store_nbr", "family"],
+        fcst.fit(peer_long(history, True), static_features=["store_nbr", "family"],
                  prediction_intervals=PredictionIntervals(n_windows=2, h=HORIZON))
-        out = fcst.predict(h=HORIZON, X_df=_long(future, False), level=[int(LEVEL)])
+        out = fcst.predict(h=HORIZON, X_df=peer_long(future, False), level=[int(LEVEL)])
         seconds += time.perf_counter() - t
         key = future["store_nbr"].astype(str) + "/" + future["family"].astype(str)
         joined = pd.DataFrame({"unique_id": key.to_numpy(),
