@@ -35,8 +35,10 @@ def _in_process(data_dir: Path) -> dict:
     from forecast_gateway.auth.authenticator import Authenticator
     from forecast_gateway.auth.keys import KeyStore
     from forecast_gateway.auth.principal import Role
+    from forecast_gateway.store.database import Database, default_url
 
-    store = KeyStore(data_dir / "registry.sqlite3")
+    database = Database.open(default_url(data_dir))
+    store = KeyStore(database)
     try:
         key = store.issue(Role.ADMIN, None, "bench").key
         metadata = (("authorization", f"Bearer {key}"),)
@@ -46,7 +48,7 @@ def _in_process(data_dir: Path) -> dict:
                 "check_uncached_us": round(_per_call_us(
                     lambda: cold.authenticate(metadata, None), IN_PROCESS_CALLS // 10), 2)}
     finally:
-        store.close()
+        database.close()
 
 
 def _percentile(values: list[float], q: float) -> float:

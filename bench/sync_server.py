@@ -92,7 +92,7 @@ def serve(config: GatewayConfig) -> None:
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0)])
-    keys = KeyStore(service.storage.root / "registry.sqlite3")
+    keys = KeyStore(service.database)
     authenticator = Authenticator(keys, config.auth_cache_s) if config.auth else None
     pb_grpc.add_ForecastServiceServicer_to_server(
         SyncPredictServicer(service, predict_pool, authenticator), server)

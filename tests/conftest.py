@@ -6,6 +6,7 @@ demo use too); every fixture stops what it started.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from forecast_gateway.process import GatewayProcess
 from moto_server import DUMMY_AWS_ENV, MotoServer
+from postgres_server import PostgresServer
 
 from forecasting import forecast
 
@@ -31,6 +33,25 @@ def sample_csv() -> Path:
 def fast_hp() -> dict[str, str]:
     """Hyperparameters that train the sample in seconds."""
     return dict(FAST_HP)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL on 127.0.0.1:<free port>, a throwaway cluster for the session (its
+    directory under /tmp, where the `postgres` user can reach it); `postgres.create()` makes an
+    empty database and returns its URL."""
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="forecast-pg-"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    """An empty database of each engine the store runs on: the embedded SQLite file, and a new
+    database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres").create()
 
 
 @pytest.fixture()

@@ -26,7 +26,18 @@ class GatewayConfig:
     port: int = 50051
     """TCP port; 0 picks a free one (see `port_file`)."""
     data_dir: Path = Path("./var")
-    """Root of the registry (registry.sqlite3) and the per-retailer storage."""
+    """Root of the per-retailer storage, and of the embedded database (registry.sqlite3)."""
+    database_url: str = ""
+    """The store's database: empty for the embedded SQLite file in `data_dir`;
+    `postgresql://user:password@host:5432/db` for a fleet of gateways (docs/fleet.md)."""
+    gateway_id: str = ""
+    """This gateway's id in the database (job leases, heartbeats); empty: host-pid-random."""
+    lease_s: float = 15.0
+    """Seconds a gateway's hold on a training job lasts without a renewal: a gateway that dies
+    loses its jobs (they are failed with the reason) this long after its last renewal."""
+    fleet_poll_s: float = 0.5
+    """How often a gateway looks in the database for queued jobs, cancels asked for and live
+    switches made on other replicas."""
     backend: str = "local"
     """Where training and prediction run: `local` (embedded default), `docker` or `sagemaker`."""
     port_file: Path | None = None
@@ -176,6 +187,12 @@ class GatewayConfig:
             raise ValueError("monitor_max_series must be 0 or more")
         if not -1 <= self.http_port <= 65535:
             raise ValueError(f"http_port must be -1 (off) or 0..65535, got {self.http_port}")
+        if self.fleet_poll_s * 3 > self.lease_s:
+            raise ValueError("lease_s must be at least 3 x fleet_poll_s (a lease is renewed "
+                             "every poll)")
+        if self.database_url and not self.database_url.startswith(
+                ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")):
+            raise ValueError("database_url must be postgresql://... or sqlite:///PATH")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
@@ -183,7 +200,7 @@ class GatewayConfig:
                      "unary_predict_threads",
                      "control_threads", "upload_threads", "training_slots", "model_cache_size",
                      "docker_ping_timeout_s", "docker_request_timeout_s", "docker_drain_s",
-                     "docker_serve_workers", "docker_max_body_bytes"):
+                     "docker_serve_workers", "docker_max_body_bytes", "lease_s", "fleet_poll_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.backend == "sagemaker":
@@ -282,7 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DOCS = {
     "host": "interface to listen on", "port": "TCP port, 0 for any free port",
-    "data_dir": "registry and per-retailer storage root", "backend": "local | docker | sagemaker",
+    "data_dir": "per-retailer storage root (and the embedded SQLite database)",
+    "database_url": "postgresql://... for a fleet; empty: SQLite in the data dir",
+    "gateway_id": "this gateway's id in the database (default: host-pid-random)",
+    "lease_s": "seconds a job lease lasts without renewal",
+    "fleet_poll_s": "seconds between polls for queued jobs, cancels and live switches",
+    "backend": "local | docker | sagemaker",
     "port_file": "write the bound port to this file once serving",
     "http_port": "HTTP/JSON port, 0 for any free port, -1 for none",
     "http_port_file": "write the bound HTTP port to this file once serving",

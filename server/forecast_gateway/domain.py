@@ -70,6 +70,8 @@ class Job:
     """The promotion decision, once the job's model version is registered."""
     data_note: str = ""
     """What the gateway did to the training data before the job (stored actuals merged)."""
+    request_id: str = ""
+    """The caller's id of the Train request: a retry with the same id gets this job back."""
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,11 @@ class GatewayServer:
 
     def __init__(self, config: GatewayConfig, backend: Backend | None = None):
         self.config = config
-        # One gateway per data dir: taken before the backend or the registry touch it.
-        self.data_dir_lock = DataDirLock(config.data_dir).acquire()
+        # One gateway per data dir on the embedded SQLite database (taken before the backend or
+        # the registry touch it); on PostgreSQL the database's leases coordinate a fleet, which
+        # may share the data dir (docs/fleet.md).
+        self.data_dir_lock = (None if config.database_url.startswith(("postgres", "postgresql"))
+                              else DataDirLock(config.data_dir).acquire())
         self.backend = backend or create_backend(config)
         self.service = ForecastService(config, self.backend)
         self.port: int | None = None
@@ -69,7 +72,7 @@ class GatewayServer:
         memory.limit_arenas(memory.ARENAS)  # before the pools start threads
         self._releaser = memory.Releaser()
         self._health = health.aio.HealthServicer()
-        self.keys = KeyStore(self.service.storage.root / "registry.sqlite3")
+        self.keys = KeyStore(self.service.database)
         self.authenticator = (Authenticator(self.keys, config.auth_cache_s) if config.auth
                               else None)
         self.admin = KeyAdmin(self.service.registry, self.keys,
@@ -150,7 +153,8 @@ class GatewayServer:
                              *([self.http.stop()] if self.http is not None else []))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.service.close)
-        self.data_dir_lock.release()
+        if self.data_dir_lock is not None:
+            self.data_dir_lock.release()
         self.service.state.metrics.stop()
         self.keys.close()
         self._predict_pool.shutdown(wait=False, cancel_futures=True)

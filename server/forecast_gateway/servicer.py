@@ -96,6 +96,7 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
         failure_reason=job.failure_reason, model_version=job.model_version, stage=job.stage,
         progress=job.progress, metrics=job.metrics, promote=promote_to_pb(job.promote),
         promotion=decision_to_pb(job.promotion), data_note=job.data_note,
+        request_id=job.request_id,
     )
 
 
@@ -165,7 +166,7 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         job = await in_pool(pool,
             self._service.jobs.train, tenant_for(request.retailer), request.dataset_id,
             request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon,
-            promote_from_pb(request.promote))
+            promote_from_pb(request.promote), request.request_id)
         return pb.TrainResponse(job=job_to_pb(job))
 
     async def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: Any) -> pb.GetTrainingJobResponse:

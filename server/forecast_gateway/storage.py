@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -95,9 +96,24 @@ class Storage:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
         tmp.replace(directory / "job.json")
 
-    def clean_incoming(self) -> None:
-        """Remove uploads cut off by a restart."""
+    def clean_incoming(self, older_than_s: float = 0.0) -> None:
+        """Remove uploads cut off by a restart: every one, or (a data dir shared by a fleet)
+        only those untouched for `older_than_s` seconds."""
         base = self.root / "retailers"
-        if base.exists():
-            for incoming in base.glob("*/raw/.incoming"):
+        if not base.exists():
+            return
+        cutoff = time.time() - older_than_s
+        for incoming in base.glob("*/raw/.incoming"):
+            if not older_than_s:
                 shutil.rmtree(incoming, ignore_errors=True)
+                continue
+            for entry in incoming.iterdir():
+                if _mtime(entry) < cutoff:
+                    (shutil.rmtree if entry.is_dir() else Path.unlink)(entry)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

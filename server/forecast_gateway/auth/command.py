@@ -29,6 +29,7 @@ from forecast_gateway.auth.principal import Role
 from forecast_gateway.config import ENV_PREFIX, GatewayConfig
 from forecast_gateway.errors import GatewayError
 from forecast_gateway.registry import Registry
+from forecast_gateway.store.database import Database, default_url, redacted
 
 PROG = "forecast-gateway keys"
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                     str(GatewayConfig.data_dir))),
                         help=f"the gateway's data dir (env {ENV_PREFIX}DATA_DIR; default "
                              "%(default)s)")
+    parser.add_argument("--database-url", default=os.environ.get(ENV_PREFIX + "DATABASE_URL", ""),
+                        help=f"the gateway's database (env {ENV_PREFIX}DATABASE_URL; default: "
+                             "the data dir's SQLite file)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("create-retailer", help="create a retailer and issue its first key")
@@ -119,11 +123,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir.resolve()
+    where = redacted(args.database_url) if args.database_url else str(data_dir)
     try:
-        registry = Registry(data_dir / "registry.sqlite3", data_dir)
-        keys = KeyStore(data_dir / "registry.sqlite3")
+        database = Database.open(args.database_url or default_url(data_dir))
+        registry = Registry(database, data_dir)
+        keys = KeyStore(database)
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        err.write(f"{PROG}: error: cannot open the registry in {data_dir}: {exc}\n")
+        err.write(f"{PROG}: error: cannot open the registry in {where}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
         return 1
     try:
         run(args, KeyAdmin(registry, keys), out)
@@ -131,6 +138,5 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         err.write(f"{PROG}: error: {exc}\n")
         return 1
     finally:
-        keys.close()
-        registry.close()
+        database.close()
     return 0

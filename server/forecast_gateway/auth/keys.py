@@ -8,8 +8,8 @@ time against guessing low-entropy passwords; a 256-bit random secret cannot be g
 speed, while a slow hash would cost every cold call (and every forged one) tens of
 milliseconds of CPU. docs/security.md has the reasoning and the lifecycle.
 
-The table `api_keys` lives in the registry's SQLite file and belongs to this module alone
-(created if missing, on its own connection, so the registry's schema does not change).
+The table `api_keys` lives in the store's database (`store.schema`) beside the registry, so a
+key issued or revoked on one replica of a fleet holds on all of them (within their auth cache).
 """
 
 from __future__ import annotations
@@ -18,34 +18,22 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
+
+from sqlalchemy import select
 
 from forecast_gateway.auth.principal import Role
 from forecast_gateway.errors import InvalidArgument, NotFound
-from forecast_gateway.sqlite_db import SqliteDb
+from forecast_gateway.store import schema
+from forecast_gateway.store.database import Database
 
 KEY_PREFIX = "fgk_"
 _KEY_RE = re.compile(r"fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 MAX_NAME_CHARS = 200
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id     TEXT PRIMARY KEY,
-    role       TEXT NOT NULL CHECK (role IN ('retailer', 'admin')),
-    retailer   TEXT,
-    name       TEXT NOT NULL DEFAULT '',
-    salt       BLOB NOT NULL,
-    hash       BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    revoked_at REAL,
-    CHECK ((role = 'retailer') = (retailer IS NOT NULL))
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_retailer ON api_keys (retailer);
-"""
+_keys = schema.api_keys
 
 
 @dataclass(frozen=True)
@@ -92,20 +80,17 @@ def _digest(salt: bytes, secret: str) -> bytes:
 
 
 class KeyStore:
-    """Issue, verify, list and revoke API keys in `<data-dir>/registry.sqlite3`.
+    """Issue, verify, list and revoke API keys in the store's database.
 
-    Thread-safe: one connection guarded by a lock; each method is one short statement or
-    transaction. Retailer existence is the registry's business: callers check it first
-    (`forecast_gateway.auth.admin`).
+    Thread-safe: each method is one short transaction on a pooled connection. Retailer
+    existence is the registry's business: callers check it first (`forecast_gateway.auth.admin`).
     """
 
-    def __init__(self, path: Path):
-        self._sql = SqliteDb(path, schema=_SCHEMA, rows_by_name=True)
-        self._db, self._lock = self._sql.conn, self._sql.lock
+    def __init__(self, db: Database):
+        self.db = db
 
     def close(self) -> None:
-        """Close the connection."""
-        self._sql.close()
+        """Nothing of its own to close: the database belongs to whoever opened it."""
 
     def issue(self, role: Role, retailer: str | None, name: str = "") -> IssuedKey:
         """A new key for `retailer` (RETAILER) or an admin key (ADMIN, retailer None)."""
@@ -119,11 +104,10 @@ class KeyStore:
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
         now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO api_keys (key_id, role, retailer, name, salt, hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, role.value, retailer, name, salt, _digest(salt, secret), now))
+        with self.db.write() as conn:
+            conn.execute(_keys.insert().values(
+                key_id=key_id, role=role.value, retailer=retailer, name=name, salt=salt,
+                hash=_digest(salt, secret), created_at=now))
         record = ApiKey(key_id, role, retailer, name, now, None)
         return IssuedKey(record, f"{KEY_PREFIX}{key_id}_{secret}")
 
@@ -133,48 +117,46 @@ class KeyStore:
         if parts is None:
             return None
         key_id, secret = parts
-        with self._lock:
-            row = self._db.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
-        if row is None or row["revoked_at"] is not None:
+        row = self._row(key_id)
+        if row is None or row.revoked_at is not None:
             return None
-        if not hmac.compare_digest(bytes(row["hash"]), _digest(bytes(row["salt"]), secret)):
+        if not hmac.compare_digest(bytes(row.hash), _digest(bytes(row.salt), secret)):
             return None
         return _record(row)
+
+    def _row(self, key_id: str):
+        with self.db.read() as conn:
+            return conn.execute(select(_keys).where(_keys.c.key_id == key_id)).first()
 
     def get(self, key_id: str) -> ApiKey:
         """A key's record by id; NotFound when there is none."""
         if not _KEY_ID_RE.fullmatch(key_id):
             raise InvalidArgument("key_id", f"{key_id[:40]!r} is not a key id (16 hex characters)")
-        with self._lock:
-            row = self._db.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        row = self._row(key_id)
         if row is None:
             raise NotFound("api key", key_id)
         return _record(row)
 
     def list(self, retailer: str | None = None, include_revoked: bool = False) -> list[ApiKey]:
         """Keys, oldest first: one retailer's, or all (admin keys included) when None."""
-        query, params = "SELECT * FROM api_keys", []
-        clauses = []
+        query = select(_keys)
         if retailer is not None:
-            clauses.append("retailer = ?")
-            params.append(retailer)
+            query = query.where(_keys.c.retailer == retailer)
         if not include_revoked:
-            clauses.append("revoked_at IS NULL")
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at, key_id", params).fetchall()
+            query = query.where(_keys.c.revoked_at.is_(None))
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(_keys.c.created_at, _keys.c.key_id)).all()
         return [_record(r) for r in rows]
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (idempotent: revoking twice keeps the first time); returns its record."""
         self.get(key_id)
-        with self._lock:
-            self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? "
-                             "AND revoked_at IS NULL", (time.time(), key_id))
+        with self.db.write() as conn:
+            conn.execute(_keys.update().where(_keys.c.key_id == key_id)
+                         .where(_keys.c.revoked_at.is_(None)).values(revoked_at=time.time()))
         return self.get(key_id)
 
 
-def _record(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(key_id=row["key_id"], role=Role(row["role"]), retailer=row["retailer"],
-                  name=row["name"], created_at=row["created_at"], revoked_at=row["revoked_at"])
+def _record(row) -> ApiKey:
+    return ApiKey(key_id=row.key_id, role=Role(row.role), retailer=row.retailer,
+                  name=row.name, created_at=row.created_at, revoked_at=row.revoked_at)

@@ -108,6 +108,13 @@ class Backend(abc.ABC):
     def submit_training(self, spec: TrainingSpec, listener: TrainingListener) -> None:
         """Queue a job and return at once. Raise `BackendUnavailable` when jobs cannot be run."""
 
+    def training_capacity(self) -> int:
+        """How many more jobs it would start now (a free training slot each): the fleet's
+        dispatcher claims queued jobs only while this is positive, so jobs wait in the shared
+        database, where any replica can take them, not in one gateway's memory. Default: no
+        limit."""
+        return 1 << 30
+
     @abc.abstractmethod
     def cancel_training(self, job_id: str) -> bool:
         """Stop a queued or running job (SIGTERM, then SIGKILL after the grace period).

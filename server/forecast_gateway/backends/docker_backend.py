@@ -188,6 +188,10 @@ class DockerBackend(Backend):
         self.check_available()
         self._jobs.submit(QueuedJob(spec, listener))
 
+    def training_capacity(self) -> int:
+        """Free slots of its training queue."""
+        return self._jobs.free_slots()
+
     def cancel_training(self, job_id: str) -> bool:
         """`docker stop -t <grace>` a running job (SIGTERM, then SIGKILL); drop a queued one."""
         return self._jobs.cancel(job_id)

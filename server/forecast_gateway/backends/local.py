@@ -87,6 +87,10 @@ class LocalBackend(Backend):
         """Queue the job; a training slot picks it up."""
         self._jobs.submit(_LocalJob(spec, listener))
 
+    def training_capacity(self) -> int:
+        """Free slots of its training queue."""
+        return self._jobs.free_slots()
+
     def cancel_training(self, job_id: str) -> bool:
         """SIGTERM a running job (SIGKILL after the grace period), or drop a queued one."""
         return self._jobs.cancel(job_id)

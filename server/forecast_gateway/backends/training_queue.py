@@ -104,6 +104,11 @@ class TrainingQueue(Generic[J]):
         """How many jobs run at once."""
         return len(self._workers)
 
+    def free_slots(self) -> int:
+        """Slots no submitted job is waiting for or running in."""
+        with self._cond:
+            return max(0, self.slots - len(self._running) - len(self._pending))
+
     def submit(self, job: J) -> None:
         """Queue the job; a free slot picks it up. BackendUnavailable once closing."""
         with self._cond:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.datasets import DatasetService, UploadSession
+from forecast_gateway.dataplane.fleet import Dispatcher, new_gateway_id
 from forecast_gateway.dataplane.jobs import JobService
 from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.monitoring import MonitoringService
@@ -31,8 +32,15 @@ from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.monitoring_store import MonitoringStore
 from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage
+from forecast_gateway.store import legacy
+from forecast_gateway.store.database import Database, default_url
 
 __all__ = ["ForecastService", "Tenant", "UploadSession"]
+
+#: On a shared database, what a start-up may clear of the data dir: staging and unknown model
+#: directories, and uploads in progress, older than this (a publish or upload takes seconds;
+#: another gateway's may be under way).
+STALE_S = 3600.0
 
 
 class ForecastService:
@@ -41,17 +49,26 @@ class ForecastService:
     def __init__(self, config: GatewayConfig, backend: Backend):
         storage = Storage(config.data_dir)
         storage.root.mkdir(parents=True, exist_ok=True)
-        registry = Registry(storage.root / "registry.sqlite3", storage.root)
+        self.database = Database.open(config.database_url or default_url(storage.root))
+        if not config.database_url:   # the embedded default: the release before's files
+            legacy.import_monitoring(self.database, storage.root)
+        registry = Registry(self.database, storage.root)
+        # On PostgreSQL several gateways share the database (and may share the data dir).
+        self.shared = self.database.dialect == "postgresql"
+        self.gateway_id = config.gateway_id or new_gateway_id()
         self.state = SharedState(config=config, backend=backend, storage=storage, registry=registry)
         self.datasets = DatasetService(self.state)
         self.models = ModelService(self.state)
-        self._monitoring_store = MonitoringStore(storage.root / "monitoring.sqlite3")
+        self._monitoring_store = MonitoringStore(self.database)
         recorder = ServedRecorder(self._monitoring_store, config.monitor_max_series,
                                   self.state.metrics.served_dropped.inc)
         self.monitoring = MonitoringService(self.state, self.models, self.datasets,
                                             self._monitoring_store, recorder)
         self.jobs = JobService(self.state, self.datasets, self.models,
-                               self.monitoring.with_actuals)
+                               self.monitoring.with_actuals, self.gateway_id)
+        self.dispatcher = Dispatcher(self.state, self.jobs, self.models, self.gateway_id,
+                                     config.lease_s, config.fleet_poll_s)
+        self.jobs.on_queued = self.dispatcher.wake
         self.predictions = PredictionService(self.state, self.models, recorder)
         self.planning = PlanningService(self.state, self.models, self.predictions)
 
@@ -71,23 +88,33 @@ class ForecastService:
         return self.state.registry
 
     def start(self) -> None:
-        """Recover after a restart: fail jobs that were cut off, make the model directories agree
-        with the registry (see `artifacts.py`), load the live pointers."""
-        self.state.storage.clean_incoming()
-        self.jobs.fail_cut_off()
-        self.models.artifacts.reconcile()
+        """Recover after a restart and join the fleet. Alone on its SQLite file, a gateway fails
+        the jobs a restart cut off and makes the model directories agree with the registry
+        (`artifacts.py`). On a shared database other gateways are working: their jobs are
+        theirs until their leases run out (`dataplane.fleet`), and only staging or unknown
+        directories older than `STALE_S` are cleared. Then the live pointers load and the
+        dispatcher starts."""
+        stale_s = STALE_S if self.shared else 0.0
+        self.state.storage.clean_incoming(older_than_s=stale_s)
+        if not self.shared:
+            self.jobs.fail_cut_off()
+        self.models.artifacts.reconcile(older_than_s=stale_s)
         self.state.live.reload(self.state.registry)
+        self.dispatcher.start()
 
     def begin_shutdown(self) -> None:
         """Stop accepting work that outlives a call; end open watches (they get UNAVAILABLE)."""
         self.state.closing.set()
+        self.dispatcher.stop()
         self.state.hub.notify()
 
     def close(self) -> None:
         """Stop the backend (running jobs are marked FAILED) and close the registry."""
         self.state.closing.set()
+        self.dispatcher.stop()
         self.state.backend.close("the gateway was stopped while this job was running. Submit it again.")
         self.state.hub.notify()
         self.monitoring.recorder.close()
         self._monitoring_store.close()
         self.state.registry.close()
+        self.database.close()

@@ -105,10 +105,12 @@ class ArtifactStore:
 
     # -- start-up ----------------------------------------------------------------------------
 
-    def reconcile(self) -> None:
+    def reconcile(self, older_than_s: float = 0.0) -> None:
         """Make the disk agree with the registry: drop staging dirs, quarantine version dirs the
         registry does not know, and record the manifest of versions published before manifests
-        existed (their files as they are now)."""
+        existed (their files as they are now). On a data dir shared by a fleet only entries
+        untouched for `older_than_s` seconds are cleared: another gateway may be publishing."""
+        cutoff = time.time() - older_than_s
         known = {(m.retailer, m.version): m for m in self._registry.all_models()}
         base = self._storage.root / "retailers"
         for models_dir in sorted(base.glob("*/models")) if base.exists() else []:
@@ -120,6 +122,8 @@ class ArtifactStore:
                             extra={"fields": {"path": str(models_dir.parent)}})
                 continue
             for entry in sorted(models_dir.iterdir()):
+                if older_than_s and entry.stat().st_mtime >= cutoff:
+                    continue
                 if entry.name == ".staging":
                     shutil.rmtree(entry, ignore_errors=True)
                 elif (retailer, entry.name) not in known:

@@ -40,12 +40,17 @@ class JobService:
     """A retailer's training jobs."""
 
     def __init__(self, state: SharedState, datasets: DatasetService, models: ModelService,
-                 with_actuals: Callable[[Tenant, Dataset], tuple[Dataset, str]] | None = None):
+                 with_actuals: Callable[[Tenant, Dataset], tuple[Dataset, str]] | None = None,
+                 gateway_id: str = ""):
         self._s = state
         self._datasets = datasets
         self._models = models
         # The dataset a Train uses and what was done to it (stored actuals merged in).
         self._with_actuals = with_actuals
+        self.gateway_id = gateway_id
+        # Called when a job is queued here or a training slot frees up (the fleet's dispatcher
+        # claims jobs then; `dataplane.fleet`).
+        self.on_queued: Callable[[], None] = lambda: None
 
     def fail_cut_off(self) -> None:
         """At start-up: jobs a restart cut off are marked FAILED with the reason."""
@@ -61,8 +66,16 @@ class JobService:
 
     def train(self, tenant: Tenant, dataset_id: str, data_uri: str, model_kind: str,
               hyperparameters: dict[str, str], horizon: int,
-              promote: str = promotion.DEFAULT_POLICY) -> Job:
-        """Validate the request, record a QUEUED job and hand it to the backend."""
+              promote: str = promotion.DEFAULT_POLICY, request_id: str = "") -> Job:
+        """Validate the request and record a QUEUED job: a gateway with a free training slot
+        claims it (`dataplane.fleet`). A `request_id` the retailer used before returns the job
+        that request started (a retried Train starts one job)."""
+        if len(request_id) > 128 or any(not c.isprintable() for c in request_id):
+            raise InvalidArgument("request_id", "at most 128 printable characters")
+        if request_id:       # a retry: the first answer again, before any work is redone
+            earlier = self._s.registry.job_by_request(tenant.retailer, request_id)
+            if earlier is not None:
+                return earlier
         model_kind = model_kind or "xgboost"
         if promote not in promotion.POLICIES:
             raise InvalidArgument("promote", f"{promote!r} is not one of "
@@ -99,26 +112,40 @@ class JobService:
             job_id=new_id("job"), retailer=tenant.retailer, dataset_id=dataset.dataset_id,
             model_kind=model_kind, hyperparameters=dict(hyperparameters), horizon=horizon,
             state=JobState.QUEUED, created_at=time.time(), promote=promote, data_note=note,
+            request_id=request_id,
         )
-        self._s.registry.add_job(job)
+        recorded = self._s.registry.add_job(job)
+        if recorded.job_id != job.job_id:          # a retry of a Train already recorded
+            log.info("training job already started by this request id", extra={"fields": {
+                "job_id": recorded.job_id, "retailer": tenant.retailer}})
+            return recorded
         self._s.storage.write_job_record(job)
-        hp = {**{k: str(v) for k, v in hyperparameters.items()},
-              "model_kind": model_kind, "horizon": str(horizon)}
+        log.info("training job queued", extra={"fields": {
+            "job_id": job.job_id, "retailer": tenant.retailer, "dataset_id": dataset.dataset_id,
+            "model_kind": model_kind}})
+        self.on_queued()
+        return job
+
+    def start(self, job: Job) -> None:
+        """Hand a job this gateway has claimed to its backend (a refusal fails the job)."""
+        dataset = self._s.registry.get_dataset(job.retailer, job.dataset_id)
+        if dataset is None:
+            self._finish(job.job_id, JobState.FAILED, f"dataset {job.dataset_id!r} is gone")
+            return
+        hp = {**{k: str(v) for k, v in job.hyperparameters.items()},
+              "model_kind": job.model_kind, "horizon": str(job.horizon)}
         spec = TrainingSpec(
-            job_id=job.job_id, retailer=tenant.retailer,
-            job_dir=self._s.storage.job_dir(tenant.retailer, job.job_id),
+            job_id=job.job_id, retailer=job.retailer,
+            job_dir=self._s.storage.job_dir(job.retailer, job.job_id),
             data_path=dataset.path, data_format=dataset.format,  # type: ignore[arg-type]
             hyperparameters=hp,
         )
         try:
             self._s.backend.submit_training(spec, _Listener(self))
         except Exception as exc:
+            log.warning("the backend refused a claimed job", exc_info=True,
+                        extra={"fields": {"job_id": job.job_id}})
             self._finish(job.job_id, JobState.FAILED, f"the backend refused the job: {exc}")
-            raise
-        log.info("training job queued", extra={"fields": {
-            "job_id": job.job_id, "retailer": tenant.retailer, "dataset_id": dataset.dataset_id,
-            "model_kind": model_kind}})
-        return job
 
     def get(self, tenant: Tenant, job_id: str) -> Job:
         """The retailer's job; NotFound otherwise (also for another retailer's job)."""
@@ -148,12 +175,22 @@ class JobService:
         return jobs[:size], next_token
 
     def cancel(self, tenant: Tenant, job_id: str) -> Job:
-        """Ask the backend to stop the job; FailedPrecondition when it already finished."""
+        """Stop the job: at once when no gateway has claimed it yet, through this gateway's
+        backend when it runs here, within the holder's next poll when it runs on another
+        replica. FailedPrecondition when it already finished."""
         job = self.get(tenant, job_id)
         if job.state.terminal:
             raise FailedPrecondition(f"training job {job_id!r} already finished ({job.state.value})")
-        if not self._s.backend.cancel_training(job_id):
+        outcome = self._s.registry.request_cancel(tenant.retailer, job_id, self.gateway_id)
+        if outcome == "cancelled":
+            self._s.hub.notify(job_id)
+            done = self.get(tenant, job_id)
+            self._s.storage.write_job_record(done)
+            return done
+        if outcome == "mine" and not self._s.backend.cancel_training(job_id):
             raise FailedPrecondition(f"training job {job_id!r} is no longer running")
+        if outcome == "finished":
+            raise FailedPrecondition(f"training job {job_id!r} already finished")
         return self.get(tenant, job_id)
 
     async def watch(self, tenant: Tenant, job_id: str, poll_s: float = 2.0) -> AsyncIterator[Job]:
@@ -254,3 +291,4 @@ class _Listener:
 
     def on_finished(self, job_id: str, outcome: TrainingOutcome) -> None:
         self._jobs._on_finished(job_id, outcome)
+        self._jobs.on_queued()          # a training slot is free again

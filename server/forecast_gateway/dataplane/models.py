@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -70,17 +69,38 @@ class ModelService:
 
     def __init__(self, state: SharedState):
         self._s = state
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
         self.artifacts = ArtifactStore(state.storage, state.registry)
 
     # -- publishing --------------------------------------------------------------------------
 
-    def _publishing(self, retailer: str) -> threading.Lock:
-        """One retailer's publish lock: its version numbers are handed out one at a time, while
-        other retailers publish in parallel (a SageMaker endpoint deploy takes minutes)."""
-        with self._locks_lock:
-            return self._locks.setdefault(retailer, threading.Lock())
+    def _publishing(self, retailer: str):
+        """One retailer's publish lock, held across every gateway on the database: its version
+        numbers are handed out one at a time, while other retailers publish in parallel (a
+        SageMaker endpoint deploy takes minutes)."""
+        return self._s.registry.db.lock(f"publish:{retailer}")
+
+    def follow_live(self) -> None:
+        """Make this gateway's live pointers agree with the database after a switch on another
+        replica: each changed live version is loaded into the backend first (a version that
+        cannot be loaded keeps the previous one serving here, and is logged)."""
+        for retailer, version in self._s.registry.live_versions().items():
+            current = self._s.live.get(retailer)
+            if current is not None and current.version == version:
+                continue
+            model = self._s.registry.get_model(retailer, version)
+            if model is None:
+                continue
+            try:
+                self.artifacts.verify(model.ref, model)
+                self._s.metrics.time_model_load(lambda m=model: self._s.backend.load_model(m.ref))
+            except Exception:
+                log.exception("a live version switched on another gateway cannot be loaded "
+                              "here; the previous one keeps serving", extra={"fields": {
+                                  "retailer": retailer, "model_version": version}})
+                continue
+            self._make_live(model.ref, lambda: None)
+            log.info("live version followed from the database", extra={"fields": {
+                "retailer": retailer, "model_version": version}})
 
     def publish(self, job: Job, artifact_dir: Path, job_update: dict[str, object],
                 decision: Decision | None = None) -> str:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +84,11 @@ class MonitoringService:
         self._datasets = datasets
         self._store = store
         self.recorder = recorder
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
 
-    def _lock(self, retailer: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault(retailer, threading.Lock())
+    def _lock(self, retailer: str):
+        """One retailer's actuals lock, held across every gateway on the database: uploads for
+        one retailer are applied one at a time."""
+        return self._s.registry.db.lock(f"actuals:{retailer}")
 
     def _actuals_path(self, tenant: Tenant) -> Path:
         return self._s.storage.retailer_dir(tenant.retailer) / "actuals" / "actuals.parquet"

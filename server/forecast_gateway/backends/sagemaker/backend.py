@@ -137,6 +137,10 @@ class SageMakerBackend(Backend):
         """Queue the job; a follower thread creates and follows it."""
         self._jobs.submit(_SageMakerJob(spec, listener))
 
+    def training_capacity(self) -> int:
+        """Free slots of its training queue."""
+        return self._jobs.free_slots()
+
     def cancel_training(self, job_id: str) -> bool:
         """StopTrainingJob (SageMaker sends SIGTERM, then SIGKILL); drop a queued job."""
         return self._jobs.cancel(job_id)

@@ -325,6 +325,7 @@ class TrainingJob(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     PROMOTE_FIELD_NUMBER: _builtins.int
     PROMOTION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     DATA_NOTE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Output only. The job id, unique across the gateway (e.g. "job-8e1f0c2d9a6b")."""
@@ -350,6 +351,8 @@ class TrainingJob(_message.Message):
     """Output only. Overall progress, 0 to 1."""
     promote: Global___PromotionPolicy.ValueType
     """Output only. The promotion policy the job was started with."""
+    request_id: _builtins.str
+    """Output only. The request id the job was started with (TrainRequest.request_id)."""
     data_note: _builtins.str
     """Output only. What the gateway did to the training data before the job started; empty when
     nothing. When the retailer's stored actuals (AppendActuals) reach past the end of the
@@ -401,11 +404,12 @@ class TrainingJob(_message.Message):
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         promote: Global___PromotionPolicy.ValueType = ...,
         promotion: Global___PromotionDecision | None = ...,
+        request_id: _builtins.str = ...,
         data_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "promotion", b"promotion", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_note", b"data_note", "dataset_id", b"dataset_id", "end_time", b"end_time", "failure_reason", b"failure_reason", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "job_id", b"job_id", "metrics", b"metrics", "model_kind", b"model_kind", "model_version", b"model_version", "progress", b"progress", "promote", b"promote", "promotion", b"promotion", "retailer", b"retailer", "stage", b"stage", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_note", b"data_note", "dataset_id", b"dataset_id", "end_time", b"end_time", "failure_reason", b"failure_reason", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "job_id", b"job_id", "metrics", b"metrics", "model_kind", b"model_kind", "model_version", b"model_version", "progress", b"progress", "promote", b"promote", "promotion", b"promotion", "request_id", b"request_id", "retailer", b"retailer", "stage", b"stage", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -726,6 +730,7 @@ class TrainRequest(_message.Message):
     HYPERPARAMETERS_FIELD_NUMBER: _builtins.int
     HORIZON_FIELD_NUMBER: _builtins.int
     PROMOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     retailer: _builtins.str
     """The retailer. Required; must exist (created by its first upload)."""
     dataset_id: _builtins.str
@@ -741,6 +746,12 @@ class TrainRequest(_message.Message):
     promote: Global___PromotionPolicy.ValueType
     """Whether the new model version goes live when the job succeeds. Unspecified means
     PROMOTION_POLICY_IF_BETTER.
+    """
+    request_id: _builtins.str
+    """The caller's id of this request, at most 128 printable characters (e.g. a UUID); empty
+    means none. A Train the retailer sends again with the same id (a retry after UNAVAILABLE
+    or a lost answer, to any gateway of a fleet) starts no second job: it answers the job the
+    first one started. The SDK sets one on every Train.
     """
     @_builtins.property
     def hyperparameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -758,10 +769,11 @@ class TrainRequest(_message.Message):
         hyperparameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         horizon: _builtins.int = ...,
         promote: Global___PromotionPolicy.ValueType = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "model_kind", b"model_kind", "promote", b"promote", "retailer", b"retailer", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "model_kind", b"model_kind", "promote", b"promote", "request_id", b"request_id", "retailer", b"retailer", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["dataset_id", "data_uri"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015

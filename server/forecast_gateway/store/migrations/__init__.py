@@ -1,0 +1,1 @@
+"""Alembic revisions of the gateway's store (see store/schema.py for the head state)."""
