@@ -291,14 +291,16 @@ def run(target: str, requests: int, seed: int = 7,
     return report
 
 
-def import_model(data_dir: Path, artifact: Path) -> None:
-    """Give RETAILER a live model (`artifact`) and no dataset in a new data dir, so no fuzzed
-    Train can start a real training job (it has nothing to train on)."""
+def import_model(data_dir: Path, artifact: Path, database_url: str = "") -> None:
+    """Give RETAILER a live model (`artifact`) and no dataset in a new data dir (and its
+    database, default the data dir's SQLite file), so no fuzzed Train can start a real
+    training job (it has nothing to train on)."""
     from forecast_gateway.backends.local import LocalBackend
     from forecast_gateway.config import GatewayConfig
     from forecast_gateway.dataplane import ForecastService, Tenant
 
-    service = ForecastService(GatewayConfig(data_dir=data_dir), LocalBackend(training_slots=1))
+    service = ForecastService(GatewayConfig(data_dir=data_dir, database_url=database_url),
+                              LocalBackend(training_slots=1))
     try:
         service.models.import_model(Tenant(RETAILER), Path(artifact))
     finally:

@@ -15,6 +15,7 @@ import pytest
 from forecast_gateway.process import GatewayProcess
 from moto_server import DUMMY_AWS_ENV, MotoServer
 from postgres_server import PostgresServer
+from store_engine import ENGINE, database_url_for
 
 from forecasting import forecast
 
@@ -33,6 +34,27 @@ def sample_csv() -> Path:
 def fast_hp() -> dict[str, str]:
     """Hyperparameters that train the sample in seconds."""
     return dict(FAST_HP)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gateways_on_the_test_engine() -> Iterator[None]:
+    """With FORECAST_TEST_DATABASE=postgresql every GatewayProcess a test starts gets its own
+    PostgreSQL database (`store_engine`) unless the test names one."""
+    if ENGINE != "postgresql":
+        yield
+        return
+    original = GatewayProcess.__init__
+
+    def init(self, data_dir, env=None, **kwargs):
+        env = dict(env or {})
+        env.setdefault("FORECAST_GATEWAY_DATABASE_URL", database_url_for(data_dir))
+        # A restart on the same data dir is the same gateway (it fails its own cut-off jobs).
+        env.setdefault("FORECAST_GATEWAY_GATEWAY_ID", f"gw-{Path(data_dir).resolve().name}")
+        original(self, data_dir, env, **kwargs)
+
+    GatewayProcess.__init__ = init  # type: ignore[method-assign]
+    yield
+    GatewayProcess.__init__ = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,8 @@ class Registry:
 
     def retailer_exists(self, retailer: str) -> bool:
         """True when the retailer has been created."""
+        if not _storable(retailer):
+            return False
         with self.db.read() as conn:
             return conn.execute(select(_retailers.c.retailer)
                                 .where(_retailers.c.retailer == retailer)).first() is not None
@@ -94,13 +96,15 @@ class Registry:
         """Record a stored, validated dataset."""
         with self.db.write() as conn:
             conn.execute(_datasets.insert().values(
-                retailer=ds.retailer, dataset_id=ds.dataset_id, filename=ds.filename,
+                retailer=ds.retailer, dataset_id=ds.dataset_id, filename=_text(ds.filename),
                 format=ds.format, path=self._rel(ds.path), size_bytes=ds.size_bytes,
                 sha256=ds.sha256, rows=ds.rows, series=ds.series, start_date=ds.start_date,
                 end_date=ds.end_date, created_at=ds.created_at))
 
     def get_dataset(self, retailer: str, dataset_id: str) -> Dataset | None:
         """The retailer's dataset, or None."""
+        if not _storable(retailer, dataset_id):
+            return None
         with self.db.read() as conn:
             row = conn.execute(select(_datasets).where(and_(
                 _datasets.c.retailer == retailer, _datasets.c.dataset_id == dataset_id))).first()
@@ -140,6 +144,8 @@ class Registry:
 
     def job_by_request(self, retailer: str, request_id: str) -> Job | None:
         """The retailer's job started by the Train with `request_id`, or None."""
+        if not _storable(retailer, request_id):
+            return None
         with self.db.read() as conn:
             row = conn.execute(select(*_job_columns()).where(and_(
                 _jobs.c.retailer == retailer, _jobs.c.request_id == request_id))).first()
@@ -152,12 +158,16 @@ class Registry:
 
     def job_by_id(self, job_id: str) -> Job | None:
         """A job by id alone (internal: backend events carry no retailer)."""
+        if not _storable(job_id):
+            return None
         with self.db.read() as conn:
             row = conn.execute(select(*_job_columns()).where(_jobs.c.job_id == job_id)).first()
         return None if row is None else _job(row)
 
     def get_job(self, retailer: str, job_id: str) -> Job | None:
         """The retailer's job, or None."""
+        if not _storable(retailer, job_id):
+            return None
         with self.db.read() as conn:
             row = conn.execute(select(*_job_columns()).where(and_(
                 _jobs.c.retailer == retailer, _jobs.c.job_id == job_id))).first()
@@ -173,11 +183,14 @@ class Registry:
         with self.db.read() as conn:
             return [_job(r) for r in conn.execute(query).all()]
 
-    def unfinished_jobs(self) -> list[Job]:
-        """Jobs in QUEUED or RUNNING (all retailers): what a restart cut off."""
+    def unfinished_jobs(self, owner: str | None = None) -> list[Job]:
+        """Jobs in QUEUED or RUNNING (all retailers; or only those `owner` holds): what a
+        restart cut off."""
+        query = select(*_job_columns()).where(_jobs.c.state.in_(("QUEUED", "RUNNING")))
+        if owner is not None:
+            query = query.where(_jobs.c.owner == owner)
         with self.db.read() as conn:
-            rows = conn.execute(select(*_job_columns()).where(
-                _jobs.c.state.in_(("QUEUED", "RUNNING")))).all()
+            rows = conn.execute(query).all()
         return [_job(r) for r in rows]
 
     def job_counts(self) -> dict[str, int]:
@@ -251,6 +264,8 @@ class Registry:
         """Cancel the job: "cancelled" when it was still waiting for a gateway (done here),
         "mine" when `owner` holds it (the caller stops it), "asked" when another gateway does
         (it stops it within its next poll), "finished" when it already ended."""
+        if not _storable(retailer, job_id):
+            return "finished"
         with self.db.write() as conn:
             row = conn.execute(select(_jobs.c.state, _jobs.c.owner).where(and_(
                 _jobs.c.retailer == retailer, _jobs.c.job_id == job_id))).first()
@@ -307,6 +322,8 @@ class Registry:
 
     def get_model(self, retailer: str, version: str) -> ModelVersion | None:
         """The retailer's model version, or None."""
+        if not _storable(retailer, version):
+            return None
         with self.db.read() as conn:
             row = conn.execute(self._models_query().where(and_(
                 _models.c.retailer == retailer, _models.c.version == version))).first()
@@ -356,8 +373,21 @@ def _decision(stored: str) -> Decision | None:
     return Decision.from_dict(json.loads(stored)) if stored else None
 
 
+def _storable(*values: str) -> bool:
+    """Whether text can be a key here: PostgreSQL's text holds no NUL character, so an id with
+    one names nothing (ids are made by the gateway; a caller's NUL is never one)."""
+    return not any("\x00" in v for v in values)
+
+
+def _text(value: str) -> str:
+    """Free text as a column holds it: a NUL (a training log's stray byte) becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _to_column(name: str, value: object) -> object:
     """A Job field as its column holds it."""
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, JobState):
         return value.value
     if name in ("metrics", "hyperparameters"):

@@ -19,6 +19,7 @@ from forecast_gateway.dataplane import Tenant
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
 from forecast_gateway.server import GatewayServer
+from store_engine import database_url_for
 
 
 class ScriptedBackend(Backend):
@@ -77,7 +78,8 @@ class InProcessGateway:
 
     def __init__(self, data_dir: Path, backend: Backend, **config):
         self.backend = backend
-        settings = {"predict_threads": 2, "max_predict_rows": 1000, **config}
+        settings = {"predict_threads": 2, "max_predict_rows": 1000,
+                    "database_url": database_url_for(data_dir), **config}
         self.server = GatewayServer(GatewayConfig(port=0, data_dir=data_dir, **settings),
                                     backend=backend)
         self.loop = asyncio.new_event_loop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import pytest
 from forecast_client import ForecastClient, ForecastClientError, pb
 from forecast_gateway.crashpoints import ENV as CRASH_AT
 from forecast_gateway.dataplane import Tenant
+from forecast_gateway.registry import Registry
+from store_engine import open_database
 
 from forecasting.predictor import Predictor
 
@@ -76,8 +77,11 @@ def test_a_version_whose_files_changed_is_refused_not_served(
 
 
 def _registered(data_dir: Path, retailer: str) -> list[str]:
-    with sqlite3.connect(data_dir / "registry.sqlite3") as db:
-        return [r[0] for r in db.execute("SELECT version FROM models WHERE retailer = ?", (retailer,))]
+    db = open_database(data_dir)
+    try:
+        return [m.version for m in Registry(db, data_dir).list_models(retailer)]
+    finally:
+        db.close()
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from forecast_client import ForecastClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from store_engine import database_url_for
 
 from bench import fuzz_bench
 
@@ -23,7 +24,7 @@ def test_malformed_requests_never_get_internal_or_unknown(tmp_path, gateway_fact
     from forecasting.predictor import Predictor
 
     data_dir = tmp_path / "data"
-    fuzz_bench.import_model(data_dir, GOLDEN)
+    fuzz_bench.import_model(data_dir, GOLDEN, database_url_for(data_dir))
     gw = gateway_factory(data_dir).start()
     key = gw.api_key(fuzz_bench.RETAILER)
     admin = [("authorization", f"Bearer {gw.admin_key()}")]

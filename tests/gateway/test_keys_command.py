@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +15,14 @@ import pytest
 from forecast_client import ClientConfig, ForecastClient, ForecastClientError, RetryPolicy
 from forecast_gateway.auth import command
 from forecast_gateway.process import GatewayProcess
+from store_engine import database_dump, database_url_for
 
 
 def keys(data_dir: Path, *args: str, process: bool = False) -> subprocess.CompletedProcess:
     """Run `forecast-gateway keys --data-dir DATA_DIR ARGS`: as a real process, or in this one
     (the same `main`, much faster on a busy machine)."""
-    argv = ["keys", "--data-dir", str(data_dir), *args]
+    url = database_url_for(data_dir)
+    argv = ["keys", "--data-dir", str(data_dir), *(["--database-url", url] if url else []), *args]
     if process:
         return subprocess.run([sys.executable, "-m", "forecast_gateway.main", *argv],
                               capture_output=True, text=True, timeout=60, check=False)
@@ -57,8 +58,7 @@ def test_offline_key_lifecycle(tmp_path: Path) -> None:
     assert [(k["role"], k["retailer"], k["name"]) for k in listed] == [
         ("retailer", "acme", "first"), ("retailer", "acme", "ci"), ("admin", "", "")]
     # Only salted hashes are stored: no secret appears anywhere in the database.
-    with sqlite3.connect(data_dir / "registry.sqlite3") as db:
-        dump = "\n".join(db.iterdump())
+    dump = database_dump(data_dir)
     for full in (key, second.stdout.strip(), admin.stdout.strip()):
         assert full.split("_", 2)[2] not in dump
 

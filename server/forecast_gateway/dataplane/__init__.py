@@ -37,9 +37,8 @@ from forecast_gateway.store.database import Database, default_url
 
 __all__ = ["ForecastService", "Tenant", "UploadSession"]
 
-#: On a shared database, what a start-up may clear of the data dir: staging and unknown model
-#: directories, and uploads in progress, older than this (a publish or upload takes seconds;
-#: another gateway's may be under way).
+#: On a shared database, the uploads in progress a start-up may clear of the data dir: those
+#: untouched for this long (another gateway's may be under way; an upload moves every second).
 STALE_S = 3600.0
 
 
@@ -90,15 +89,17 @@ class ForecastService:
     def start(self) -> None:
         """Recover after a restart and join the fleet. Alone on its SQLite file, a gateway fails
         the jobs a restart cut off and makes the model directories agree with the registry
-        (`artifacts.py`). On a shared database other gateways are working: their jobs are
-        theirs until their leases run out (`dataplane.fleet`), and only staging or unknown
-        directories older than `STALE_S` are cleared. Then the live pointers load and the
+        (`artifacts.py`). On a shared database other gateways are working: only the jobs held
+        under this gateway's own id are failed now (others' when their leases run out,
+        `dataplane.fleet`), and only uploads in progress older than `STALE_S` are cleared
+        (the model directories are checked under each retailer's publish lock). Then the live pointers load and the
         dispatcher starts."""
         stale_s = STALE_S if self.shared else 0.0
         self.state.storage.clean_incoming(older_than_s=stale_s)
-        if not self.shared:
-            self.jobs.fail_cut_off()
-        self.models.artifacts.reconcile(older_than_s=stale_s)
+        # A gateway restarted under the same --gateway-id fails its own cut-off jobs at once;
+        # others' (and a random id's) wait for their leases to run out.
+        self.jobs.fail_cut_off(self.gateway_id if self.shared else None)
+        self.models.artifacts.reconcile()
         self.state.live.reload(self.state.registry)
         self.dispatcher.start()
 

@@ -70,9 +70,13 @@ class ArtifactStore:
         """Rename the staged artifact to `models/<version>`; FileExistsError if the name is taken
         (never nests one artifact inside another)."""
         dest = self._storage.model_dir(retailer, version)
+        if dest.exists() and self._registry.get_model(retailer, version) is None:
+            # Called under the retailer's publish lock: nobody else is publishing it, so this is
+            # what a publish cut off before its record left behind.
+            self._quarantine(dest, retailer, "the registry has no such version (a publish cut "
+                             "off before it was recorded)")
         if dest.exists():
-            raise FileExistsError(f"{dest} already exists; the registry does not know it "
-                                  "(restart the gateway to quarantine it)")
+            raise FileExistsError(f"{dest} already exists and is registered")
         os.rename(staged, dest)
         _fsync_dir(dest.parent)
         with self._lock:
@@ -105,12 +109,12 @@ class ArtifactStore:
 
     # -- start-up ----------------------------------------------------------------------------
 
-    def reconcile(self, older_than_s: float = 0.0) -> None:
+    def reconcile(self) -> None:
         """Make the disk agree with the registry: drop staging dirs, quarantine version dirs the
         registry does not know, and record the manifest of versions published before manifests
-        existed (their files as they are now). On a data dir shared by a fleet only entries
-        untouched for `older_than_s` seconds are cleared: another gateway may be publishing."""
-        cutoff = time.time() - older_than_s
+        existed (their files as they are now). Each retailer's directory is checked under its
+        publish lock (`Database.lock`), so on a data dir a fleet shares no other gateway is
+        half-way through a publish for it meanwhile."""
         known = {(m.retailer, m.version): m for m in self._registry.all_models()}
         base = self._storage.root / "retailers"
         for models_dir in sorted(base.glob("*/models")) if base.exists() else []:
@@ -121,14 +125,14 @@ class ArtifactStore:
                 log.warning("not a retailer directory; left alone",
                             extra={"fields": {"path": str(models_dir.parent)}})
                 continue
-            for entry in sorted(models_dir.iterdir()):
-                if older_than_s and entry.stat().st_mtime >= cutoff:
-                    continue
-                if entry.name == ".staging":
-                    shutil.rmtree(entry, ignore_errors=True)
-                elif (retailer, entry.name) not in known:
-                    self._quarantine(entry, retailer, "the registry has no such version "
-                                     "(a publish cut off before it was recorded)")
+            with self._registry.db.lock(f"publish:{retailer}"):
+                known = {(m.retailer, m.version): m for m in self._registry.all_models()}
+                for entry in sorted(models_dir.iterdir()):
+                    if entry.name == ".staging":
+                        shutil.rmtree(entry, ignore_errors=True)
+                    elif (retailer, entry.name) not in known:
+                        self._quarantine(entry, retailer, "the registry has no such version "
+                                         "(a publish cut off before it was recorded)")
         for model in known.values():
             if model.manifest:
                 continue

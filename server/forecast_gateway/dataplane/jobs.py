@@ -52,9 +52,10 @@ class JobService:
         # claims jobs then; `dataplane.fleet`).
         self.on_queued: Callable[[], None] = lambda: None
 
-    def fail_cut_off(self) -> None:
-        """At start-up: jobs a restart cut off are marked FAILED with the reason."""
-        for job in self._s.registry.unfinished_jobs():
+    def fail_cut_off(self, owner: str | None = None) -> None:
+        """At start-up: jobs a restart cut off are marked FAILED with the reason (every
+        unfinished job; on a shared database only those this gateway's id held)."""
+        for job in self._s.registry.unfinished_jobs(owner):
             state = "running" if job.state == JobState.RUNNING else "queued"
             updated = self._s.registry.update_job(
                 job.job_id, state=JobState.FAILED, ended_at=time.time(),
