@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -32,6 +33,9 @@ PROMOTE_POLICIES = {
     "never": pb.PROMOTION_POLICY_NEVER,
 }
 Promote = Literal["if_better", "always", "never"]
+#: How many rounds of gRPC's retries `_unary` allows a repeatable call before giving up, even
+#: with time left (a gateway that stays down is reported, not waited for indefinitely).
+SDK_ATTEMPTS = 3
 
 class ForecastClient(FrameMethods, MonitoringMethods):
     """A connection to a forecast gateway.
@@ -101,15 +105,34 @@ class ForecastClient(FrameMethods, MonitoringMethods):
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (("x-request-id", uuid.uuid4().hex), *self.config.call_metadata())
 
-    def _unary(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
+    def _unary(self, method: Callable[..., T], request: Any, timeout: float | None, *,
+               repeatable: bool = True) -> T:
+        """One unary call. A `repeatable` request (not a consumed stream) that still ends in
+        UNAVAILABLE after gRPC's own retries (a replica died after the call was under way) is
+        sent again, with backoff, while the deadline allows: the next attempt goes to another
+        replica of a fleet."""
         metadata = self._metadata()
-        try:
-            return method(
-                request, timeout=timeout, metadata=metadata,
-                wait_for_ready=self.config.wait_for_ready,
-            )
-        except grpc.RpcError as err:
-            raise _error(err, metadata) from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = self.config.retry.initial_backoff_s
+        attempts = 0
+        while True:
+            attempts += 1
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                return method(
+                    request, timeout=remaining, metadata=metadata,
+                    wait_for_ready=self.config.wait_for_ready,
+                )
+            except grpc.RpcError as err:
+                unavailable = err.code() == grpc.StatusCode.UNAVAILABLE
+                out_of_time = deadline is not None and time.monotonic() + backoff >= deadline
+                if (not repeatable or not unavailable or out_of_time
+                        or self.config.retry.max_attempts < 2
+                        or attempts >= SDK_ATTEMPTS):
+                    raise _error(err, metadata) from None
+            time.sleep(backoff * random.random())
+            backoff = min(backoff * self.config.retry.backoff_multiplier,
+                          self.config.retry.max_backoff_s)
 
     # -- datasets ----------------------------------------------------------------------------
 
@@ -139,7 +162,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                     yield pb.UploadDatasetRequest(chunk=chunk)
 
             response = self._unary(self._stub.UploadDataset, requests(),
-                                   self.config.timeouts.upload_s)
+                                   self.config.timeouts.upload_s, repeatable=False)
         return response.dataset
 
     # -- training ----------------------------------------------------------------------------
@@ -154,6 +177,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         hyperparameters: dict[str, Any] | None = None,
         horizon: int = 0,
         promote: Promote = "if_better",
+        request_id: str | None = None,
     ) -> pb.TrainingJob:
         """Start training on an uploaded dataset (or a `data_uri` the gateway may read).
 
@@ -162,6 +186,12 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         goes live according to `promote`: "if_better" (the default) only when it scores at least
         as well as the live model on the new job's test window, "always", or "never" (make it live
         later with `set_live_model`). The finished job's `promotion` holds both scores.
+
+        `request_id` (default: a fresh random id) makes the call safe to repeat: the gateway
+        starts one job per retailer and id, and a Train that arrives again with the same id
+        returns that job. The SDK's retries send the same id, so a retried Train never starts
+        a second job; pass your own id to make your own retries (another process, a restart)
+        just as safe.
         """
         if (dataset_id is None) == (data_uri is None):
             raise ValueError("give exactly one of dataset_id or data_uri")
@@ -170,7 +200,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         request = pb.TrainRequest(
             retailer=retailer, model_kind=model_kind, horizon=horizon,
             hyperparameters={k: str(v) for k, v in (hyperparameters or {}).items()},
-            promote=PROMOTE_POLICIES[promote],
+            promote=PROMOTE_POLICIES[promote], request_id=request_id or uuid.uuid4().hex,
         )
         if dataset_id is not None:
             request.dataset_id = dataset_id
@@ -255,7 +285,9 @@ class ForecastClient(FrameMethods, MonitoringMethods):
     def cancel_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
         """Ask a queued or running job to stop; FAILED_PRECONDITION when it already finished."""
         request = pb.CancelTrainingJobRequest(retailer=retailer, job_id=job_id)
-        return self._unary(self._stub.CancelTrainingJob, request, self.config.timeouts.unary_s).job
+        # Not repeated by the SDK: a second cancel of a job the first one stopped fails.
+        return self._unary(self._stub.CancelTrainingJob, request, self.config.timeouts.unary_s,
+                           repeatable=False).job
 
     # -- predictions -------------------------------------------------------------------------
 

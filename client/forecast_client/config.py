@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 #: The gRPC service name, as written in protos/forecastapi/v1/forecast_service.proto.
 SERVICE_NAME = "forecastapi.v1.ForecastService"
+#: The monitoring service's name (protos/forecastapi/v1/monitoring_service.proto).
+MONITORING_SERVICE_NAME = "forecastapi.v1.MonitoringService"
+#: `ClientConfig.load_balancing` values (gRPC's built-in policies).
+LOAD_BALANCING = ("round_robin", "pick_first")
 #: Default gateway address (`forecast-gateway` listens here by default).
 DEFAULT_TARGET = "127.0.0.1:50051"
 #: Messages up to this size are accepted by default (the gateway's default limit too).
@@ -69,7 +73,11 @@ class RetryPolicy:
     """Retries with exponential backoff, carried out by gRPC itself through the service config.
 
     gRPC retries a call only while no response has reached the caller, so a retried stream never
-    duplicates answers. `Train` is never retried (it is not idempotent); every other RPC is.
+    duplicates answers. Every RPC is retried: `Train` too, because the SDK gives each Train a
+    request id and the gateway starts one job per id however often it arrives. On top of this,
+    `ForecastClient` retries the calls that are safe to repeat (reads, Predict, Forecast, Train,
+    SetLiveModel) when UNAVAILABLE arrives after gRPC gave up, for instance when a replica of a
+    fleet dies mid-call, until the call's deadline (docs/fleet.md).
     """
 
     max_attempts: int = 5
@@ -111,7 +119,11 @@ class ClientConfig:
     """Everything `ForecastClient` needs to reach a gateway."""
 
     target: str = DEFAULT_TARGET
-    """The gateway address, HOST:PORT."""
+    """The gateway address: HOST:PORT, or a gRPC name such as ``dns:///gateway:50051`` (every
+    address the name resolves to) or ``ipv4:10.0.0.1:50051,10.0.0.2:50051``."""
+    load_balancing: str = "round_robin"
+    """How calls spread over the target's addresses: "round_robin" (every replica of a fleet,
+    skipping those that are down) or "pick_first" (one address until it fails)."""
     tls: TlsConfig | None = None
     """TLS settings; None for plaintext."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -130,8 +142,12 @@ class ClientConfig:
     """Queue calls while the gateway is unreachable instead of failing fast with UNAVAILABLE."""
 
     def __post_init__(self) -> None:
-        if not self.target or ":" not in self.target:
-            raise ValueError(f"ClientConfig.target must be HOST:PORT, got {self.target!r}")
+        if not self.target or ":" not in self.target or any(c.isspace() for c in self.target):
+            raise ValueError(f"ClientConfig.target must be HOST:PORT or a gRPC name such as "
+                             f"dns:///HOST:PORT, got {self.target!r}")
+        if self.load_balancing not in LOAD_BALANCING:
+            raise ValueError(f"ClientConfig.load_balancing must be one of "
+                             f"{', '.join(LOAD_BALANCING)}, got {self.load_balancing!r}")
         if self.max_message_bytes <= 0:
             raise ValueError("ClientConfig.max_message_bytes must be positive")
         if self.api_key is not None and (not self.api_key or any(
@@ -140,7 +156,8 @@ class ClientConfig:
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         key = "None" if self.api_key is None else "'***'"
-        return (f"ClientConfig(target={self.target!r}, tls={self.tls!r}, api_key={key}, "
+        return (f"ClientConfig(target={self.target!r}, load_balancing={self.load_balancing!r}, "
+                f"tls={self.tls!r}, api_key={key}, "
                 f"retry={self.retry!r}, timeouts={self.timeouts!r}, "
                 f"max_message_bytes={self.max_message_bytes}, wait_for_ready={self.wait_for_ready})")
 
@@ -150,7 +167,7 @@ class ClientConfig:
         return (*auth, *self.metadata)
 
     def service_config_json(self) -> str:
-        """The gRPC service config (JSON) that implements `retry`."""
+        """The gRPC service config (JSON) that implements `retry` and `load_balancing`."""
         r = self.retry
         retry_policy = {
             "maxAttempts": r.max_attempts,
@@ -159,20 +176,14 @@ class ClientConfig:
             "backoffMultiplier": r.backoff_multiplier,
             "retryableStatusCodes": list(r.retryable_status_codes),
         }
-        idempotent = [
-            "UploadDataset", "GetTrainingJob", "ListTrainingJobs", "WatchTrainingJob",
-            "CancelTrainingJob", "Predict", "PredictStream", "GetMetrics", "ListModels",
-            "SetLiveModel",
-        ]
+        # Every method of both services (Train carries its request id, docs/fleet.md).
         retrying: dict[str, object] = {
-            "name": [{"service": SERVICE_NAME, "method": m} for m in idempotent]}
+            "name": [{"service": SERVICE_NAME}, {"service": MONITORING_SERVICE_NAME}]}
         if r.max_attempts > 1:  # gRPC rejects a retryPolicy with maxAttempts < 2
             retrying["retryPolicy"] = retry_policy
         config = {
-            "methodConfig": [
-                retrying,
-                {"name": [{"service": SERVICE_NAME, "method": "Train"}]},
-            ]
+            "loadBalancingConfig": [{self.load_balancing: {}}],
+            "methodConfig": [retrying],
         }
         return json.dumps(config)
 

@@ -74,7 +74,8 @@ class FrameMethods:
         config: ClientConfig
         _stub: pb_grpc.ForecastServiceStub
 
-        def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any: ...
+        def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None, *,
+                   repeatable: bool = True) -> Any: ...
 
         def get_metrics(self, retailer: str, *, model_version: str = "") -> pb.GetMetricsResponse: ...
 

@@ -26,7 +26,8 @@ class MonitoringMethods:
         config: ClientConfig
         _monitoring_stub: mpb_grpc.MonitoringServiceStub
 
-        def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any: ...
+        def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None, *,
+                   repeatable: bool = True) -> Any: ...
 
     def append_actuals(
         self,
@@ -57,7 +58,7 @@ class MonitoringMethods:
                     yield mpb.AppendActualsRequest(chunk=chunk)
 
             return self._unary(self._monitoring_stub.AppendActuals, requests(),
-                               self.config.timeouts.upload_s)
+                               self.config.timeouts.upload_s, repeatable=False)
 
     def monitoring(self, retailer: str) -> mpb.GetMonitoringResponse:
         """The retailer's monitoring report: live accuracy of each version next to the

@@ -33,15 +33,22 @@ def test_config_is_typed_and_validated() -> None:
         TlsConfig(private_key=b"k")
 
 
-def test_service_config_retries_unavailable_but_never_train() -> None:
+def test_service_config_retries_every_call_and_balances_round_robin() -> None:
     sc = json.loads(ClientConfig(retry=RetryPolicy(max_attempts=4)).service_config_json())
-    retrying, train = sc["methodConfig"]
+    [retrying] = sc["methodConfig"]
     assert retrying["retryPolicy"]["maxAttempts"] == 4
     assert retrying["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
-    assert {"method": "Predict", "service": "forecastapi.v1.ForecastService"} in retrying["name"]
-    assert train == {"name": [{"service": "forecastapi.v1.ForecastService", "method": "Train"}]}
+    # Train too: every Train carries a request id, so a retry starts no second job.
+    assert retrying["name"] == [{"service": "forecastapi.v1.ForecastService"},
+                                {"service": "forecastapi.v1.MonitoringService"}]
+    assert sc["loadBalancingConfig"] == [{"round_robin": {}}]
+    first = json.loads(ClientConfig(load_balancing="pick_first").service_config_json())
+    assert first["loadBalancingConfig"] == [{"pick_first": {}}]
     off = json.loads(ClientConfig(retry=RetryPolicy(max_attempts=1)).service_config_json())
     assert "retryPolicy" not in off["methodConfig"][0]
+    assert ClientConfig(target="dns:///gateway:50051").target == "dns:///gateway:50051"
+    with pytest.raises(ValueError, match="load_balancing"):
+        ClientConfig(load_balancing="random")
 
 
 def test_rows_are_columnar_day_numbers() -> None:

@@ -43,7 +43,9 @@ def build_parser() -> Parser:
                         version=f"{PROG} {__version__} (forecast-client)")
     parser.add_argument("--target", default=os.environ.get("FORECAST_TARGET", DEFAULT_TARGET),
                         metavar="HOST:PORT",
-                        help="gateway address (env FORECAST_TARGET; default %(default)s)")
+                        help="gateway address, or a gRPC name of a fleet such as "
+                             "dns:///gateway:50051 (calls go round-robin over its addresses; "
+                             "env FORECAST_TARGET; default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECONDS",
                         help="deadline of each small call (default %(default)s)")
     parser.add_argument("--api-key", metavar="KEY",
