@@ -125,6 +125,11 @@ class Backend(abc.ABC):
 
     # -- prediction --------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Do at start-up, in the background, the one-off work the first model load would do
+        (importing the model libraries), so a live switch followed from another replica loads
+        in well under the fleet's 1 s. Default: nothing."""
+
     @abc.abstractmethod
     def load_model(self, model: ModelRef) -> None:
         """Make the model ready to answer (load it into memory, start its container, ...).

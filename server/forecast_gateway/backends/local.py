@@ -182,6 +182,12 @@ class LocalBackend(Backend):
         if lock is not None and not lock.locked():
             del self._load_locks[key]
 
+    def warm_up(self) -> None:
+        """Import the predictor and XGBoost (about 1 s) before the first model needs them."""
+        import xgboost  # noqa: F401
+
+        from forecasting.predictor import Predictor  # noqa: F401
+
     def load_model(self, model: ModelRef) -> None:
         """Load the artifact into the cache (ArtifactError when it cannot be loaded)."""
         self._predictor(model)

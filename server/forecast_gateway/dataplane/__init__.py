@@ -17,6 +17,8 @@ it waits on events. Servicers translate protos to these calls and nothing more.
 
 from __future__ import annotations
 
+import threading
+
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.datasets import DatasetService, UploadSession
@@ -101,6 +103,8 @@ class ForecastService:
         self.jobs.fail_cut_off(self.gateway_id if self.shared else None)
         self.models.artifacts.reconcile()
         self.state.live.reload(self.state.registry)
+        threading.Thread(target=self.state.backend.warm_up, name="backend-warm-up",
+                         daemon=True).start()
         self.dispatcher.start()
 
     def begin_shutdown(self) -> None:
