@@ -194,12 +194,16 @@ class JobService:
             raise FailedPrecondition(f"training job {job_id!r} already finished")
         return self.get(tenant, job_id)
 
-    async def watch(self, tenant: Tenant, job_id: str, poll_s: float = 2.0) -> AsyncIterator[Job]:
-        """Yield the job now and after every change, until it is terminal.
+    async def watch(self, tenant: Tenant, job_id: str,
+                    poll_s: float | None = None) -> AsyncIterator[Job]:
+        """Yield the job now and after every change, until it is terminal. A change made here
+        wakes the watch at once; one made by another replica is read every `poll_s` (default:
+        the fleet's poll).
 
         Raises BackendUnavailable when the gateway starts stopping (the caller may retry).
         """
         job = self.get(tenant, job_id)
+        poll_s = self._s.config.fleet_poll_s if poll_s is None else poll_s
         hub = self._s.hub
         sub = hub.subscribe(job_id)
         try:
