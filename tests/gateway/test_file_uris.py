@@ -54,6 +54,8 @@ def test_other_paths_get_one_answer_that_reveals_nothing(confined) -> None:
         f"file://{root}/acme/missing.csv",           # does not exist, inside
         "file:///etc/hostname",                      # not a table
         f"file://otherhost{root}/acme/history.csv",  # a remote host
+        "file:///etc/passwd%00.csv",                 # a NUL byte (no file is named so)
+        f"file://{root}/acme/history.csv%00.csv",    # the same, inside
     ]
     answers = {_refused(client, uri) for uri in uris}
     assert len(answers) == 1, answers

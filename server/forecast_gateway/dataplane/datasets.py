@@ -182,7 +182,10 @@ class DatasetService:
         if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
             raise unusable
         allowed = Path(os.path.realpath(Path(root) / tenant.retailer))
-        path = Path(os.path.realpath(urllib.parse.unquote(parsed.path)))
+        unquoted = urllib.parse.unquote(parsed.path)
+        if "\x00" in unquoted:  # no file has such a name (os calls refuse it)
+            raise unusable
+        path = Path(os.path.realpath(unquoted))
         fmt = EXTENSIONS.get(path.suffix.lower())
         if fmt is None or not path.is_relative_to(allowed) or path == allowed or not path.is_file():
             raise unusable
