@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build the platform's container images from the repository root (`make images` runs this).
 #
-#   scripts/build_images.sh [training] [inference] [gateway]     (default: all three)
+#   scripts/build_images.sh [training] [inference] [gateway] [postgres] [lb]   (default: all five)
 #
 # Tags: retail-forecast-<name>:${IMAGE_TAG:-latest}.
 # Base image: $BASE_IMAGE when set; otherwise python:3.11-slim when it is present or can be
 # pulled; otherwise (no registry reachable) the local Debian-built base from
 # scripts/build_base_image.sh, built on first use.
-# The three Dockerfiles share their dependency layers, so the second and third builds reuse the
-# first one's pip installs; a change under forecasting/ or server/ rebuilds only the last layers.
+# The training, inference and gateway Dockerfiles share their dependency layers, so the second
+# and third builds reuse the first one's pip installs; a change under forecasting/ or server/
+# rebuilds only the last layers. postgres (PostgreSQL) and lb (HAProxy) are Debian packages on
+# the same base, for docker-compose.yml.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +22,7 @@ tag="${IMAGE_TAG:-latest}"
 official_base="python:3.11-slim"
 local_base="${BASE_IMAGE_LOCAL:-retail-forecast-python:3.11-bookworm}"
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(training inference gateway)
+[[ ${#names[@]} -gt 0 ]] || names=(training inference gateway postgres lb)
 
 if ! docker info >/dev/null 2>&1; then
     log "no Docker engine answers (docker info failed): start dockerd first"
