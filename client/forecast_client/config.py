@@ -20,8 +20,15 @@ LOAD_BALANCING = ("round_robin", "pick_first")
 DEFAULT_TARGET = "127.0.0.1:50051"
 #: Messages up to this size are accepted by default (the gateway's default limit too).
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: The environment variable `ClientConfig.target` defaults to (the CLI's too).
+TARGET_ENV = "FORECAST_TARGET"
 #: The environment variable `ClientConfig.api_key` defaults to.
 API_KEY_ENV = "FORECAST_API_KEY"
+
+
+def target_from_env() -> str:
+    """The gateway address in FORECAST_TARGET (as the CLI reads it), or `DEFAULT_TARGET`."""
+    return os.environ.get(TARGET_ENV, "").strip() or DEFAULT_TARGET
 
 
 def api_key_from_env() -> str | None:
@@ -118,8 +125,8 @@ class Timeouts:
 class ClientConfig:
     """Everything `ForecastClient` needs to reach a gateway."""
 
-    target: str = DEFAULT_TARGET
-    """The gateway address: HOST:PORT, or a gRPC name such as ``dns:///gateway:50051`` (every
+    target: str = field(default_factory=target_from_env)
+    """The gateway address (default: FORECAST_TARGET, else 127.0.0.1:50051): HOST:PORT, or a gRPC name such as ``dns:///gateway:50051`` (every
     address the name resolves to) or ``ipv4:10.0.0.1:50051,10.0.0.2:50051``."""
     load_balancing: str = "round_robin"
     """How calls spread over the target's addresses: "round_robin" (every replica of a fleet,

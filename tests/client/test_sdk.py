@@ -51,6 +51,13 @@ def test_service_config_retries_every_call_and_balances_round_robin() -> None:
         ClientConfig(load_balancing="random")
 
 
+def test_the_target_defaults_to_forecast_target_as_in_the_cli(monkeypatch) -> None:
+    monkeypatch.setenv("FORECAST_TARGET", "dns:///gateway:50051")
+    assert ClientConfig().target == "dns:///gateway:50051"
+    monkeypatch.setenv("FORECAST_TARGET", "")
+    assert ClientConfig().target == "127.0.0.1:50051"
+
+
 def test_rows_are_columnar_day_numbers() -> None:
     assert day_number("2017-08-16") == 17394 and day_to_iso(17394) == "2017-08-16"
     batch = make_batch(pd.Series(["2017-08-16", "2017-08-17"]), np.array([1, 2]), ["A", "B"], [0, 3])

@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 the gateway answered with an error (or a job failed), 2
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -26,7 +25,7 @@ from forecast_client.cli.messages import (
 )
 from forecast_client.cli.parsing import Commands, Parser, positive_float
 from forecast_client.client import ForecastClient
-from forecast_client.config import API_KEY_ENV, DEFAULT_TARGET, ClientConfig, Timeouts, TlsConfig
+from forecast_client.config import API_KEY_ENV, ClientConfig, Timeouts, TlsConfig, target_from_env
 from forecast_client.errors import ForecastClientError
 
 
@@ -41,7 +40,7 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version",
                         version=f"{PROG} {__version__} (forecast-client)")
-    parser.add_argument("--target", default=os.environ.get("FORECAST_TARGET", DEFAULT_TARGET),
+    parser.add_argument("--target", default=target_from_env(),
                         metavar="HOST:PORT",
                         help="gateway address, or a gRPC name of a fleet such as "
                              "dns:///gateway:50051 (calls go round-robin over its addresses; "
