@@ -76,6 +76,12 @@ class Registry:
                                 .where(_retailers.c.live_version.is_not(None))).all()
         return {r.retailer: r.live_version for r in rows}
 
+    def live_version(self, retailer: str) -> str | None:
+        """The retailer's live version in the database, or None."""
+        with self.db.read() as conn:
+            return conn.execute(select(_retailers.c.live_version)
+                                .where(_retailers.c.retailer == retailer)).scalar()
+
     def set_live(self, retailer: str, version: str) -> None:
         """Point the retailer's live model at `version`."""
         with self.db.write() as conn:

@@ -136,6 +136,9 @@ def live(fleet: Fleet, sample_csv: Path) -> Fleet:
         assert again.job_id == first.job_id
         done = c.wait_for_job("acme", first.job_id, timeout_s=120)
         assert done.state == pb.JOB_STATE_SUCCEEDED, done.failure_reason
+        # The retailer's first model: every replica answers with it at once (one that has not
+        # followed the switch yet loads it on demand rather than refuse).
+        assert [fleet.rows(x).model_version for x in (a, b, c)] == [done.model_version] * 3
         assert [j.job_id for j in a.list_jobs("acme")] == [first.job_id]
     fleet.versions.append(done.model_version)
     fleet.dataset_id = dataset.dataset_id

@@ -85,22 +85,26 @@ class ModelService:
         cannot be loaded keeps the previous one serving here, and is logged)."""
         for retailer, version in self._s.registry.live_versions().items():
             current = self._s.live.get(retailer)
-            if current is not None and current.version == version:
-                continue
-            model = self._s.registry.get_model(retailer, version)
-            if model is None:
-                continue
-            try:
-                self.artifacts.verify(model.ref, model)
-                self._s.metrics.time_model_load(lambda m=model: self._s.backend.load_model(m.ref))
-            except Exception:
-                log.exception("a live version switched on another gateway cannot be loaded "
-                              "here; the previous one keeps serving", extra={"fields": {
-                                  "retailer": retailer, "model_version": version}})
-                continue
-            self._make_live(model.ref, lambda: None)
-            log.info("live version followed from the database", extra={"fields": {
-                "retailer": retailer, "model_version": version}})
+            if current is None or current.version != version:
+                self._follow(retailer, version)
+
+    def _follow(self, retailer: str, version: str) -> ModelRef | None:
+        """Load `version` and make it live here; None when it cannot be (logged)."""
+        model = self._s.registry.get_model(retailer, version)
+        if model is None:
+            return None
+        try:
+            self.artifacts.verify(model.ref, model)
+            self._s.metrics.time_model_load(lambda m=model: self._s.backend.load_model(m.ref))
+        except Exception:
+            log.exception("a live version switched on another gateway cannot be loaded "
+                          "here; the previous one keeps serving", extra={"fields": {
+                              "retailer": retailer, "model_version": version}})
+            return None
+        self._make_live(model.ref, lambda: None)
+        log.info("live version followed from the database", extra={"fields": {
+            "retailer": retailer, "model_version": version}})
+        return model.ref
 
     def publish(self, job: Job, artifact_dir: Path, job_update: dict[str, object],
                 decision: Decision | None = None) -> str:
@@ -224,7 +228,13 @@ class ModelService:
                 self.artifacts.verify(ref)
                 return ref
             self._s.existing(tenant)
-            raise NoLiveModel(tenant.retailer)
+            # The retailer's first model went live on another replica since this one last
+            # looked: load it now rather than refuse until the next poll.
+            version = self._s.registry.live_version(tenant.retailer)
+            ref = self._follow(tenant.retailer, version) if version else None
+            if ref is None:
+                raise NoLiveModel(tenant.retailer)
+            return ref
         model = self.get(tenant, version)
         self.artifacts.verify(model.ref, model)
         return model.ref
