@@ -36,6 +36,9 @@ Promote = Literal["if_better", "always", "never"]
 #: How many rounds of gRPC's retries `_unary` allows a repeatable call before giving up, even
 #: with time left (a gateway that stays down is reported, not waited for indefinitely).
 SDK_ATTEMPTS = 3
+#: The codes a replica that died or is stopping answers; `_unary` and `wait_for_job` try again.
+SERVER_WENT_AWAY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
 
 class ForecastClient(FrameMethods, MonitoringMethods):
     """A connection to a forecast gateway.
@@ -108,9 +111,10 @@ class ForecastClient(FrameMethods, MonitoringMethods):
     def _unary(self, method: Callable[..., T], request: Any, timeout: float | None, *,
                repeatable: bool = True) -> T:
         """One unary call. A `repeatable` request (not a consumed stream) that still ends in
-        UNAVAILABLE after gRPC's own retries (a replica died after the call was under way) is
-        sent again, with backoff, while the deadline allows: the next attempt goes to another
-        replica of a fleet."""
+        UNAVAILABLE after gRPC's own retries (a replica died after the call was under way), or
+        in CANCELLED (a stopping replica had received it but not started it, grpc/grpc#41785;
+        the SDK never cancels its own unary calls), is sent again, with backoff, while the
+        deadline allows: the next attempt goes to another replica of a fleet."""
         metadata = self._metadata()
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = self.config.retry.initial_backoff_s
@@ -124,9 +128,9 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                     wait_for_ready=self.config.wait_for_ready,
                 )
             except grpc.RpcError as err:
-                unavailable = err.code() == grpc.StatusCode.UNAVAILABLE
+                gone = err.code() in SERVER_WENT_AWAY
                 out_of_time = deadline is not None and time.monotonic() + backoff >= deadline
-                if (not repeatable or not unavailable or out_of_time
+                if (not repeatable or not gone or out_of_time
                         or self.config.retry.max_attempts < 2
                         or attempts >= SDK_ATTEMPTS):
                     raise _error(err, metadata) from None
@@ -258,8 +262,9 @@ class ForecastClient(FrameMethods, MonitoringMethods):
     ) -> pb.TrainingJob:
         """Block until the job is terminal and return it; `on_update(job)` sees every event.
 
-        Survives a gateway restart: on UNAVAILABLE it reconnects and keeps watching until
-        `timeout_s` (None: no limit) runs out. Raises DEADLINE_EXCEEDED after `timeout_s`.
+        Survives a gateway restart: on UNAVAILABLE (or the CANCELLED of a stopping gateway)
+        it reconnects and keeps watching until `timeout_s` (None: no limit) runs out. Raises
+        DEADLINE_EXCEEDED after `timeout_s`.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         backoff = self.config.retry.initial_backoff_s
@@ -273,7 +278,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                     if deadline is not None and time.monotonic() > deadline:
                         break
             except ForecastClientError as err:
-                if err.code != grpc.StatusCode.UNAVAILABLE:
+                if err.code not in SERVER_WENT_AWAY:
                     raise
             if deadline is not None and time.monotonic() > deadline:
                 raise ForecastClientError(grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -84,7 +84,9 @@ class RetryPolicy:
     request id and the gateway starts one job per id however often it arrives. On top of this,
     `ForecastClient` retries the calls that are safe to repeat (reads, Predict, Forecast, Train,
     SetLiveModel) when UNAVAILABLE arrives after gRPC gave up, for instance when a replica of a
-    fleet dies mid-call, until the call's deadline (docs/fleet.md).
+    fleet dies mid-call, or CANCELLED, which a stopping gateway answers to calls it had received
+    but not started (the SDK never cancels a unary call itself), until the call's deadline
+    (docs/fleet.md).
     """
 
     max_attempts: int = 5
@@ -190,6 +192,9 @@ class ClientConfig:
             retrying["retryPolicy"] = retry_policy
         config = {
             "loadBalancingConfig": [{self.load_balancing: {}}],
+            # round_robin skips a replica whose grpc.health.v1 status is NOT_SERVING: a
+            # gateway that is stopping says so before it refuses calls (docs/fleet.md).
+            "healthCheckConfig": {"serviceName": ""},
             "methodConfig": [retrying],
         }
         return json.dumps(config)

@@ -88,6 +88,10 @@ class GatewayConfig:
     """Seconds between SIGTERM and SIGKILL when a training job is cancelled (container contract)."""
     shutdown_grace_s: float = 30.0
     """Seconds in-flight calls get to finish on SIGTERM before they are cancelled."""
+    shutdown_drain_s: float = 1.0
+    """Seconds the gateway still serves on SIGTERM while its health reports NOT_SERVING, so
+    health-checking clients (the SDK's round-robin channel) and load balancers move new calls
+    to other replicas before it refuses them (docs/fleet.md)."""
     model_cache_size: int = 8
     """Loaded models kept in memory (live models are loaded first when they go live)."""
     allow_file_uris: bool = False
@@ -185,6 +189,8 @@ class GatewayConfig:
             raise ValueError(f"metrics_port must be -1 (off) or 0..65535, got {self.metrics_port}")
         if self.monitor_max_series < 0:
             raise ValueError("monitor_max_series must be 0 or more")
+        if self.shutdown_drain_s < 0 or self.shutdown_grace_s < 0:
+            raise ValueError("shutdown_drain_s and shutdown_grace_s cannot be negative")
         if not -1 <= self.http_port <= 65535:
             raise ValueError(f"http_port must be -1 (off) or 0..65535, got {self.http_port}")
         if self.fleet_poll_s * 3 > self.lease_s:
@@ -320,7 +326,8 @@ _DOCS = {
     "stream_window": "chunks of one PredictStream forecast at once", "control_threads": "registry/file threads",
     "training_slots": "concurrent training jobs", "training_nice": "niceness of training processes",
     "cancel_grace_s": "SIGTERM->SIGKILL delay for cancelled training",
-    "shutdown_grace_s": "drain time on SIGTERM", "model_cache_size": "models kept loaded",
+    "shutdown_grace_s": "drain time on SIGTERM",
+    "shutdown_drain_s": "seconds NOT_SERVING before the stop (clients move away)", "model_cache_size": "models kept loaded",
     "allow_file_uris": "let Train read file:// URIs (under --file-uri-root)",
     "file_uri_root": "file:// URIs of retailer R must lie under FILE_URI_ROOT/R/",
     "upload_threads": "upload/validation threads (apart from control threads)",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import logging
 import time
 import uuid
@@ -247,6 +248,15 @@ class ServerInterceptor(aio.ServerInterceptor):
 
     def _wrap_stream(self, method: str, behavior: Callable[..., Any],
                      decoded: Callable[[Any], Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(behavior):
+            # The writer API (`await context.write(...)`, e.g. grpc.health.v1's Watch): gRPC
+            # tells the two kinds apart by the handler's type, so the wrapper keeps its kind.
+            async def writer(request: Any, context: aio.ServicerContext) -> None:
+                async with self._call(method, context):
+                    await behavior(decoded(request), context)
+
+            return writer
+
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
             async with self._call(method, context) as extra:
                 extra["messages"] = 0

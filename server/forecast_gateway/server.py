@@ -139,14 +139,24 @@ class GatewayServer:
             "pid": os.getpid(), **self.backend.describe()}})
         return port
 
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Graceful stop: report NOT_SERVING, refuse new calls, let in-flight ones finish for
-        `grace_s` (config.shutdown_grace_s), then stop the backend and close the registry."""
+    async def stop(self, grace_s: float | None = None, drain_s: float | None = None) -> None:
+        """Graceful stop: report NOT_SERVING and keep serving for `drain_s`
+        (config.shutdown_drain_s) while clients move away, then refuse new calls, let in-flight
+        ones finish for `grace_s` (config.shutdown_grace_s), stop the backend and close the
+        registry.
+
+        The drain matters because gRPC cancels (CANCELLED, grpc/grpc#41785) the calls a stopping
+        server had received but not yet started; after the drain, health-checking clients send
+        none.
+        """
         if self._server is None or self._stopped.is_set():
             return
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
-        log.info("gateway stopping", extra={"fields": {"grace_s": grace}})
+        drain = self.config.shutdown_drain_s if drain_s is None else drain_s
+        log.info("gateway stopping", extra={"fields": {"grace_s": grace, "drain_s": drain}})
         await self._health.enter_graceful_shutdown()
+        if drain > 0:
+            await asyncio.sleep(drain)
         self.service.begin_shutdown()  # open watches end with UNAVAILABLE
         # HTTP requests in flight ride on gRPC calls: both drain at the same time.
         await asyncio.gather(self._server.stop(grace),

@@ -8,6 +8,7 @@ import time
 import grpc
 import pytest
 from forecast_client import ForecastClient, ForecastClientError, pb
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 pytestmark = pytest.mark.slow
 SLOW_HP = {"num_round": "5000", "early_stopping_rounds": "5000", "eta": "0.001"}
@@ -79,3 +80,31 @@ def test_watch_ends_with_unavailable_when_the_gateway_stops(tmp_path, sample_csv
         assert gw.proc.wait(60) == 0
     finally:
         gw.stop()
+
+
+def test_a_stopping_gateway_reports_not_serving_and_the_sdk_moves_to_another(
+        tmp_path, gateway_factory) -> None:
+    """SIGTERM: for shutdown_drain_s the gateway still answers but its health says NOT_SERVING,
+    and the SDK's round-robin channel (health-checking) sends every call to the other replica."""
+    stopping = gateway_factory(tmp_path / "a", env={
+        "FORECAST_GATEWAY_SHUTDOWN_DRAIN_S": "4"}).start()
+    other = gateway_factory(tmp_path / "b").start()
+    check = health_pb2.HealthCheckRequest(service="")
+    with ForecastClient(target=f"ipv4:{stopping.target},{other.target}") as fleet, \
+            grpc.insecure_channel(stopping.target) as direct:
+        fleet.wait_until_ready()
+        via_fleet = health_pb2_grpc.HealthStub(fleet._channel)
+        answers = {via_fleet.Check(check, timeout=5).status for _ in range(20)}
+        assert answers == {health_pb2.HealthCheckResponse.SERVING}
+        stopping.proc.send_signal(15)
+        deadline = time.monotonic() + 3
+        to_stopping = health_pb2_grpc.HealthStub(direct)
+        while to_stopping.Check(check, timeout=5).status != health_pb2.HealthCheckResponse.NOT_SERVING:
+            assert time.monotonic() < deadline, "the stopping gateway never said NOT_SERVING"
+            time.sleep(0.05)
+        time.sleep(0.3)  # the channel's health watch sees it too
+        # Still draining (it answers), yet every call through the fleet's channel went elsewhere.
+        assert stopping.proc.poll() is None
+        answers = [via_fleet.Check(check, timeout=5).status for _ in range(40)]
+        assert set(answers) == {health_pb2.HealthCheckResponse.SERVING}
+    assert stopping.proc.wait(60) == 0
