@@ -30,6 +30,9 @@ class GatewayConfig:
     database_url: str = ""
     """The store's database: empty for the embedded SQLite file in `data_dir`;
     `postgresql://user:password@host:5432/db` for a fleet of gateways (docs/fleet.md)."""
+    artifact_store: str = ""
+    """Where published model versions and uploaded datasets live: empty for `data_dir`;
+    `s3://bucket/prefix` for S3, which every replica of a fleet reads (docs/artifact.md)."""
     gateway_id: str = ""
     """This gateway's id in the database (job leases, heartbeats); empty: host-pid-random."""
     lease_s: float = 15.0
@@ -199,6 +202,9 @@ class GatewayConfig:
         if self.database_url and not self.database_url.startswith(
                 ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")):
             raise ValueError("database_url must be postgresql://... or sqlite:///PATH")
+        if self.artifact_store:  # ValueError naming what is wrong (no import cycle at load)
+            from forecast_gateway.backends.sagemaker.layout import S3Layout
+            S3Layout.from_uri(self.artifact_store, "artifact_store")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
@@ -307,6 +313,7 @@ _DOCS = {
     "host": "interface to listen on", "port": "TCP port, 0 for any free port",
     "data_dir": "per-retailer storage root (and the embedded SQLite database)",
     "database_url": "postgresql://... for a fleet; empty: SQLite in the data dir",
+    "artifact_store": "s3://bucket/prefix for model versions and datasets; empty: the data dir",
     "gateway_id": "this gateway's id in the database (default: host-pid-random)",
     "lease_s": "seconds a job lease lasts without renewal",
     "fleet_poll_s": "seconds between polls for queued jobs, cancels and live switches",

@@ -6,8 +6,11 @@ restart the gateway on the same data dir and check what it recovers). Unset in p
 `crash_point` is one dictionary lookup. The points:
 
 - `publish.staged`: the trained artifact is in `models/.staging/`, nothing installed yet;
-- `publish.installed`: the artifact is renamed into `models/<version>`, but the registry does
-  not record the version yet (the window where an orphan directory is left behind).
+- `publish.uploaded`: with `--artifact-store`, every file is in S3, nothing renamed into the
+  cache and nothing recorded (the objects are left unreferenced);
+- `publish.installed`: the artifact is renamed into `models/<version>` (or its cache entry),
+  but the registry does not record the version yet (the window where an orphan directory is
+  left behind).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import signal
 
 ENV = "FORECAST_GATEWAY_TEST_CRASH_AT"
-POINTS = ("publish.staged", "publish.installed")
+POINTS = ("publish.staged", "publish.uploaded", "publish.installed")
 
 log = logging.getLogger("forecast_gateway.crashpoints")
 

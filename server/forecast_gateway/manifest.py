@@ -9,6 +9,7 @@ being served as if it were the model the registry describes.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from forecasting.errors import ArtifactError
@@ -31,6 +32,12 @@ def compute(directory: Path) -> dict[str, str]:
                     digest.update(block)
             manifest[path.relative_to(directory).as_posix()] = digest.hexdigest()
     return manifest
+
+
+def digest(files: dict[str, str]) -> str:
+    """The sha256 of a manifest itself (its JSON, keys sorted): one hex string that names an
+    artifact's exact contents (the object store keys a version by its first 12 digits)."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def verify(directory: Path, expected: dict[str, str], what: str) -> None:

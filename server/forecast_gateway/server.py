@@ -135,6 +135,7 @@ class GatewayServer:
             "auth": self.config.auth, "tls": credentials is not None,
             "mtls": self.config.tls_client_ca is not None,
             "address": f"{self.config.host}:{port}", "data_dir": str(self.service.storage.root),
+            "artifact_store": self.config.artifact_store or None,
             "http_address": f"{self.config.host}:{self.http_port}" if self.http else None,
             "pid": os.getpid(), **self.backend.describe()}})
         return port

@@ -13,6 +13,13 @@
 <data-dir>/retailers/<retailer>/jobs/<job_id>/   a job: job.json (its record), train.log,
                                                  opt_ml/ (the SageMaker-shaped tree)
 ```
+With `--artifact-store s3://bucket/prefix` (`dataplane/object_store.py`) model versions and
+datasets live in S3 and this gateway keeps a cache of them instead of `raw/` and `models/`:
+```
+<data-dir>/cache/<retailer>/models/<version>-<sha12>/  a version's files (sha12: its manifest's)
+<data-dir>/cache/<retailer>/raw/<dataset_id>.<fmt>     a dataset
+<data-dir>/cache/<retailer>/.incoming/                 downloads in progress (removed on restart)
+```
 Retailer ids are checked before they become path components (see `check_retailer`).
 """
 
@@ -78,6 +85,22 @@ class Storage:
         (same filesystem, so the rename is atomic)."""
         return self.models_dir(retailer) / ".staging"
 
+    def cache_dir(self, retailer: str) -> Path:
+        """`<root>/cache/<retailer>`: what this gateway fetched from the object store."""
+        return self.root / "cache" / check_retailer(retailer)
+
+    def cached_model_dir(self, retailer: str, name: str) -> Path:
+        """A cached version, `name` = `<version>-<sha12>` (the object store's key too)."""
+        return self.cache_dir(retailer) / "models" / name
+
+    def cached_dataset_path(self, retailer: str, dataset_id: str, fmt: str) -> Path:
+        """A cached dataset."""
+        return self.cache_dir(retailer) / "raw" / f"{dataset_id}.{fmt}"
+
+    def cache_incoming_dir(self, retailer: str) -> Path:
+        """Where downloads are written before they are checked and renamed into the cache."""
+        return self.cache_dir(retailer) / ".incoming"
+
     def quarantine_dir(self, retailer: str) -> Path:
         """Where start-up moves model directories the registry does not know."""
         return self.root / "quarantine" / check_retailer(retailer)
@@ -97,13 +120,11 @@ class Storage:
         tmp.replace(directory / "job.json")
 
     def clean_incoming(self, older_than_s: float = 0.0) -> None:
-        """Remove uploads cut off by a restart: every one, or (a data dir shared by a fleet)
-        only those untouched for `older_than_s` seconds."""
-        base = self.root / "retailers"
-        if not base.exists():
-            return
+        """Remove uploads and downloads cut off by a restart: every one, or (a data dir shared
+        by a fleet) only those untouched for `older_than_s` seconds."""
         cutoff = time.time() - older_than_s
-        for incoming in base.glob("*/raw/.incoming"):
+        for incoming in [*self.root.glob("retailers/*/raw/.incoming"),
+                         *self.root.glob("cache/*/.incoming")]:
             if not older_than_s:
                 shutil.rmtree(incoming, ignore_errors=True)
                 continue

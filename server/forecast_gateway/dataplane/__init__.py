@@ -57,7 +57,13 @@ class ForecastService:
         # On PostgreSQL several gateways share the database (and may share the data dir).
         self.shared = self.database.dialect == "postgresql"
         self.gateway_id = config.gateway_id or new_gateway_id()
-        self.state = SharedState(config=config, backend=backend, storage=storage, registry=registry)
+        objects = None
+        if config.artifact_store:   # versions and datasets in S3 (object_store.py)
+            from forecast_gateway.dataplane.object_store import ObjectStore
+
+            objects = ObjectStore.from_config(config, storage)
+        self.state = SharedState(config=config, backend=backend, storage=storage, registry=registry,
+                                 objects=objects)
         self.datasets = DatasetService(self.state)
         self.models = ModelService(self.state)
         self._monitoring_store = MonitoringStore(self.database)
@@ -95,7 +101,9 @@ class ForecastService:
         under this gateway's own id are failed now (others' when their leases run out,
         `dataplane.fleet`), and only uploads in progress older than `STALE_S` are cleared
         (the model directories are checked under each retailer's publish lock). Then the live pointers load and the
-        dispatcher starts."""
+        dispatcher starts. With an artifact store, its bucket must answer first."""
+        if self.state.objects is not None:
+            self.state.objects.check()   # a bucket that does not answer: the gateway exits 1
         stale_s = STALE_S if self.shared else 0.0
         self.state.storage.clean_incoming(older_than_s=stale_s)
         # A gateway restarted under the same --gateway-id fails its own cut-off jobs at once;

@@ -114,7 +114,8 @@ class DatasetService:
 
     def store(self, tenant: Tenant, filename: str, fmt: str, source: Path, sha256: str,
               move: bool) -> Dataset:
-        """Validate `source` and register it as a new dataset (moved or copied into `raw/`)."""
+        """Validate `source` and register it as a new dataset (moved or copied into `raw/`, or
+        into the cache and uploaded to the artifact store before it is recorded)."""
         from forecasting.schema import read_table, validate_history
 
         frame = read_table(source)
@@ -125,12 +126,20 @@ class DatasetService:
         retailer = tenant.retailer
         self._s.registry.ensure_retailer(retailer)
         dataset_id = new_id("ds")
-        dest = self._s.storage.dataset_path(retailer, dataset_id, fmt)
+        objects = self._s.objects   # with an artifact store: kept in its cache, uploaded first
+        dest = (self._s.storage.cached_dataset_path(retailer, dataset_id, fmt) if objects
+                else self._s.storage.dataset_path(retailer, dataset_id, fmt))
         dest.parent.mkdir(parents=True, exist_ok=True)
         if move:
             source.replace(dest)
         else:
             shutil.copyfile(source, dest)
+        if objects is not None:
+            try:
+                objects.upload_dataset(dest, retailer, dataset_id, fmt)
+            except BaseException:
+                dest.unlink(missing_ok=True)
+                raise
         dataset = Dataset(
             dataset_id=dataset_id, retailer=retailer, filename=filename, format=fmt, path=dest,
             size_bytes=dest.stat().st_size, sha256=sha256, rows=len(clean), series=series,

@@ -135,10 +135,18 @@ class JobService:
             return
         hp = {**{k: str(v) for k, v in job.hyperparameters.items()},
               "model_kind": job.model_kind, "horizon": str(job.horizon)}
+        try:
+            data_path = self._s.dataset_file(dataset)   # fetched from the artifact store
+        except Exception as exc:
+            log.warning("the dataset of a claimed job cannot be read", exc_info=True,
+                        extra={"fields": {"job_id": job.job_id}})
+            self._finish(job.job_id, JobState.FAILED, f"dataset {job.dataset_id!r} cannot be "
+                         f"read: {exc}"[:FAILURE_REASON_CHARS])
+            return
         spec = TrainingSpec(
             job_id=job.job_id, retailer=job.retailer,
             job_dir=self._s.storage.job_dir(job.retailer, job.job_id),
-            data_path=dataset.path, data_format=dataset.format,  # type: ignore[arg-type]
+            data_path=data_path, data_format=dataset.format,  # type: ignore[arg-type]
             hyperparameters=hp,
         )
         try:

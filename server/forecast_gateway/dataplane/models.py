@@ -69,7 +69,7 @@ class ModelService:
 
     def __init__(self, state: SharedState):
         self._s = state
-        self.artifacts = ArtifactStore(state.storage, state.registry)
+        self.artifacts = ArtifactStore(state.storage, state.registry, state.objects)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class ModelService:
         number = self._s.registry.next_model_number(retailer)
         version = f"v{number}"
         try:
-            dest = self.artifacts.install(staged, retailer, version)
+            dest = self.artifacts.install(staged, retailer, version, files)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
@@ -206,10 +206,12 @@ class ModelService:
         if live is not None:
             dataset = self._s.registry.get_dataset(job.retailer, job.dataset_id)
             try:
+                self.artifacts.verify(live)   # on a replica with an artifact store: fetched
                 champion = (promotion.unscored(live.version, live.path, "promote=always")
                             if job.promote == "always" else
                             promotion.champion_score(live.version, live.path, challenger,
-                                                     dataset.path if dataset else None, metric))
+                                                     self._s.dataset_file(dataset)
+                                                     if dataset else None, metric))
             except Exception as exc:  # reported in the decision, logged here
                 log.warning("the live model could not be scored for the promotion gate",
                             exc_info=True, extra={"fields": {"job_id": job.job_id}})

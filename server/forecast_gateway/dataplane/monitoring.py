@@ -27,7 +27,7 @@ from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.served import ServedRecorder
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.domain import Dataset, ModelVersion
+from forecast_gateway.domain import Dataset, ModelRef, ModelVersion
 from forecast_gateway.monitoring_store import MonitoringStore, read_actuals, write_actuals
 from forecasting import artifact as art
 from forecasting.monitoring import actuals as actuals_lib
@@ -174,7 +174,8 @@ class MonitoringService:
         """A stored dataset's validated rows."""
         from forecasting.schema import read_table, validate_history
 
-        return validate_history(read_table(self._datasets.get(tenant, dataset_id).path))[0]
+        dataset = self._datasets.get(tenant, dataset_id)
+        return validate_history(read_table(self._s.dataset_file(dataset)))[0]
 
     def _training_dataset(self, tenant: Tenant, base_dataset_id: str,
                           history: pd.DataFrame | None, accumulated: pd.DataFrame) -> str:
@@ -263,14 +264,16 @@ class MonitoringService:
         self._s.existing(tenant)
         ref = self._s.live.get(tenant.retailer)
         live_version = ref.version if ref is not None else ""
-        live_trained = _trained(ref.path, ref.version) if ref is not None else ""
+        live_trained = _trained(ref.path, ref.version) if ref is not None and \
+            self._fetched(ref) else live_version
         scores = self._store.scores(tenant.retailer)
         daily = self._store.scores(tenant.retailer, by="day")
         versions = []
         for version in sorted(set(scores) | ({live_trained} - {""}), key=_number, reverse=True):
             model = self._s.registry.get_model(tenant.retailer, version)
             versions.append({"version": version, "live": version == live_trained,
-                             "test": _test_scores(model.path) if model is not None else None,
+                             "test": _test_scores(model.path)
+                             if model is not None and self._fetched(model.ref) else None,
                              "live_scores": scores.get(version, {}),
                              "live_daily": daily.get(version, {})})
         drift = self._store.drift(tenant.retailer)
@@ -300,6 +303,21 @@ class MonitoringService:
             retrain_recommended=bool(evidence), evidence=evidence,
             served_records=self._store.served_count(tenant.retailer))
 
+    def _fetched(self, ref: ModelRef) -> bool:
+        """Whether a version's files are on this gateway's disk: with an artifact store, its
+        cache entry is fetched when missing (one that cannot be is left out of the report and
+        logged); always on the data dir."""
+        if self._s.objects is None:
+            return True
+        try:
+            self._models.artifacts.verify(ref)
+        except Exception:
+            log.warning("a model version's files could not be fetched for the report",
+                        exc_info=True, extra={"fields": {"retailer": ref.retailer,
+                                                         "model_version": ref.version}})
+            return False
+        return True
+
     def summary(self) -> list[dict]:
         """Per retailer, for the metrics exporter: live version and its live RMSLE, drift score
         and the age of the last actuals."""
@@ -326,12 +344,17 @@ def _number(version: str) -> int:
     return int(version[1:]) if version[1:].isdigit() else 0
 
 
-@functools.lru_cache(maxsize=256)
 def _trained(path: Path, version: str) -> str:
-    """The version that trained the artifact at `path` (artifacts never change in place)."""
+    """The version that trained the artifact at `path` (`version` while its files are not on
+    this gateway's disk: a cache entry not fetched yet is not remembered as such)."""
     meta_path = path / "artifact.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return actuals_lib.trained_version(meta, version)
+    return _trained_from(meta_path, version) if meta_path.exists() else version
+
+
+@functools.lru_cache(maxsize=256)
+def _trained_from(meta_path: Path, version: str) -> str:
+    """From an artifact.json (artifacts never change in place)."""
+    return actuals_lib.trained_version(json.loads(meta_path.read_text()), version)
 
 
 def _test_scores(path: Path) -> dict | None:

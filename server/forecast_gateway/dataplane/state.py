@@ -1,6 +1,6 @@
 """What the data plane's services share: the registry, storage, backend, the live pointers, the
-hub that wakes job watchers and the metrics they update. One `SharedState` is built by `ForecastService` and handed to
-each service."""
+hub that wakes job watchers, the metrics they update and the object store (when there is one).
+One `SharedState` is built by `ForecastService` and handed to each service."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.domain import ModelRef
+from forecast_gateway.domain import Dataset, ModelRef
 from forecast_gateway.errors import BackendUnavailable, NotFound
 from forecast_gateway.metrics import GatewayMetrics
 from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage
+
+if TYPE_CHECKING:
+    from forecast_gateway.dataplane.object_store import ObjectStore
 
 
 class JobHub:
@@ -98,6 +103,15 @@ class SharedState:
     live: LivePointers = field(default_factory=LivePointers)
     closing: threading.Event = field(default_factory=threading.Event)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    objects: ObjectStore | None = None
+    """The object store of `--artifact-store` (None: versions and datasets on the data dir)."""
+
+    def dataset_file(self, dataset: Dataset) -> Path:
+        """The dataset's file on this gateway's disk: from the object store's cache (fetched and
+        checked when missing) when it lives there, else where it was stored."""
+        if self.objects is not None and self.objects.holds_dataset(dataset):
+            return self.objects.fetch_dataset(dataset)
+        return dataset.path
 
     def existing(self, tenant: Tenant) -> Tenant:
         """`tenant` if the retailer exists; NotFound otherwise."""

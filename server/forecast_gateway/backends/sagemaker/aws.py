@@ -39,6 +39,21 @@ def retry_config(max_attempts: int, *, connect_timeout_s: float = 10,
                   max_pool_connections=32)
 
 
+def create_s3_client(*, region: str = "", endpoint_url: str = "", max_attempts: int = 8,
+                     validate: bool = True) -> Any:
+    """One s3 client (the gateway's artifact store): the same region, endpoint override, retries
+    and service-model checks as `create_clients`. With no endpoint URL given, botocore's own
+    `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` variables still apply."""
+    session = boto3.session.Session(region_name=region or None)
+    extra: dict[str, Any] = {"config": retry_config(max_attempts)}
+    if endpoint_url:
+        extra["endpoint_url"] = endpoint_url
+    s3 = session.client("s3", **extra)
+    if validate:
+        validation.enforce(s3)
+    return s3
+
+
 def create_clients(*, region: str = "", endpoint_url: str = "", max_attempts: int = 8,
                    local_mode: bool = False, validate: bool = True) -> AwsClients:
     """The clients, from one session. `validate` checks every request against the service

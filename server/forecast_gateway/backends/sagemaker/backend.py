@@ -19,8 +19,6 @@ endpoints. docs/sagemaker.md is the operator's page.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import tarfile
 import tempfile
@@ -299,8 +297,7 @@ class SageMakerBackend(Backend):
         source = training.model_source(model.path)
         if source:
             return source
-        files = json.dumps(manifest.compute(model.path), sort_keys=True).encode()
-        digest = hashlib.sha256(files).hexdigest()[:16]
+        digest = manifest.digest(manifest.compute(model.path))[:16]
         key = self.layout.model_key(model.retailer, f"import-{digest}")
         try:
             self.clients.s3.head_object(Bucket=self.layout.bucket, Key=key)
