@@ -16,9 +16,14 @@
 6. The SageMaker backend (SageMaker local mode: the real images, S3 on moto) beside the local
    backend: Train -> live, Predict overhead per call, bulk rows/s through chunked InvokeEndpoint,
    the inference container's memory (needs Docker; `--skip-sagemaker` leaves it out).
+7. The gateway fleet: Predict throughput and p99 with 1, 2 and 3 replicas on one PostgreSQL
+   database behind round robin against one gateway on SQLite, registry operations a second on
+   both engines, a live switch's reach across replicas, the database's bytes a row
+   (`bench/fleet_bench.py`, a few minutes; needs Debian's PostgreSQL binaries, `--skip-fleet`
+   leaves it out).
 
     python -m bench.run_all [--small] [--skip-real] [--skip-models] [--skip-intervals]
-                            [--skip-sagemaker] [--output FILE]
+                            [--skip-sagemaker] [--skip-fleet] [--output FILE]
 
 Only the full run (no options) writes docs/benchmarks.md; a partial one goes to .bench/.
 
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave out the prediction-interval coverage run")
     p.add_argument("--skip-sagemaker", action="store_true",
                    help="leave out the SageMaker local-mode run (needs Docker)")
+    p.add_argument("--skip-fleet", action="store_true",
+                   help="leave out the gateway fleet run (needs PostgreSQL's binaries)")
     p.add_argument("--rounds", type=int, default=100, help="boosting rounds, both sides")
     p.add_argument("--grpc-rows", type=int, default=500_000)
     p.add_argument("--output", help="default: docs/benchmarks.md for the full run, "
@@ -186,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("SageMaker backend beside the local backend",
                          sagemaker_bench.markdown(results["sagemaker"])))
         print(sections[-1][1], flush=True)
+    if not a.skip_fleet:
+        from bench import fleet_bench
+
+        print("== gateway fleet: replicas on PostgreSQL vs one gateway on SQLite", flush=True)
+        results["fleet"] = fleet_bench.run()
+        sections.append(("Gateway fleet: replicas on PostgreSQL beside one gateway on SQLite",
+                         fleet_bench.markdown(results["fleet"])))
+        print(sections[-1][1], flush=True)
     header = [
         "# Benchmarks", "",
         (f"Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d}, "
@@ -197,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/fairness_bench.py`, "
         "`bench/fuzz_bench.py`, `bench/monitoring_bench.py`, "
         "`bench/models_bench.py`, "
-        "`bench/intervals_bench.py`, `bench/sagemaker_bench.py` "
+        "`bench/intervals_bench.py`, `bench/sagemaker_bench.py`, `bench/fleet_bench.py` "
         "(module docstrings)."),
     ]
     body = [f"\n## {title}\n\n{table}" for title, table in sections]
