@@ -91,6 +91,9 @@ class GatewayConfig:
     """Seconds between SIGTERM and SIGKILL when a training job is cancelled (container contract)."""
     shutdown_grace_s: float = 30.0
     """Seconds in-flight calls get to finish on SIGTERM before they are cancelled."""
+    http_keepalive_s: float = 15.0
+    """HTTP/JSON face: seconds a connection may go without a complete request head (idle
+    between requests, or sending one slowly) before it is closed."""
     shutdown_drain_s: float = 1.0
     """Seconds the gateway still serves on SIGTERM while its health reports NOT_SERVING, so
     health-checking clients (the SDK's round-robin channel) and load balancers move new calls
@@ -212,7 +215,8 @@ class GatewayConfig:
                      "unary_predict_threads",
                      "control_threads", "upload_threads", "training_slots", "model_cache_size",
                      "docker_ping_timeout_s", "docker_request_timeout_s", "docker_drain_s",
-                     "docker_serve_workers", "docker_max_body_bytes", "lease_s", "fleet_poll_s"):
+                     "docker_serve_workers", "docker_max_body_bytes", "lease_s", "fleet_poll_s",
+                     "http_keepalive_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.backend == "sagemaker":
@@ -321,6 +325,7 @@ _DOCS = {
     "port_file": "write the bound port to this file once serving",
     "http_port": "HTTP/JSON port, 0 for any free port, -1 for none",
     "http_port_file": "write the bound HTTP port to this file once serving",
+    "http_keepalive_s": "HTTP: close a connection with no complete request within this",
     "metrics_port": "Prometheus /metrics port, 0 for any free port, -1 for none",
     "metrics_port_file": "write the bound metrics port to this file once serving",
     "monitor_max_series": "series per retailer recorded for live accuracy",

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import swagger_ui_bundle
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from grpc import aio
 
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.http import status, transcode
 from forecast_gateway.http.calls import BodyTooLarge, Caller
 from forecast_gateway.http.openapi import build_openapi
+from forecast_gateway.http.protocol import JsonErrorRunner, malformed
 from forecast_gateway.http.routes import Route, discover_routes
 
 log = logging.getLogger("forecast_gateway.http")
@@ -104,8 +106,9 @@ class HttpFace:
         self._caller = Caller(self._channel, self._pool, max_body_bytes=limit,
                               max_chunk_bytes=self.config.max_upload_chunk_bytes,
                               bulk_hint=self._bulk_hint)
-        runner = web.AppRunner(self.build_app(), access_log=None,
-                               shutdown_timeout=self.config.shutdown_grace_s)
+        runner = JsonErrorRunner(self.build_app(), access_log=None,
+                                 shutdown_timeout=self.config.shutdown_grace_s,
+                                 keepalive_timeout=self.config.http_keepalive_s)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.http_port)
         await site.start()
@@ -160,6 +163,16 @@ class HttpFace:
             hint = self._bulk_hint
             response = status.error_response(413, "RESOURCE_EXHAUSTED",
                                              f"{exc}; {hint}" if hint else str(exc), rid)
+        except (HttpProcessingError, web.RequestPayloadError) as exc:   # a body that does not
+            # decode (protocol.py)
+            code, message = malformed(exc)
+            response = status.error_response(code, status.CODE_OF_HTTP.get(
+                code, "INVALID_ARGUMENT"), message, rid)
+        except ConnectionError:   # the client hung up mid-request: nobody to answer
+            log.info("http client went away", extra={"fields": {
+                "request_id": rid, "method": request.method, "path": request.path}})
+            return status.error_response(499, "CANCELLED", "the client closed the connection",
+                                         rid)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -77,7 +77,13 @@ class Caller:
         """Answer one HTTP request through `route`."""
         metadata = [("x-request-id", request_id)]
         if "Authorization" in request.headers:
-            metadata.append(("authorization", request.headers["Authorization"]))
+            credential = request.headers["Authorization"]
+            if not (credential.isascii() and credential.isprintable()):
+                # gRPC metadata is printable ASCII; the value itself is never echoed or logged.
+                return status.error_response(
+                    401, "UNAUTHENTICATED", "the Authorization header must be 'Bearer <key>' in "
+                    "printable ASCII", request_id, {"WWW-Authenticate": "Bearer"})
+            metadata.append(("authorization", credential))
         try:
             if route.raw_body_field is not None:
                 return await self._upload(route, request, path_vars, metadata)
@@ -196,6 +202,17 @@ class Caller:
                               query: list[tuple[str, str]]) -> tuple[BodyPartReader, list]:
         """The file part of a multipart form; the text parts before it count as query
         parameters, and the file's name fills `filename` when the form does not give it."""
+        try:
+            return await Caller._file_part(request, route, query)
+        except (ValueError, KeyError, AssertionError) as exc:
+            if isinstance(exc, transcode.BadRequest):
+                raise
+            raise transcode.BadRequest(f"the multipart/form-data body is malformed: {exc}") \
+                from None
+
+    @staticmethod
+    async def _file_part(request: web.Request, route: Route,
+                         query: list[tuple[str, str]]) -> tuple[BodyPartReader, list]:
         reader = await request.multipart()
         fields = list(query)
         async for part in reader:
@@ -224,6 +241,8 @@ class Caller:
 
         async def messages() -> AsyncIterator[Message]:
             number = 0
+            if not request.body_exists:   # no body: a stream of no chunks
+                return
             while True:
                 try:
                     line = await request.content.readuntil(b"\n", max_size=limit)
@@ -291,8 +310,12 @@ async def _guarded(messages: AsyncIterator[Message],
 async def _blocks(source: Any, size: int) -> AsyncIterator[bytes]:
     """The bytes of a request body or of one multipart part, in blocks of at most `size`."""
     if isinstance(source, BodyPartReader):
-        while block := await source.read_chunk(size):
-            yield block
+        try:
+            while block := await source.read_chunk(size):
+                yield block
+        except (ValueError, AssertionError) as exc:   # a boundary that never comes, etc.
+            raise transcode.BadRequest(f"the multipart/form-data body is malformed: {exc}") \
+                from None
     else:
         async for block in source.iter_chunked(size):
             yield block

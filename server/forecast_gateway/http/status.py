@@ -35,9 +35,11 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 # HTTP's own refusals, named with the gRPC code of the same meaning.
-CODE_OF_HTTP: dict[int, str] = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND",
-                                405: "UNIMPLEMENTED", 413: "RESOURCE_EXHAUSTED",
-                                415: "INVALID_ARGUMENT", 500: "INTERNAL"}
+CODE_OF_HTTP: dict[int, str] = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED",
+                                404: "NOT_FOUND", 405: "UNIMPLEMENTED",
+                                413: "RESOURCE_EXHAUSTED", 414: "INVALID_ARGUMENT",
+                                415: "INVALID_ARGUMENT", 431: "RESOURCE_EXHAUSTED",
+                                499: "CANCELLED", 500: "INTERNAL"}
 RETRY_AFTER = "retry-after"
 
 

@@ -269,6 +269,10 @@ def parse_message(cls: type[Message], data: Any, where: str = "") -> Message:
         json_format.ParseDict(data, message)
     except json_format.ParseError as exc:
         raise BadRequest(f"{where + ': ' if where else ''}{exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{where or 'the body'}: nests objects too deeply") from None
+    except (OverflowError, TypeError, ValueError) as exc:   # e.g. a huge number for an int32
+        raise BadRequest(f"{where + ': ' if where else ''}{exc}") from None
     for path, columns, at in columnar:
         target = message
         for name in path:
@@ -320,13 +324,32 @@ def build_request(route: Route, path_vars: Mapping[str, str], query: Iterable[tu
 
 
 def parse_json(raw: bytes, where: str = "the body") -> Any:
-    """JSON text -> a value; BadRequest with the position when it is not JSON."""
+    """JSON text -> a value; BadRequest with the position when it is not JSON, and when it is
+    JSON no request can hold: NaN, Infinity or a number out of a double's range (1e400), an
+    integer of more than 4,300 digits, or nesting deeper than Python's recursion allows."""
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{where} nests arrays or objects too deeply") from None
+    except BadRequest as exc:
+        raise BadRequest(f"{where}: {exc}") from None
+    except ValueError as exc:   # int('9' * 5000): Python's limit on integer digits
+        raise BadRequest(f"{where}: a number is too long ({exc})") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"the number {text[:40]} is out of range (a double holds up to 1.8e308)")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise BadRequest(f"{name} is not a number JSON allows")
 
 
 _FAST_LISTS = {FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_INT32,
