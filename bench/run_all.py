@@ -49,6 +49,7 @@ from bench import (
     forecast_bench,
     fuzz_bench,
     grpc_bench,
+    http_fuzz_bench,
     intervals_bench,
     models_bench,
     monitoring_bench,
@@ -162,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("Fuzzing every RPC with malformed requests",
                          fuzz_bench.markdown(results["fuzz"])))
         print(sections[-1][1], flush=True)
+        print("== fuzzing the HTTP face", flush=True)
+        results["http_fuzz"] = http_fuzz_bench.bench(model_dir)
+        sections.append(("Fuzzing the HTTP/JSON face with malformed requests",
+                         http_fuzz_bench.markdown(results["http_fuzz"])))
+        print(sections[-1][1], flush=True)
     print("== authentication overhead", flush=True)
     results["auth"] = auth_bench.run()
     sections.append(("Authentication: what the credential check costs a call",
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         ("What each measures: `bench/real_bench.py`, `bench/forecast_bench.py`, "
          "`bench/grpc_bench.py`, "
         "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/fairness_bench.py`, "
-        "`bench/fuzz_bench.py`, `bench/monitoring_bench.py`, "
+        "`bench/fuzz_bench.py`, `bench/http_fuzz_bench.py`, `bench/monitoring_bench.py`, "
         "`bench/models_bench.py`, "
         "`bench/intervals_bench.py`, `bench/sagemaker_bench.py`, `bench/fleet_bench.py` "
         "(module docstrings)."),
