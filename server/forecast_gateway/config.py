@@ -93,7 +93,8 @@ class GatewayConfig:
     """Seconds in-flight calls get to finish on SIGTERM before they are cancelled."""
     http_keepalive_s: float = 15.0
     """HTTP/JSON face: seconds a connection may go without a complete request head (idle
-    between requests, or sending one slowly) before it is closed."""
+    between requests, or sending one slowly), and a request body without a byte, before it is
+    closed."""
     shutdown_drain_s: float = 1.0
     """Seconds the gateway still serves on SIGTERM while its health reports NOT_SERVING, so
     health-checking clients (the SDK's round-robin channel) and load balancers move new calls

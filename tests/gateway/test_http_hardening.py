@@ -194,3 +194,13 @@ def test_a_client_that_hangs_up_mid_body_is_no_error(face, caplog) -> None:
         time.sleep(0.1)
     assert "http client went away" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_a_body_that_stops_arriving_is_cut_off(face) -> None:
+    port, key = face
+    started = time.monotonic()
+    error = _json_error(_send(port, _request(
+        "POST", "/predict", b'{"retailer": "shop", "rows": [', {
+            "Content-Length": "100000", "Content-Type": "application/json"}, key)), 408)
+    assert error["code"] == "DEADLINE_EXCEEDED" and "no byte of the request body" in error["message"]
+    assert time.monotonic() - started < KEEPALIVE_S + 3

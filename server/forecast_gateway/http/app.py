@@ -27,7 +27,7 @@ from grpc import aio
 
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.http import status, transcode
-from forecast_gateway.http.calls import BodyTooLarge, Caller
+from forecast_gateway.http.calls import BodyStalled, BodyTooLarge, Caller
 from forecast_gateway.http.openapi import build_openapi
 from forecast_gateway.http.protocol import JsonErrorRunner, malformed
 from forecast_gateway.http.routes import Route, discover_routes
@@ -105,7 +105,8 @@ class HttpFace:
                      ("grpc.max_send_message_length", limit)])
         self._caller = Caller(self._channel, self._pool, max_body_bytes=limit,
                               max_chunk_bytes=self.config.max_upload_chunk_bytes,
-                              bulk_hint=self._bulk_hint)
+                              bulk_hint=self._bulk_hint,
+                              body_idle_s=self.config.http_keepalive_s)
         runner = JsonErrorRunner(self.build_app(), access_log=None,
                                  shutdown_timeout=self.config.shutdown_grace_s,
                                  keepalive_timeout=self.config.http_keepalive_s)
@@ -163,6 +164,9 @@ class HttpFace:
             hint = self._bulk_hint
             response = status.error_response(413, "RESOURCE_EXHAUSTED",
                                              f"{exc}; {hint}" if hint else str(exc), rid)
+        except BodyStalled as exc:
+            response = status.error_response(408, "DEADLINE_EXCEEDED", str(exc), rid)
+            response.force_close()
         except (HttpProcessingError, web.RequestPayloadError) as exc:   # a body that does not
             # decode (protocol.py)
             code, message = malformed(exc)

@@ -20,7 +20,7 @@ import contextvars
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -42,7 +42,8 @@ class Caller:
     """Runs routes against one gRPC channel; JSON work runs in `pool`, off the event loop."""
 
     def __init__(self, channel: aio.Channel, pool: Executor, *, max_body_bytes: int,
-                 max_chunk_bytes: int, bulk_hint: str):
+                 max_chunk_bytes: int, bulk_hint: str, body_idle_s: float = 15.0):
+        self._idle = body_idle_s
         self._channel = channel
         self._pool = pool
         self._max_body = max_body_bytes
@@ -121,10 +122,12 @@ class Caller:
     async def _read_body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self._max_body:
             raise BodyTooLarge(self._max_body, request.content_length)
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise BodyTooLarge(self._max_body, None) from None
+        body = bytearray()
+        while chunk := await _idle(request.content.readany(), self._idle):
+            body += chunk
+            if len(body) > self._max_body:
+                raise BodyTooLarge(self._max_body, None)
+        return bytes(body)
 
     # -- server streaming -------------------------------------------------------------------------
 
@@ -179,7 +182,7 @@ class Caller:
         async def messages() -> AsyncIterator[Message]:
             yield first
             buffer = bytearray()
-            async for block in _blocks(source, size):
+            async for block in _blocks(source, size, self._idle):
                 buffer += block
                 while len(buffer) >= size:
                     yield cls(**{name: bytes(buffer[:size])})
@@ -245,7 +248,8 @@ class Caller:
                 return
             while True:
                 try:
-                    line = await request.content.readuntil(b"\n", max_size=limit)
+                    line = await _idle(request.content.readuntil(b"\n", max_size=limit),
+                                       self._idle)
                 except ValueError:
                     raise BodyTooLarge(limit, None, f"line {number + 1}") from None
                 if not line:
@@ -307,15 +311,33 @@ async def _guarded(messages: AsyncIterator[Message],
         raise
 
 
-async def _blocks(source: Any, size: int) -> AsyncIterator[bytes]:
-    """The bytes of a request body or of one multipart part, in blocks of at most `size`."""
+class BodyStalled(Exception):
+    """No byte of a request body arrived for the idle limit (a client that stopped sending)."""
+
+    def __init__(self, idle_s: float):
+        super().__init__(f"no byte of the request body arrived for {idle_s:g} s; the "
+                         "connection is closed (send the body without pauses)")
+
+
+async def _idle(read: Awaitable[T], idle_s: float) -> T:
+    """One read of a request body, which may wait at most `idle_s` for its bytes."""
+    try:
+        async with asyncio.timeout(idle_s):
+            return await read
+    except TimeoutError:
+        raise BodyStalled(idle_s) from None
+
+
+async def _blocks(source: Any, size: int, idle_s: float) -> AsyncIterator[bytes]:
+    """The bytes of a request body or of one multipart part, in blocks of at most `size`, each
+    arriving within `idle_s`."""
     if isinstance(source, BodyPartReader):
         try:
-            while block := await source.read_chunk(size):
+            while block := await _idle(source.read_chunk(size), idle_s):
                 yield block
         except (ValueError, AssertionError) as exc:   # a boundary that never comes, etc.
             raise transcode.BadRequest(f"the multipart/form-data body is malformed: {exc}") \
                 from None
     else:
-        async for block in source.iter_chunked(size):
+        while block := await _idle(source.read(size), idle_s):
             yield block

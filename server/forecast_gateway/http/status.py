@@ -36,7 +36,7 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 }
 # HTTP's own refusals, named with the gRPC code of the same meaning.
 CODE_OF_HTTP: dict[int, str] = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED",
-                                404: "NOT_FOUND", 405: "UNIMPLEMENTED",
+                                404: "NOT_FOUND", 405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED",
                                 413: "RESOURCE_EXHAUSTED", 414: "INVALID_ARGUMENT",
                                 415: "INVALID_ARGUMENT", 431: "RESOURCE_EXHAUSTED",
                                 499: "CANCELLED", 500: "INTERNAL"}
