@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -299,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="forecast-gateway",
         description="Serve the forecastapi.v1 gRPC API (training, models, predictions). "
         f"Every flag can also be set with {ENV_PREFIX}<NAME> (e.g. {ENV_PREFIX}PORT=50051).",
+        epilog="API keys: `forecast-gateway keys --help` (create-retailer, issue, list, revoke; "
+        "offline, on the same --data-dir or --database-url).",
     )
     defaults = GatewayConfig()
     for f in fields(GatewayConfig):
@@ -410,10 +413,21 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
             else:
                 value = str(raw)
         except ValueError as exc:
-            parser.error(f"{source}: {exc}")
+            kind = ("true or false" if isinstance(default, bool) else "an integer"
+                    if isinstance(default, int) else "a number" if isinstance(default, float)
+                    else None)
+            _refuse(f"{source}: expected {kind}, got {str(raw)[:100]!r}" if kind
+                    else f"{source}: {exc}")
         values[f.name] = value
     try:
         return GatewayConfig(**values)  # type: ignore[arg-type]
     except ValueError as exc:
-        parser.error(str(exc))
+        _refuse(str(exc))
         raise  # unreachable
+
+
+def _refuse(message: str) -> None:
+    """A bad setting: one line on stderr and exit code 2 (not the whole usage, which buries the
+    reason under 60 lines of flags)."""
+    sys.stderr.write(f"forecast-gateway: error: {message} (--help lists every flag)\n")
+    raise SystemExit(2)

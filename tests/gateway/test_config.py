@@ -35,3 +35,22 @@ def test_non_positive_docker_timeouts_are_rejected_at_start(name: str, capsys) -
     assert exc.value.code == 2
     field = name.removeprefix("FORECAST_GATEWAY_").lower()
     assert f"{field} must be positive" in capsys.readouterr().err
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_help_names_keys() -> None:
+    """The real command, as an operator runs it: the reason, not 60 lines of usage."""
+    import subprocess
+    import sys
+
+    for args, reason in ((["--backend", "sagemaker"],
+                          "the sagemaker backend needs --sagemaker-bucket"),
+                         (["--port", "abc"], "--port: expected an integer, got 'abc'"),
+                         (["--http-keepalive-s", "0"], "http_keepalive_s must be positive")):
+        proc = subprocess.run([sys.executable, "-m", "forecast_gateway.main", *args],
+                              check=False, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"forecast-gateway: error: {reason} (--help lists every flag)"], proc.stderr
+    help_text = subprocess.run([sys.executable, "-m", "forecast_gateway.main", "--help"],
+                               check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "forecast-gateway keys --help" in help_text
