@@ -38,6 +38,11 @@ BAD_INPUTS = [
     (["predict"], None, "one of the arguments --days --input is required"),
     (["predict", "--days", "16", "--input", "{good}"], None, "not allowed with argument"),
     (["predict", "--days", "0"], None, "--days: 0 must be 1 or more"),
+    (["predict", "--days", "100000"], None, "--days: 100000 is more than 366 days"),
+    (["predict", "--days", "16", "--output", "{tmp}/no/such/dir/f.csv"], None,
+     "no/such/dir does not exist (create it first)"),
+    (["plot", "--store", "1", "--family", "A", "--output", "{tmp}/nope/p.png"], None,
+     "nope does not exist"),
     (["predict", "--days", "16", "--levels", "120"], None, "120 is not a percentage above 0"),
     (["predict", "--days", "16", "--levels", "x"], None, "'x' is not a number"),
     (["predict", "--days", "16", "--output", "out.txt"], None, "name a .csv or .parquet file"),
@@ -148,7 +153,7 @@ def test_full_cli_flow(gateway, tmp_path: Path, sample_csv: Path, future_rows: p
     doc = json.loads(r.stdout)
     assert doc["model"]["version"] == "v1" and len(doc["evaluations"]) >= 2
 
-    src, dst = tmp_path / "future.csv", tmp_path / "out" / "forecasts.csv"
+    src, dst = tmp_path / "future.csv", tmp_path / "forecasts.csv"
     future_rows.to_csv(src, index=False)
     r = forecast("predict", "--retailer", "cli-co", "--input", str(src), "--output", str(dst),
                  "--chunk-rows", "64", target=t)

@@ -24,10 +24,18 @@ def need_pandas(command: str) -> None:
         raise UsageError(f"{command} needs pandas: pip install 'forecast-client[pandas]'") from None
 
 
-def check_output(flag: str, name: str) -> None:
-    """An output name must be `-` or end in .csv/.parquet; checked before any call."""
-    if name != STDIO and Path(name).suffix.lower() not in (".csv", *PARQUET_SUFFIXES):
-        raise UsageError(f"{flag} {name}: name a .csv or .parquet file, or - for stdout")
+def check_output(flag: str, name: str, suffixes: tuple[str, ...] = (".csv", *PARQUET_SUFFIXES),
+                 kinds: str = "a .csv or .parquet file, or - for stdout") -> None:
+    """An output name must be `-` or end in one of `suffixes`, in a directory that exists;
+    checked before any call (a typo in the directory is not silently created)."""
+    if name == STDIO and "stdout" in kinds:
+        return
+    path = Path(name)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {name}: name {kinds}")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {name}: the directory {path.parent} does not exist "
+                         "(create it first)")
 
 
 def read_frame(flag: str, name: str, dtypes: dict[str, str] | None = None,
@@ -63,7 +71,6 @@ def write_frame(frame: pd.DataFrame, name: str, out: TextIO) -> str:
         out.flush()
         return "stdout"
     path = Path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in PARQUET_SUFFIXES:
         frame.to_parquet(path, index=False)
     else:

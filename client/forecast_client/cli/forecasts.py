@@ -15,6 +15,7 @@ from forecast_client.cli.parsing import (
     add_levels,
     add_model_version,
     add_quiet,
+    horizon_days,
     positive_int,
 )
 from forecast_client.client import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, ForecastClient
@@ -129,7 +130,7 @@ def register(commands: Commands) -> None:
         "Writes the rows plus `sales` (and lo-80/hi-80 ... with --levels) to --output: "
         ".csv, .parquet, or - for CSV on stdout (the default).", cmd_predict)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--days", type=positive_int, metavar="N",
+    what.add_argument("--days", type=horizon_days, metavar="N",
                       help="forecast the N days after the model's history (e.g. 16)")
     what.add_argument("--input", metavar="FILE",
                       help="forecast the rows of FILE (.csv or .parquet; - for CSV on stdin)")
@@ -164,7 +165,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--lead-time", type=positive_int, metavar="DAYS",
                    help="days for the stockout probability (default 7, or the horizon if "
                         "shorter)")
-    p.add_argument("--days", type=positive_int, metavar="N",
+    p.add_argument("--days", type=horizon_days, metavar="N",
                    help="horizon in days (default: the model's horizon)")
     p.add_argument("--promotions", metavar="FILE",
                    help="known promotions (date, store_nbr, family, onpromotion)")

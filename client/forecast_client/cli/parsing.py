@@ -68,6 +68,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+#: The longest forecast the API answers (forecasting.forecast.MAX_HORIZON_DAYS).
+MAX_DAYS = 366
+
+
+def horizon_days(text: str) -> int:
+    """argparse type: a number of days to forecast, 1 to MAX_DAYS (checked here, so the error
+    names the flag rather than the API's field)."""
+    value = positive_int(text)
+    if value > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{value} is more than {MAX_DAYS} days")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number of seconds above 0."""
     try:

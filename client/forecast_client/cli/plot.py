@@ -4,16 +4,21 @@ supply (forecast_client.plots; needs the `plot` extra)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import grpc
 
 from forecast_client import plots
-from forecast_client.cli.files import need_pandas, read_frame
+from forecast_client.cli.files import check_output, need_pandas, read_frame
 from forecast_client.cli.forecasts import label, optional_frame
 from forecast_client.cli.messages import EXIT_OK, UsageError
-from forecast_client.cli.parsing import Commands, add_levels, add_model_version, positive_int
+from forecast_client.cli.parsing import (
+    Commands,
+    add_levels,
+    add_model_version,
+    horizon_days,
+    positive_int,
+)
 from forecast_client.client import ForecastClient
 from forecast_client.errors import ForecastClientError
 
@@ -26,8 +31,7 @@ DEFAULT_LEVELS = [80.0, 95.0]
 
 def cmd_plot(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Draw the chart the flags ask for and write it as a PNG."""
-    if Path(args.output).suffix.lower() != ".png":
-        raise UsageError(f"--output {args.output}: name a .png file")
+    check_output("--output", args.output, (".png",), "a .png file")
     need_pandas("plot")
     try:
         plots.require_matplotlib()
@@ -41,7 +45,6 @@ def cmd_plot(client: ForecastClient, args: argparse.Namespace, out: TextIO, err:
         fig = _supply_figure(client, args)
     else:
         fig = _forecast_figure(client, args, err)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     plots.save_png(fig, args.output)
     width, height = (round(x) for x in fig.get_size_inches() * fig.dpi)
     err.write(f"wrote {args.output} ({width} x {height} px)\n")
@@ -135,7 +138,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--output", required=True, metavar="FILE.png", help="the PNG to write")
     p.add_argument("--store", type=int, metavar="STORE", help="the store number")
     p.add_argument("--family", metavar="FAMILY", help="the product family (quote spaces)")
-    p.add_argument("--days", type=positive_int, default=16, metavar="N",
+    p.add_argument("--days", type=horizon_days, default=16, metavar="N",
                    help="days of forecast (default %(default)s)")
     add_levels(p)
     p.add_argument("--history", metavar="FILE",
