@@ -2,7 +2,8 @@
 
 `ForecastClient` is the entry point; configuration is typed (`ClientConfig`, `TlsConfig`,
 `RetryPolicy`, `Timeouts`) and every failed call raises `ForecastClientError` with the gRPC
-status code. The generated messages live in `forecast_client.pb` (an alias of
+status code; a call that needs a missing optional dependency (pandas, matplotlib) raises
+`MissingExtraError` naming the pip extra. The generated messages live in `forecast_client.pb` (an alias of
 `forecast_client._gen.forecastapi.v1.forecast_service_pb2`).
 """
 
@@ -11,6 +12,7 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_
 from forecast_client.client import ForecastClient
 from forecast_client.config import ClientConfig, RetryPolicy, Timeouts, TlsConfig
 from forecast_client.errors import ForecastClientError
+from forecast_client.extras import MissingExtraError
 
 __version__ = "0.1.0"
 
@@ -18,6 +20,7 @@ __all__ = [
     "ClientConfig",
     "ForecastClient",
     "ForecastClientError",
+    "MissingExtraError",
     "RetryPolicy",
     "Timeouts",
     "TlsConfig",

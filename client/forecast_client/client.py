@@ -133,7 +133,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                 if (not repeatable or not gone or out_of_time
                         or self.config.retry.max_attempts < 2
                         or attempts >= SDK_ATTEMPTS):
-                    raise _error(err, metadata) from None
+                    raise _error(err, metadata, self.config.target) from None
             time.sleep(backoff * random.random())
             backoff = min(backoff * self.config.retry.backoff_multiplier,
                           self.config.retry.max_backoff_s)
@@ -248,7 +248,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
             for event in call:
                 yield event.job
         except grpc.RpcError as err:
-            raise _error(err, metadata) from None
+            raise _error(err, metadata, self.config.target) from None
         finally:
             call.cancel()
 
@@ -380,7 +380,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                 yield response
                 expected += 1
         except grpc.RpcError as err:
-            raise _error(err, metadata) from None
+            raise _error(err, metadata, self.config.target) from None
         finally:
             stop.set()
             call.cancel()
@@ -404,8 +404,23 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         return self._unary(self._stub.SetLiveModel, request, self.config.timeouts.unary_s).model
 
 
-def _error(err: grpc.RpcError, metadata: tuple[tuple[str, str], ...]) -> ForecastClientError:
+#: What gRPC's details say when no connection to the target could be made at all.
+_NO_CONNECTION = ("failed to connect", "connections to all backends failing",
+                  "connection refused", "dns resolution failed", "name resolution",
+                  "errors resolving", "address lookup failed")
+
+
+def _error(err: grpc.RpcError, metadata: tuple[tuple[str, str], ...],
+           target: str) -> ForecastClientError:
     error = ForecastClientError.from_rpc_error(err)
+    answered = error.request_id is not None   # the gateway sends its request id back
+    if (error.code == grpc.StatusCode.UNAVAILABLE and not answered
+            and any(words in error.details.lower() for words in _NO_CONNECTION)):
+        reason = error.details.rsplit(": ", 1)[-1].strip(" []") or "no connection"
+        error = ForecastClientError(
+            error.code, f"cannot reach the gateway at {target} ({reason}): start it "
+            "(forecast-gateway, or make demo) or give its address as ClientConfig.target or "
+            "FORECAST_TARGET")
     if error.request_id is None:
         error.request_id = dict(metadata).get("x-request-id")
     return error

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from forecast_client import rows as _rows
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client.extras import require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +48,7 @@ def _check_levels(levels: Iterable[float]) -> list[float]:
 
 
 def _interval_arrays(intervals: Sequence[pb.PredictionInterval]) -> dict[str, Any]:
-    import numpy as np
+    np = require("numpy", "DataFrames in and out")
 
     out: dict[str, Any] = {}
     for interval in intervals:
@@ -106,7 +107,7 @@ class FrameMethods:
         FAILED_PRECONDITION. `attrs["warnings"]` holds what the gateway said about the answers
         (rows past the model's trained horizon).
         """
-        import numpy as np
+        np = require("numpy", "DataFrames in and out")
 
         levels = _check_levels(levels)
         total = len(frame)
@@ -162,7 +163,7 @@ class FrameMethods:
         known promotions of the forecast days; rows not listed have none. `attrs` holds
         `model_version` and `warnings` (days past the model's trained horizon).
         """
-        import pandas as pd
+        pd = require("pandas", "DataFrames in and out")
 
         levels = _check_levels(levels)
         request = pb.ForecastRequest(retailer=retailer, model_version=model_version, days=days,
@@ -207,7 +208,7 @@ class FrameMethods:
         receipts, demand, days_of_supply, beyond_horizon (True: "more than `days` days"),
         turnover and stockout_probability. Bad rows fail with INVALID_ARGUMENT naming them.
         """
-        import pandas as pd
+        pd = require("pandas", "DataFrames in and out")
 
         missing = [c for c in ("store_nbr", "family", "on_hand") if c not in inventory.columns]
         if missing:
@@ -252,7 +253,7 @@ class FrameMethods:
 
     def metrics_frame(self, retailer: str, *, model_version: str = "") -> pd.DataFrame:
         """Overall test metrics as a pandas DataFrame: one row per member and the baseline."""
-        import pandas as pd
+        pd = require("pandas", "DataFrames in and out")
 
         response = self.get_metrics(retailer, model_version=model_version)
         records = [
@@ -266,7 +267,7 @@ class FrameMethods:
     def coverage_frame(self, retailer: str, *, model_version: str = "") -> pd.DataFrame:
         """The final model's interval coverage on its test window: one row per level with
         columns level, coverage (0 to 1) and mean_width; empty for models without intervals."""
-        import pandas as pd
+        pd = require("pandas", "DataFrames in and out")
 
         response = self.get_metrics(retailer, model_version=model_version)
         return pd.DataFrame.from_records(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
+from forecast_client.extras import require
 from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class MonitoringMethods:
         meaning all steps, or with `by="date"` per (trained version, target day): the live error
         over time. Columns: `model_version`, `live`, `step` or `date`, `count`, the model's
         metrics and the baseline's (`baseline_<metric>`). Needs the `pandas` extra."""
-        import pandas as pd
+        pd = require("pandas", "DataFrames in and out")
 
         if by not in ("step", "date"):
             raise ValueError(f"by must be 'step' or 'date', got {by!r}")

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client.extras import require
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
 #: What to install when matplotlib is missing.
-INSTALL_HINT = "plots need matplotlib: pip install 'forecast-client[plot]'"
 #: The metrics `metrics_figure` can draw (lower is better for each).
 METRICS = ("rmsle", "rmse", "mae", "wape")
 #: Figure size in inches; at the default dpi of 100 a PNG is 1000 x 500 pixels.
@@ -36,10 +36,7 @@ _COLORS = {"history": "#4d4d4d", "forecast": "#1f77b4", "model": "#1f77b4",
 
 def require_matplotlib() -> None:
     """ImportError with the install hint when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ImportError(INSTALL_HINT) from None
+    require("matplotlib", "plotting")
 
 
 def _figure(height: float = FIGSIZE[1]) -> Figure:
@@ -55,7 +52,7 @@ def save_png(fig: Figure, dest: str | Path | BinaryIO, *, dpi: int = DPI) -> Non
 
 
 def _series(frame: pd.DataFrame, store_nbr: int, family: str) -> pd.DataFrame:
-    import pandas as pd
+    pd = require("pandas", "plotting")
 
     missing = [c for c in ("date", "store_nbr", "family", "sales") if c not in frame.columns]
     if missing:
@@ -81,7 +78,7 @@ def forecast_figure(forecast: pd.DataFrame, *, store_nbr: int, family: str,
     columns, as `ForecastClient.forecast` and `predict_frame` return them with `levels`).
 
     Raises ValueError when the series has no forecast rows."""
-    import pandas as pd
+    pd = require("pandas", "plotting")
 
     ahead = _series(forecast, store_nbr, family)
     if ahead.empty:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client.extras import require
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,7 +141,7 @@ def series_codes(frame: Any) -> Any:
 
     Raises ValueError when a required column is missing.
     """
-    import pandas as pd
+    pd = require("pandas", "a DataFrame of rows")
 
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:

@@ -107,7 +107,7 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path: Path) -> None:
     r = forecast("plot", "--retailer", "acme", "--store", "1", "--family", "A", "--output",
                  str(tmp_path / "p.png"), target=UNREACHABLE,
                  env={"PYTHONPATH": str(shadow.parent)})
-    assert_one_line_error(r, 2, "plots need matplotlib: pip install 'forecast-client[plot]'")
+    assert_one_line_error(r, 2, "plotting needs matplotlib, which is not installed: pip install 'forecast-client[plot]'")
 
 
 def test_full_cli_flow(gateway, tmp_path: Path, sample_csv: Path, future_rows: pd.DataFrame,

@@ -165,3 +165,49 @@ def test_series_cuts_never_split_a_series() -> None:
     assert series_cuts(codes, 2) == [(0, 3), (3, 4), (4, 6)], "a long series gets its own chunk"
     assert series_cuts(codes, 4) == [(0, 4), (4, 6)]
     assert series_cuts(codes[:0], 4) == []
+
+
+def test_no_gateway_is_one_sentence_saying_what_to_do() -> None:
+    """A closed port on 127.0.0.1 and a name that does not resolve: the SDK's error names the
+    target and the fix instead of gRPC's transport text."""
+    import socket
+
+    with socket.socket() as sock:   # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    fast = RetryPolicy(max_attempts=2, initial_backoff_s=0.05, max_backoff_s=0.1)
+    for target, reason in ((closed, "Connection refused"),
+                           ("nosuchhost.invalid:50051", "")):
+        with ForecastClient(ClientConfig(target=target, retry=fast, api_key="k")) as client, \
+                pytest.raises(ForecastClientError) as info:
+            client.list_models("acme")
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        assert str(info.value).startswith(f"UNAVAILABLE: cannot reach the gateway at {target} ("), \
+            str(info.value)
+        assert reason in info.value.details
+        assert info.value.details.endswith("or FORECAST_TARGET")
+
+
+def test_a_call_needing_a_missing_extra_names_the_pip_extra() -> None:
+    """As after `pip install ./client` without extras: pandas and matplotlib cannot be imported
+    (a child interpreter where importing them fails)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["pandas"] = None; sys.modules["matplotlib"] = None
+from forecast_client import ForecastClient, MissingExtraError, plots
+client = ForecastClient(target="127.0.0.1:1")
+for call in (lambda: client.forecast("acme", days=3), plots.require_matplotlib):
+    try:
+        call()
+    except MissingExtraError as exc:
+        print(exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.splitlines()
+    assert out == [
+        ("DataFrames in and out needs pandas, which is not installed: pip install "
+         "'forecast-client[pandas]'"),
+        "plotting needs matplotlib, which is not installed: pip install 'forecast-client[plot]'"]
