@@ -189,6 +189,10 @@ def test_server_errors_exit_1_with_one_line(gateway, tmp_path: Path,
                           "store_nbr")
     assert_one_line_error(forecast("upload", "--retailer", "acme",
                                    str(tmp_path / "missing.csv"), target=t), 2, "no such file")
+    (tmp_path / "sales.txt").write_text("date,store_nbr,family,sales\n")
+    r = forecast("upload", "--retailer", "acme", str(tmp_path / "sales.txt"), target=t)
+    assert "header." not in r.stderr, r.stderr   # the API's field names stay out of CLI words
+    assert r.returncode in (1, 2) and "sales.txt" in r.stderr, r.stderr
     monkeypatch.setenv("FORECAST_API_KEY", gateway.api_key("empty-co"))
     assert_one_line_error(forecast("predict", "--retailer", "empty-co", "--days", "16",
                                    target=t), 1, "has no trained model yet",

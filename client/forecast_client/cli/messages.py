@@ -36,6 +36,8 @@ _API_WORDS = [
                 r"|quantity)\b"), r"\1"),
     (re.compile(r"ClientConfig\.target must be HOST:PORT"), "--target must be HOST:PORT"),
     (re.compile(r"ClientConfig\.api_key"), "the API key (--api-key or FORECAST_API_KEY)"),
+    (re.compile(r"\bheader\.filename\b"), "the file name"),
+    (re.compile(r"\bheader\.format\b"), "the file's format"),
     (re.compile(r"\bdata_uri\b"), "--data-uri"),
     (re.compile(r"\bmodel_version\b"), "--model-version"),
     (re.compile(r"\blead_time_days\b"), "--lead-time"),
