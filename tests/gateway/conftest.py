@@ -175,10 +175,11 @@ def scripted(scripted_gateway, make_artifact) -> InProcessGateway:
 @pytest.fixture()
 def local_gateway(tmp_path: Path) -> Iterator[InProcessGateway]:
     """An in-process gateway over the real local backend (the Predictor in process), for
-    models registered directly with `server.service.models.import_model`."""
+    models registered directly with `server.service.models.import_model`; its HTTP face is on
+    `server.http_port`."""
     from forecast_gateway.backends.local import LocalBackend
 
-    gw = InProcessGateway(tmp_path / "local-data", LocalBackend()).start()
+    gw = InProcessGateway(tmp_path / "local-data", LocalBackend(), http_port=0).start()
     try:
         yield gw
     finally:

@@ -44,6 +44,15 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Struct": {"type": "object"},
     "google.protobuf.Value": {},
 }
+#: Example values by field name, for the request examples the docs page sends as they are.
+#: A field without one is left out of an example (its default: unset), so no example carries
+#: a placeholder the gateway refuses ("string", days 0, both members of a oneof).
+FIELD_EXAMPLES: dict[str, Any] = {
+    "retailer": "acme", "dataset_id": "ds-0123456789ab", "model_version": "v1",
+    "job_id": "job-0123456789ab", "days": 16, "horizon": 16, "levels": 80, "store_nbr": 1,
+    "family": "AUTOMOTIVE", "day": 17394, "onpromotion": 0, "on_hand": 40, "quantity": 12,
+    "lead_time_days": 7, "window_days": 28, "model_kind": "xgboost", "chunk_id": "0",
+}
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error answer. `code` is the gRPC status name.",
@@ -169,6 +178,29 @@ def _query_parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
     return parameters
 
 
+def example(descriptor: Descriptor, skip: frozenset[str] = frozenset(), depth: int = 0) -> dict:
+    """A valid request of `descriptor` in JSON, from FIELD_EXAMPLES: known fields only, the
+    first member of each oneof, no maps; `skip` names fields the path fills in."""
+    out: dict[str, Any] = {}
+    columnar = transcode._is_columnar(descriptor)
+    for f in descriptor.fields:
+        oneof = f.containing_oneof
+        if f.name in skip or (oneof is not None and oneof.fields[0] is not f):
+            continue
+        message = f.message_type
+        if message is not None:
+            if message.GetOptions().map_entry or message.full_name in _WELL_KNOWN or depth > 4:
+                continue
+            value: Any = example(message, depth=depth + 1)
+            if not value:
+                continue
+            out[f.name] = [value] if f.is_repeated else value
+        elif f.name in FIELD_EXAMPLES:
+            value = FIELD_EXAMPLES[f.name]
+            out[f.name] = [value] if f.is_repeated or columnar else value
+    return out
+
+
 def _request_body(route: Route, schemas: _Schemas) -> dict[str, Any] | None:
     descriptor = route.method.input_type
     raw = route.raw_body_field
@@ -185,15 +217,24 @@ def _request_body(route: Route, schemas: _Schemas) -> dict[str, Any] | None:
                                                                "properties": form}}}}
     if not route.body:
         return None
+    bound = frozenset(v.split(".")[0] for v in route.variables)
     if route.body == "*":
         schema = schemas.ref(descriptor)
+        if bound:   # the path's fields are not the body's (the gateway refuses them differing)
+            whole = schemas.schemas[descriptor.full_name]
+            schema = {**whole, "properties": {k: v for k, v in whole["properties"].items()
+                                              if k not in bound}}
+        sample = example(descriptor, bound)
     else:
-        schema = schemas.field(descriptor.fields_by_name[route.body])
+        field = descriptor.fields_by_name[route.body]
+        schema = schemas.field(field)
+        sample = example(field.message_type) if field.message_type is not None else {}
     if route.client_streaming:
         return {"required": True, "description": "Newline-delimited JSON: one request message "
                 "per line (the path's fields are filled in on every line).",
                 "content": {NDJSON: {"schema": schema}}}
-    return {"required": False, "content": {"application/json": {"schema": schema}}}
+    return {"required": False, "content": {"application/json": {"schema": schema,
+                                                                 "example": sample}}}
 
 
 def _operation(route: Route, schemas: _Schemas, index: int) -> dict[str, Any]:
