@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -200,3 +201,25 @@ def test_server_errors_exit_1_with_one_line(gateway, tmp_path: Path,
     monkeypatch.setenv("FORECAST_API_KEY", "fgk_not_a_real_key")
     assert_one_line_error(forecast("models", "--retailer", "acme", target=t), 1,
                           "check --api-key or FORECAST_API_KEY")
+
+
+def test_shell_completion_completes_commands_and_flags_in_bash() -> None:
+    """`forecast completion bash`, sourced by a real bash, completes a command and a flag;
+    `zsh` gives a script too. Neither needs a gateway."""
+    import shutil
+
+    script = forecast("completion", "bash", target=UNREACHABLE)
+    assert script.returncode == 0, script.stderr
+    assert forecast("completion", "zsh", target=UNREACHABLE).stdout.startswith("#compdef forecast")
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        probe = (f'source /dev/stdin; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; '
+                 f'COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}; '
+                 f'_shtab_forecast forecast {words[-1]} {words[-2]}; echo "${{COMPREPLY[@]}}"')
+        run = subprocess.run([shutil.which("bash") or "bash", "-c", probe], input=script.stdout,
+                             capture_output=True, text=True, check=True, timeout=30)
+        return run.stdout.split()
+
+    assert complete("forecast", "pre") == ["predict"]
+    assert complete("forecast", "predict", "--da") == ["--days"]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from forecast_client import __version__
-from forecast_client.cli import datasets, forecasts, jobs, models, monitor, plot
+from forecast_client.cli import completion, datasets, forecasts, jobs, models, monitor, plot
 from forecast_client.cli.messages import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -56,7 +56,7 @@ def build_parser() -> Parser:
     parser.add_argument("--tls-server-name", metavar="NAME",
                         help="expect this name in the gateway's certificate (testing)")
     commands = Commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    for group in (datasets, jobs, forecasts, models, monitor, plot):
+    for group in (datasets, jobs, forecasts, models, monitor, plot, completion):
         group.register(commands)
     return parser
 
@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "local", False):   # needs no gateway
+        return int(args.func(None, args, out, err))
     try:
         tls_files = (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
         tls = TlsConfig.from_files(*tls_files) if any(tls_files) else None

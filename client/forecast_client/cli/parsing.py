@@ -41,6 +41,12 @@ class Commands:
             p.set_defaults(func=handler)
         return p
 
+    def add_local(self, name: str, help_: str, handler: Handler) -> Parser:
+        """A subcommand that needs no gateway and no retailer (it runs with no client)."""
+        p = self._sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=handler, local=True)
+        return p
+
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
     """-q/--quiet: no progress display."""
