@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q -e '.[serve,gateway,lstm,dev,bench,sagemaker]' -e './client[pandas]'
+	# The client again as a plain path entry, which mypy follows (the default editable install
+	# is an import hook mypy cannot see); setuptools calls the mode transitional, hence the
+	# fallback to the default.
+	$(PIP) install -q --no-deps -e './client' --config-settings editable_mode=compat 2>/dev/null \
+		|| $(PIP) install -q --no-deps -e './client'
 	touch $(STAMP)
 
 protos: install

@@ -91,3 +91,15 @@ def test_a_users_typo_fails_mypy_and_correct_use_passes(mypy_run: dict[str, list
 
 def test_the_sdk_itself_passes_mypy(mypy_run: dict[str, list[str]]) -> None:
     assert mypy_run["forecast_client"] == []
+
+
+def test_mypy_finds_the_sdk_in_the_projects_venv(tmp_path: Path) -> None:
+    """As a user runs it: mypy from another directory, no MYPYPATH, no config. The venv's
+    editable install of the client is a path entry mypy follows (make install), not an import
+    hook it cannot see."""
+    (tmp_path / "good.py").write_text(textwrap.dedent(GOOD).lstrip())
+    r = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir",
+                        str(tmp_path / "cache"), "--strict", "good.py"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+                       env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stdout + r.stderr
