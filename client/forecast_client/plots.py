@@ -194,15 +194,27 @@ def live_error_figure(live: pd.DataFrame, *, metric: str = "rmsle") -> Figure:
                          "that were forecast")
     fig = _figure()
     ax = fig.add_subplot()
+    # Versions that served the same forecasts (a retrain that changed nothing) score the same
+    # on every day: one line for them, not lines drawn exactly over each other.
+    lines: dict[tuple, list[str]] = {}
+    frames: dict[tuple, pd.DataFrame] = {}
     for version, rows in live.sort_values("date").groupby("model_version", sort=True):
+        key = tuple(zip(rows["date"].astype(str), rows[metric].round(12), strict=True))
+        lines.setdefault(key, []).append(str(version))
+        frames.setdefault(key, rows)
+    for key, versions in lines.items():
+        rows = frames[key]
+        cells = int(rows["count"].sum())
+        name = (f"model {versions[0]}" if len(versions) == 1 else
+                f"models {', '.join(versions)} (the same forecasts)")
         ax.plot(rows["date"], rows[metric], marker="o", markersize=3, linewidth=1.6,
-                label=f"model {version}")
+                label=f"{name}: {cells:,} cells over {len(rows)} days")
         ax.plot(rows["date"], rows[f"baseline_{metric}"], linestyle="--", linewidth=1.2,
-                color=_COLORS["baseline"], label=f"baseline (for {version})")
+                color=_COLORS["baseline"], label=f"seasonal naive, on {name}'s cells")
     ax.set_ylabel(f"daily {metric.upper()} (lower is better)")
     ax.set_title("live error: served forecasts against actual sales")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
+    fig.legend(loc="outside lower center", ncols=min(2, 2 * len(lines)))   # off the data
     fig.autofmt_xdate()
     return fig

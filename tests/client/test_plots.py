@@ -146,3 +146,24 @@ def test_supply_figure_bars_colours_and_labels() -> None:
     assert color_share(buf.getvalue(), "#d62728") > 0.001
     with pytest.raises(ValueError, match="no days of supply for store 5"):
         plots.supply_figure(turnover, store_nbr=5)
+
+
+def test_live_error_figure_merges_identical_versions_counts_cells_and_keeps_the_legend_off() -> None:
+    days = pd.to_datetime(["2017-08-16", "2017-08-17", "2017-08-18"])
+
+    def version(name: str, errors: list[float], count: int) -> pd.DataFrame:
+        return pd.DataFrame({"model_version": name, "live": name == "v3", "date": days,
+                             "count": count, "rmsle": errors, "baseline_rmsle": [0.9] * 3})
+
+    live = pd.concat([version("v1", [0.5, 0.4, 0.45], 100), version("v2", [0.5, 0.4, 0.45], 100),
+                      version("v3", [0.3, 0.35, 0.3], 50)])
+    fig = plots.live_error_figure(live)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["models v1, v2 (the same forecasts): 300 cells over 3 days",
+                      "seasonal naive, on models v1, v2 (the same forecasts)'s cells",
+                      "model v3: 150 cells over 3 days", "seasonal naive, on model v3's cells"]
+    assert ax.get_legend() is None and len(fig.legends) == 1   # below the axes, not on the data
+    fig.canvas.draw()
+    legend_box = fig.legends[0].get_window_extent()
+    assert legend_box.y1 <= ax.get_window_extent().y0 + 1
