@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import grpc
 
+from forecast_client import requests as _req
 from forecast_client import rows as _rows
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
@@ -20,24 +19,16 @@ from forecast_client.config import ClientConfig
 from forecast_client.errors import ForecastClientError
 from forecast_client.frames import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, FrameMethods  # noqa: F401 - re-exported
 from forecast_client.monitoring import MonitoringMethods
+from forecast_client.requests import (  # noqa: F401 - re-exported
+    PROMOTE_POLICIES,
+    SDK_ATTEMPTS,
+    SERVER_WENT_AWAY,
+    TERMINAL_STATES,
+    Promote,
+)
 from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
 
 T = TypeVar("T")
-
-TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
-
-#: `train(promote=...)` values and the policies they name.
-PROMOTE_POLICIES = {
-    "if_better": pb.PROMOTION_POLICY_IF_BETTER,
-    "always": pb.PROMOTION_POLICY_ALWAYS,
-    "never": pb.PROMOTION_POLICY_NEVER,
-}
-Promote = Literal["if_better", "always", "never"]
-#: How many rounds of gRPC's retries `_unary` allows a repeatable call before giving up, even
-#: with time left (a gateway that stays down is reported, not waited for indefinitely).
-SDK_ATTEMPTS = 3
-#: The codes a replica that died or is stopping answers; `_unary` and `wait_for_job` try again.
-SERVER_WENT_AWAY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 class ForecastClient(FrameMethods, MonitoringMethods):
@@ -59,20 +50,11 @@ class ForecastClient(FrameMethods, MonitoringMethods):
 
         The channel connects lazily; call `wait_until_ready` to fail fast when the gateway is down.
         """
-        if config is None:
-            shortcuts = {k: v for k, v in (("target", target), ("api_key", api_key)) if v}
-            config = ClientConfig(**shortcuts)  # type: ignore[arg-type]
-        elif target is not None or api_key is not None:
-            raise ValueError("give either config or target/api_key, not both")
-        self.config = config
-        if config.tls is None:
+        self.config = config = _req.resolve_config(config, target, api_key)
+        creds = _req.channel_credentials(config)
+        if creds is None:
             self._channel = grpc.insecure_channel(config.target, options=config.channel_options())
         else:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=config.tls.root_certificates,
-                private_key=config.tls.private_key,
-                certificate_chain=config.tls.certificate_chain,
-            )
             self._channel = grpc.secure_channel(config.target, creds, options=config.channel_options())
         self._stub = pb_grpc.ForecastServiceStub(self._channel)
         self._monitoring_stub = mpb_grpc.MonitoringServiceStub(self._channel)
@@ -98,45 +80,30 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise ForecastClientError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"cannot reach the gateway at {self.config.target} within {timeout:g} s",
-            ) from None
+            raise _req.not_ready_error(self.config.target, timeout) from None
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("x-request-id", uuid.uuid4().hex), *self.config.call_metadata())
+        return _req.call_metadata(self.config)
 
     def _unary(self, method: Callable[..., T], request: Any, timeout: float | None, *,
                repeatable: bool = True) -> T:
-        """One unary call. A `repeatable` request (not a consumed stream) that still ends in
-        UNAVAILABLE after gRPC's own retries (a replica died after the call was under way), or
-        in CANCELLED (a stopping replica had received it but not started it, grpc/grpc#41785;
-        the SDK never cancels its own unary calls), is sent again, with backoff, while the
-        deadline allows: the next attempt goes to another replica of a fleet."""
+        """One unary call; a `repeatable` one is sent again when the gateway went away
+        (`Schedule.resend_pause`), with backoff, while the deadline allows."""
         metadata = self._metadata()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = self.config.retry.initial_backoff_s
-        attempts = 0
+        schedule = _req.Schedule(self.config.retry, timeout)
         while True:
-            attempts += 1
-            remaining = None if deadline is None else deadline - time.monotonic()
             try:
                 return method(
-                    request, timeout=remaining, metadata=metadata,
+                    request, timeout=schedule.remaining(), metadata=metadata,
                     wait_for_ready=self.config.wait_for_ready,
                 )
             except grpc.RpcError as err:
-                gone = err.code() in SERVER_WENT_AWAY
-                out_of_time = deadline is not None and time.monotonic() + backoff >= deadline
-                if (not repeatable or not gone or out_of_time
-                        or self.config.retry.max_attempts < 2
-                        or attempts >= SDK_ATTEMPTS):
-                    raise _error(err, metadata, self.config.target) from None
-            time.sleep(backoff * random.random())
-            backoff = min(backoff * self.config.retry.backoff_multiplier,
-                          self.config.retry.max_backoff_s)
+                pause = schedule.resend_pause(err.code(), repeatable)
+                if pause is None:
+                    raise _req.call_error(err, metadata, self.config.target) from None
+            time.sleep(pause)
 
     # -- datasets ----------------------------------------------------------------------------
 
@@ -159,9 +126,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         """
         with UploadSource(source, filename, format, chunk_bytes) as upload:
             def requests() -> Iterator[pb.UploadDatasetRequest]:
-                yield pb.UploadDatasetRequest(header=pb.UploadHeader(
-                    retailer=retailer, filename=upload.filename, format=upload.format,
-                    size_bytes=upload.total or 0))
+                yield _req.upload_header(retailer, upload)
                 for chunk in upload.chunks(on_progress):
                     yield pb.UploadDatasetRequest(chunk=chunk)
 
@@ -197,19 +162,10 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         a second job; pass your own id to make your own retries (another process, a restart)
         just as safe.
         """
-        if (dataset_id is None) == (data_uri is None):
-            raise ValueError("give exactly one of dataset_id or data_uri")
-        if promote not in PROMOTE_POLICIES:
-            raise ValueError(f"promote must be one of {', '.join(PROMOTE_POLICIES)}, got {promote!r}")
-        request = pb.TrainRequest(
-            retailer=retailer, model_kind=model_kind, horizon=horizon,
-            hyperparameters={k: str(v) for k, v in (hyperparameters or {}).items()},
-            promote=PROMOTE_POLICIES[promote], request_id=request_id or uuid.uuid4().hex,
-        )
-        if dataset_id is not None:
-            request.dataset_id = dataset_id
-        else:
-            request.data_uri = str(data_uri)
+        request = _req.train_request(
+            retailer, dataset_id=dataset_id, data_uri=data_uri, model_kind=model_kind,
+            hyperparameters=hyperparameters, horizon=horizon, promote=promote,
+            request_id=request_id)
         return self._unary(self._stub.Train, request, self.config.timeouts.unary_s).job
 
     def get_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
@@ -224,13 +180,11 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         jobs: list[pb.TrainingJob] = []
         token = ""
         while True:
-            page_size = 100 if limit is None else max(1, min(100, limit - len(jobs)))
-            request = pb.ListTrainingJobsRequest(retailer=retailer, page_size=page_size,
-                                                 page_token=token, state=state)
+            request = _req.jobs_page_request(retailer, state, limit, len(jobs), token)
             response = self._unary(self._stub.ListTrainingJobs, request, self.config.timeouts.unary_s)
             jobs.extend(response.jobs)
             token = response.next_page_token
-            if not token or (limit is not None and len(jobs) >= limit):
+            if _req.jobs_done(token, limit, len(jobs)):
                 return jobs
 
     def watch_job(self, retailer: str, job_id: str) -> Iterator[pb.TrainingJob]:
@@ -248,7 +202,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
             for event in call:
                 yield event.job
         except grpc.RpcError as err:
-            raise _error(err, metadata, self.config.target) from None
+            raise _req.call_error(err, metadata, self.config.target) from None
         finally:
             call.cancel()
 
@@ -266,8 +220,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         it reconnects and keeps watching until `timeout_s` (None: no limit) runs out. Raises
         DEADLINE_EXCEEDED after `timeout_s`.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        backoff = self.config.retry.initial_backoff_s
+        schedule = _req.Schedule(self.config.retry, timeout_s)
         while True:
             try:
                 for job in self.watch_job(retailer, job_id):
@@ -275,17 +228,14 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                         on_update(job)
                     if job.state in TERMINAL_STATES:
                         return job
-                    if deadline is not None and time.monotonic() > deadline:
+                    if schedule.expired():
                         break
             except ForecastClientError as err:
                 if err.code not in SERVER_WENT_AWAY:
                     raise
-            if deadline is not None and time.monotonic() > deadline:
-                raise ForecastClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                          f"job {job_id} did not finish within {timeout_s:g} s")
-            time.sleep(backoff)
-            backoff = min(backoff * self.config.retry.backoff_multiplier,
-                          self.config.retry.max_backoff_s)
+            if schedule.expired():
+                raise _req.job_timeout_error(job_id, timeout_s)
+            time.sleep(schedule.next_backoff())
 
     def cancel_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
         """Ask a queued or running job to stop; FAILED_PRECONDITION when it already finished."""
@@ -312,8 +262,8 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         'YYYY-MM-DD' strings, dates or datetime64. Returns a float64 numpy array (a list without
         numpy). Uses the live model unless `model_version` names one.
         """
-        batch = _rows.make_batch(date, store_nbr, family, onpromotion)
-        request = pb.PredictRequest(retailer=retailer, model_version=model_version, rows=batch)
+        request = _req.predict_request(retailer, date, store_nbr, family, onpromotion,
+                                       model_version)
         response = self._unary(self._stub.Predict, request, self.config.timeouts.predict_s)
         return _rows.forecasts(response.forecast)
 
@@ -346,8 +296,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         levels: Sequence[float],
     ) -> Iterator[pb.PredictStreamResponse]:
         """One PredictStream call: the responses, in batch order (see `predict_batches`)."""
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        _req.check_in_flight(max_in_flight)
         window = threading.Semaphore(max_in_flight)
         stop = threading.Event()
 
@@ -358,12 +307,7 @@ class ForecastClient(FrameMethods, MonitoringMethods):
                         return
                 if stop.is_set():
                     return
-                first = index == 0
-                yield pb.PredictStreamRequest(
-                    retailer=retailer if first else "",
-                    model_version=model_version if first else "",
-                    chunk_id=str(index), rows=batch, levels=list(levels) if first else [],
-                )
+                yield _req.stream_request(index, batch, retailer, model_version, levels)
 
         metadata = self._metadata()
         call = self._stub.PredictStream(requests(), timeout=self.config.timeouts.stream_s,
@@ -372,15 +316,11 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         try:
             for response in call:
                 window.release()
-                if response.chunk_id != str(expected):
-                    raise ForecastClientError(
-                        grpc.StatusCode.INTERNAL,
-                        f"answer for chunk {response.chunk_id!r} arrived, expected {expected}",
-                    )
+                _req.check_chunk(response, expected)
                 yield response
                 expected += 1
         except grpc.RpcError as err:
-            raise _error(err, metadata, self.config.target) from None
+            raise _req.call_error(err, metadata, self.config.target) from None
         finally:
             stop.set()
             call.cancel()
@@ -402,25 +342,3 @@ class ForecastClient(FrameMethods, MonitoringMethods):
         """Make `model_version` the retailer's live model (promotion or rollback)."""
         request = pb.SetLiveModelRequest(retailer=retailer, model_version=model_version)
         return self._unary(self._stub.SetLiveModel, request, self.config.timeouts.unary_s).model
-
-
-#: What gRPC's details say when no connection to the target could be made at all.
-_NO_CONNECTION = ("failed to connect", "connections to all backends failing",
-                  "connection refused", "dns resolution failed", "name resolution",
-                  "errors resolving", "address lookup failed")
-
-
-def _error(err: grpc.RpcError, metadata: tuple[tuple[str, str], ...],
-           target: str) -> ForecastClientError:
-    error = ForecastClientError.from_rpc_error(err)
-    answered = error.request_id is not None   # the gateway sends its request id back
-    if (error.code == grpc.StatusCode.UNAVAILABLE and not answered
-            and any(words in error.details.lower() for words in _NO_CONNECTION)):
-        reason = error.details.rsplit(": ", 1)[-1].strip(" []") or "no connection"
-        error = ForecastClientError(
-            error.code, f"cannot reach the gateway at {target} ({reason}): start it "
-            "(forecast-gateway, or make demo) or give its address as ClientConfig.target or "
-            "FORECAST_TARGET")
-    if error.request_id is None:
-        error.request_id = dict(metadata).get("x-request-id")
-    return error
