@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from pathlib import Path
 
@@ -210,3 +211,18 @@ def test_arguments_are_checked_before_any_call() -> None:
     asyncio.run(run())
     with pytest.raises(ValueError, match="not both"):
         AsyncForecastClient(ClientConfig(), target="127.0.0.1:1")
+
+
+def test_the_readme_async_example_runs(gateway, monkeypatch, capsys) -> None:
+    """The README's AsyncForecastClient example as written, but at the session's gateway and
+    for a retailer of its own (so acme's live model stays as it is)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+                 if "AsyncForecastClient" in block]
+    monkeypatch.setenv("FORECAST_API_KEY", gateway.api_key("aio-readme"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])   # data/sample/train.csv
+    code = example.replace("127.0.0.1:50051", gateway.target).replace('"acme"', '"aio-readme"')
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102
+    state, forecasts = capsys.readouterr().out.splitlines()
+    assert state == "JOB_STATE_SUCCEEDED"
+    assert forecasts.count("array(") == 3
