@@ -57,6 +57,7 @@ class ForecastRequestError(UserError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.reason = message
         super().__init__(f"{field}: {message}")
 
 

@@ -18,7 +18,8 @@ takes requests; a model that fails to load stops the server. Routes:
   ``Accept: application/json`` or ``text/csv`` picks the answer's format.
 
 Status codes: 400 bad input, 413 body over 6 MB, 415 unsupported content type, 500 our bug;
-every error body is JSON ``{"error": ..., "type": ...}``.
+every error body is JSON ``{"error": ..., "type": ...}`` (and ``"field"``, ``"reason"`` for a
+``ForecastRequestError``; ``invocations.py`` encodes and decodes it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pandas as pd
 from flask import Flask, Response, request
 
 from forecasting.container.env import MAX_BODY_BYTES, ServingEnv
+from forecasting.container.invocations import error_body
 from forecasting.errors import ArtifactError, UserError
 from forecasting.predictor import Predictor
 from forecasting.schema import read_table, validate_future
@@ -127,9 +129,8 @@ def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     model = predictor or Predictor.load(model_dir or ServingEnv.from_environ().model_dir)
 
-    def error(status: int, message: str, kind: str) -> Response:
-        return Response(json.dumps({"error": message, "type": kind}), status=status,
-                        mimetype=JSON)
+    def error(status: int, message: str, kind: str, exc: BaseException | None = None) -> Response:
+        return Response(error_body(message, kind, exc), status=status, mimetype=JSON)
 
     @app.get("/ping")
     def ping():
@@ -168,7 +169,7 @@ def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
         except RequestError as exc:
             return error(exc.status, str(exc), "RequestError")
         except UserError as exc:
-            return error(400, str(exc), type(exc).__name__)
+            return error(400, str(exc), type(exc).__name__, exc)
         except Exception:
             log.exception("invocation failed")
             return error(500, "internal error while forecasting; see the server log",

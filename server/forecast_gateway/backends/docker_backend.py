@@ -52,7 +52,8 @@ from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
 from forecasting.container.env import MAX_BODY_BYTES
-from forecasting.errors import ArtifactError, ForecastRequestError, UserError
+from forecasting.container.invocations import decode_error, error_message
+from forecasting.errors import ArtifactError, ForecastRequestError
 
 log = logging.getLogger("forecast_gateway.backends.docker")
 
@@ -338,19 +339,11 @@ class DockerBackend(Backend):
             conn.close()
         if resp.status == 200:
             return json.loads(data)
-        try:
-            error = json.loads(data)
-        except ValueError:
-            error = {"error": data[:300].decode(errors="replace"), "type": ""}
-        message, kind = str(error.get("error", "")), str(error.get("type", ""))
-        if resp.status == 400:
-            if kind == "ForecastRequestError" and ": " in message:
-                name, _, reason = message.partition(": ")
-                raise ForecastRequestError(name, reason)
-            if kind == "ArtifactError":   # e.g. levels asked of a model without intervals
-                raise ArtifactError(message)
-            raise UserError(message)
-        raise RuntimeError(f"the inference container answered {resp.status}: {message}")
+        refused = decode_error(resp.status, data)
+        if refused is not None:
+            raise refused
+        raise RuntimeError(f"the inference container answered {resp.status}: "
+                           f"{error_message(data)}")
 
     def _acquire(self, model: ModelRef) -> _Server:
         """The version's ready container with one more request counted on it.

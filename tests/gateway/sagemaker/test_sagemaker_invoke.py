@@ -47,9 +47,24 @@ def test_one_series_over_the_limit_is_a_clear_error() -> None:
 
 
 def test_container_errors_map_to_the_taxonomy() -> None:
-    bad = invoke.container_error("forecast-acme", 400, '{"error": "rows.family: unknown '
-                                 'family \'TOYS\'", "type": "ForecastRequestError"}')
-    assert isinstance(bad, ForecastRequestError) and "unknown family 'TOYS'" in str(bad)
+    """The body serve.py writes (forecasting.container.invocations) decodes to the same error,
+    its field kept as a field; an older body without one is still a client error."""
+    from forecasting.container.invocations import error_body
+    from forecasting.errors import ArtifactError, UserError
+
+    sent = ForecastRequestError("rows.family", "unknown family 'TOYS'")
+    bad = invoke.container_error("forecast-acme", 400, error_body(str(sent), "ForecastRequestError",
+                                                                   sent))
+    assert isinstance(bad, ForecastRequestError) and bad.field == "rows.family"
+    assert str(bad) == str(sent)
+    old = invoke.container_error("forecast-acme", 400, '{"error": "rows.family: unknown", '
+                                 '"type": "ForecastRequestError"}')
+    assert type(old) is UserError and str(old) == "rows.family: unknown"
+    no_intervals = invoke.container_error("forecast-acme", 400, error_body(
+        "this model was saved without intervals", "ArtifactError"))
+    assert isinstance(no_intervals, ArtifactError)
+    proxy = invoke.container_error("forecast-acme", 404, "<html>not found</html>")
+    assert type(proxy) is UserError and "not found" in str(proxy)
     broken = invoke.container_error("forecast-acme", 500, '{"error": "internal error", '
                                     '"type": "InternalError"}')
     assert "forecast-acme" in str(broken) and "answered 500: internal error" in str(broken)

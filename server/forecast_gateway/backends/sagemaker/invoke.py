@@ -12,7 +12,6 @@ become `BackendUnavailable` (UNAVAILABLE).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -23,7 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from forecast_gateway.domain import RowColumns
 from forecast_gateway.errors import BackendUnavailable
-from forecasting.errors import ForecastRequestError, UserError
+from forecasting.container.invocations import decode_error, error_message
+from forecasting.errors import ForecastRequestError
 
 CSV = "text/csv"
 HEADER = b"date,store_nbr,family,onpromotion\n"
@@ -87,19 +87,13 @@ def _body(response: dict) -> tuple[int, bytes]:
 
 
 def container_error(endpoint: str, status: int, message: str) -> Exception:
-    """The error for a non-2xx answer of the inference container (its JSON body in `message`)."""
-    try:
-        detail = json.loads(message)
-        text, kind = str(detail.get("error", "")), str(detail.get("type", ""))
-    except (ValueError, AttributeError):
-        text, kind = message.strip()[:500], ""
-    if 400 <= status < 500:
-        if kind == "ForecastRequestError" and ": " in text:
-            name, _, reason = text.partition(": ")
-            return ForecastRequestError(name, reason)
-        return UserError(text or f"the endpoint rejected the rows (HTTP {status})")
+    """The error for a non-2xx answer of the inference container (its JSON body in `message`,
+    decoded by `forecasting.container.invocations` as every backend decodes it)."""
+    refused = decode_error(status, message)
+    if refused is not None:
+        return refused
     return BackendUnavailable(f"endpoint {endpoint}: the inference container answered {status}: "
-                              f"{text or 'no message'}")
+                              f"{error_message(message) or 'no message'}")
 
 
 def invoke(runtime: Any, endpoint: str, body: bytes, expected: int, *,
