@@ -13,15 +13,18 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from certs import TestCA
 from forecast_client import (
     AsyncForecastClient,
     ClientConfig,
     ForecastClient,
     ForecastClientError,
     RetryPolicy,
+    TlsConfig,
     pb,
 )
 from forecast_client.rows import make_batch
+from forecast_gateway.process import GatewayProcess
 
 TERMINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 #: A retailer of its own, so training here never changes acme's live model.
@@ -226,3 +229,68 @@ def test_the_readme_async_example_runs(gateway, monkeypatch, capsys) -> None:
     state, forecasts = capsys.readouterr().out.splitlines()
     assert state == "JOB_STATE_SUCCEEDED"
     assert forecasts.count("array(") == 3
+
+
+def test_wait_for_job_reconnects_after_a_gateway_restart(tmp_path: Path, sample_csv: Path) -> None:
+    """The gateway is killed while a job runs and comes back on the same port: wait_for_job
+    reconnects and returns the job the restarted gateway failed (cut off by the restart)."""
+    port = _closed_port()
+    data_dir = tmp_path / "data"
+    slow = {"num_round": "5000", "early_stopping_rounds": "5000", "eta": "0.001"}
+    fast = RetryPolicy(initial_backoff_s=0.1, max_backoff_s=0.3)
+    gw = GatewayProcess(data_dir, args=["--port", port.rsplit(":", 1)[1]]).start()
+    config = ClientConfig(target=gw.target, api_key=gw.api_key("acme"), retry=fast)
+
+    async def run() -> pb.TrainingJob:
+        async with AsyncForecastClient(config) as client:
+            dataset = await client.upload_dataset("acme", sample_csv)
+            job = await client.train("acme", dataset_id=dataset.dataset_id, hyperparameters=slow)
+            waiting = asyncio.create_task(client.wait_for_job("acme", job.job_id, timeout_s=90))
+            while (await client.get_job("acme", job.job_id)).state != pb.JOB_STATE_RUNNING:
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(gw.kill)
+            await asyncio.sleep(0.5)
+            assert not waiting.done(), "a killed gateway is reconnected to, not reported"
+            await asyncio.to_thread(restarted.start)
+            return await waiting
+
+    restarted = GatewayProcess(data_dir, args=["--port", port.rsplit(":", 1)[1]])
+    try:
+        final = asyncio.run(run())
+    finally:   # nothing left to drain: kill, not stop
+        gw.kill()
+        restarted.kill()
+    assert final.state == pb.JOB_STATE_FAILED and "gateway stopped" in final.failure_reason
+
+
+def test_tls_and_a_client_certificate(tmp_path: Path) -> None:
+    """The same TlsConfig as ForecastClient against a gateway that asks for client certificates:
+    the gateway's certificate trusted (by IP and by name override), the certificate alone
+    authenticates (no key), and no client certificate or plaintext is refused."""
+    ca = TestCA(tmp_path / "pki")
+    server, shop = ca.issue("gateway", server=True), ca.issue("tls-co", server=False)
+    gw = GatewayProcess(tmp_path / "data", args=(
+        "--tls-cert", str(server.cert), "--tls-key", str(server.key),
+        "--tls-client-ca", str(ca.cert)))
+    key = gw.api_key("tls-co")
+
+    def tls(name: str | None = None, client: bool = False) -> TlsConfig:
+        return TlsConfig(root_certificates=ca.cert.read_bytes(), server_name_override=name,
+                         certificate_chain=shop.cert.read_bytes() if client else None,
+                         private_key=shop.key.read_bytes() if client else None)
+
+    async def codes() -> list[object]:
+        found: list[object] = []
+        for tls_config, api_key in ((tls(client=True), key), (tls("localhost", True), key),
+                                    (tls(client=True), None), (tls(), key), (None, key)):
+            config = ClientConfig(target=gw.target, tls=tls_config, api_key=api_key,
+                                  retry=RetryPolicy(max_attempts=1))
+            async with AsyncForecastClient(config) as client:
+                try:
+                    found.append(await client.list_models("tls-co"))
+                except ForecastClientError as err:
+                    found.append(err.code)
+        return found
+
+    with gw:
+        assert asyncio.run(codes()) == [[], [], [], *[grpc.StatusCode.UNAVAILABLE] * 2]
