@@ -156,7 +156,7 @@ class Backend(abc.ABC):
         intervals says so.
         """
         raise FailedPrecondition(f"the {self.name} backend answers point forecasts only; "
-                                 "prediction intervals need the local or docker backend")
+                                 "prediction intervals need the local, docker or sagemaker backend")
 
     def unload_model(self, model: ModelRef) -> None:
         """Free what `load_model` took. Optional; the default does nothing.

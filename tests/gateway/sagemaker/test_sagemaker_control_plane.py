@@ -3,6 +3,7 @@ sends (each one checked against the service model), training to a published arti
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import boto3
@@ -175,9 +176,27 @@ def test_many_payloads_come_back_in_row_order(moto_clients: AwsClients,
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
-        values = invoke.predict(moto_clients.runtime, "forecast-acme", rows, limit=250,
-                                concurrency=1, pool=pool)
+        values, bounds = invoke.predict(moto_clients.runtime, "forecast-acme", rows, limit=250,
+                                        concurrency=1, pool=pool)
+    assert values.tolist() == [float(i) for i in range(24)] and bounds == {}
+
+    # With levels: JSON bodies with "levels" (sized for the answer's bounds too), and the
+    # container's JSON answer's intervals placed back in row order like the forecasts.
+    chunks = list(invoke.payloads(rows, 400, levels=[80]))
+    assert len(chunks) > 2
+    for idx, body in chunks:
+        sent = json.loads(body)
+        assert sent["levels"] == [80.0] and len(sent["date"]) == len(idx) and len(body) <= 400
+    moto_server.set_endpoint_results([json.dumps({
+        "predictions": [float(i) for i in idx],
+        "intervals": [{"level": 80.0, "lower": [i - 0.5 for i in idx.tolist()],
+                       "upper": [i + 0.5 for i in idx.tolist()]}]}) for idx, _ in chunks])
+    with ThreadPoolExecutor(1) as pool:
+        values, bounds = invoke.predict(moto_clients.runtime, "forecast-acme", rows, limit=400,
+                                        concurrency=1, pool=pool, levels=[80])
     assert values.tolist() == [float(i) for i in range(24)]
+    assert bounds[80.0][0].tolist() == [i - 0.5 for i in range(24)]
+    assert bounds[80.0][1].tolist() == [i + 0.5 for i in range(24)]
 
 
 def test_check_available_names_a_missing_bucket(moto_clients: AwsClients) -> None:

@@ -209,14 +209,16 @@ def test_throttling_that_does_not_stop_is_unavailable(backend, stubbed, tmp_path
 def test_model_error_4xx_is_the_containers_user_error(backend, stubbed, tmp_path: Path) -> None:
     _, _, rt = stubbed
     ref = _live(backend, stubbed, tmp_path)
-    message = ('{"error": "family: \'TOYS\' is not a family the model was trained on", '
-               '"type": "ForecastRequestError"}')
+    from forecasting.container.invocations import error_body
+
+    sent = ForecastRequestError("family", "'TOYS' is not a family the model was trained on")
+    message = error_body(str(sent), "ForecastRequestError", sent)   # what serve.py writes
     rt.add_client_error("invoke_endpoint", "ModelError", "Received client error (400)", 424,
                         response_meta={}, modeled_fields={"OriginalStatusCode": 400,
                                                           "OriginalMessage": message})
     with pytest.raises(ForecastRequestError, match="'TOYS' is not a family") as caught:
         backend.predict(ref, ROWS)
-    assert isinstance(caught.value, UserError)
+    assert isinstance(caught.value, UserError) and caught.value.field == "family"
 
 
 def test_model_error_5xx_is_unavailable_with_the_message(backend, stubbed, tmp_path: Path) -> None:

@@ -108,6 +108,12 @@ def test_predict_is_answered_by_the_inference_image_as_the_local_backend_would(
     published = trained["root"] / "data" / "retailers" / "acme_co" / "models" / "v1"
     expected = Predictor.load(published).predict(future)  # the local backend's own code
     np.testing.assert_allclose(answered["sales"].to_numpy(), np.asarray(expected), rtol=1e-9)
+    # Prediction intervals too: the endpoint's container computes them, as docker's does.
+    with ForecastClient(target=trained["gateway"].target) as client:
+        bands = client.predict_frame("acme_co", future, levels=[80])
+    _, bounds = Predictor.load(published).predict_frame_intervals(future, [80])
+    np.testing.assert_allclose(bands["lo-80"].to_numpy(), bounds[80.0][0], rtol=1e-9)
+    np.testing.assert_allclose(bands["hi-80"].to_numpy(), bounds[80.0][1], rtol=1e-9)
     serving = docker("ps", "--filter", f"ancestor={IMAGES['inference']}", "--format",
                      "{{.ID}}").stdout.split()
     assert set(serving) & set(local_mode_containers(trained["root"]))

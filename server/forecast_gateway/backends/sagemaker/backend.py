@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,11 +348,17 @@ class SageMakerBackend(Backend):
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         """InvokeEndpoint, in payloads under the endpoint's limit, in row order."""
+        return self.predict_intervals(model, rows, ())[0]
+
+    def predict_intervals(self, model: ModelRef, rows: RowColumns, levels: Sequence[float],
+                          ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+        """As `predict`, with the bounds per level: the endpoint runs the same inference
+        container as the docker backend, which computes them (a JSON body with `"levels"`)."""
         endpoint = self._endpoint_for(model)
         return invoke.predict(self.clients.runtime, endpoint, rows,
                               limit=self.settings.max_body_bytes,
                               concurrency=self.settings.invoke_concurrency, pool=self._pool,
-                              first_pause_s=self._first_pause_s / 2)
+                              levels=levels, first_pause_s=self._first_pause_s / 2)
 
     def unload_model(self, model: ModelRef) -> None:
         """Nothing to free: the endpoint already serves the new version; the previous one is
