@@ -1,6 +1,7 @@
-"""The inference container's error body, encoded in `serve.py` and decoded by every backend
-that calls it (docker's `/invocations`, SageMaker's InvokeEndpoint): one place, so a field
-name survives the trip as a field, not as text split on ": ".
+"""The inference container's JSON request and error body, in one place: the backends that
+call it (docker's `/invocations`, SageMaker's InvokeEndpoint) build the request here, and
+`serve.py` writes the error body that they decode here, so a field name survives the trip as
+a field, not as text split on ": ".
 
 Body: `{"error": <message>, "type": <kind>}`, and for a `ForecastRequestError` also
 `"field"` and `"reason"`. Kinds: the `forecasting.errors` class name (`ForecastRequestError`,
@@ -11,9 +12,23 @@ Body: `{"error": <message>, "type": <kind>}`, and for a `ForecastRequestError` a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from forecasting.errors import ArtifactError, ForecastRequestError, UserError
+
+
+def request_body(dates: Sequence[str], store_nbr: Sequence[int], family: Sequence[str],
+                 onpromotion: Sequence[int] | None = None, levels: Sequence[float] = ()) -> bytes:
+    """The container's columnar JSON request (`serve.parse_json` reads it): future rows, and
+    the interval levels in percent when any are asked."""
+    payload: dict[str, Any] = {"date": list(dates), "store_nbr": [int(s) for s in store_nbr],
+                               "family": [str(f) for f in family]}
+    if onpromotion is not None:
+        payload["onpromotion"] = [int(p) for p in onpromotion]
+    if levels:
+        payload["levels"] = [float(lv) for lv in levels]
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def error_body(message: str, kind: str, exc: BaseException | None = None) -> str:

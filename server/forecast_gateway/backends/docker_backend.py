@@ -52,7 +52,7 @@ from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
 from forecasting.container.env import MAX_BODY_BYTES
-from forecasting.container.invocations import decode_error, error_message
+from forecasting.container.invocations import decode_error, error_message, request_body
 from forecasting.errors import ArtifactError, ForecastRequestError
 
 log = logging.getLogger("forecast_gateway.backends.docker")
@@ -304,15 +304,11 @@ class DockerBackend(Backend):
         start = 0
         while start < n:
             stop = min(n, start + step)
-            payload: dict[str, object] = {
-                "date": dates[start:stop].tolist(),
-                "store_nbr": np.asarray(rows.store_nbr[start:stop]).astype(int).tolist(),
-                "family": [str(f) for f in rows.family[start:stop]]}
-            if rows.onpromotion is not None:
-                payload["onpromotion"] = np.asarray(rows.onpromotion[start:stop]).tolist()
-            if levels:
-                payload["levels"] = [float(lv) for lv in levels]
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            promo = (None if rows.onpromotion is None
+                     else np.asarray(rows.onpromotion[start:stop]).tolist())
+            body = request_body(dates[start:stop].tolist(),
+                                np.asarray(rows.store_nbr[start:stop]).tolist(),
+                                list(rows.family[start:stop]), promo, levels)
             if len(body) > limit and stop - start > 1:
                 # Too big: shrink the chunk in proportion (with margin) and try again.
                 step = max(1, int((stop - start) * limit / len(body) * 0.9))

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from forecast_gateway.domain import RowColumns
 from forecast_gateway.errors import BackendUnavailable
-from forecasting.container.invocations import decode_error, error_message
+from forecasting.container.invocations import decode_error, error_message, request_body
 from forecasting.errors import ForecastRequestError
 
 CSV = "text/csv"
@@ -72,14 +72,9 @@ def payloads(rows: RowColumns, limit: int,
 def json_body(rows: RowColumns, idx: np.ndarray, levels: Sequence[float]) -> bytes:
     """The container's columnar JSON request for rows `idx`, with `levels`."""
     dates = np.datetime_as_string(np.asarray(rows.day)[idx].astype("datetime64[D]"), unit="D")
-    payload: dict[str, object] = {
-        "date": dates.tolist(),
-        "store_nbr": np.asarray(rows.store_nbr)[idx].astype(int).tolist(),
-        "family": [str(f) for f in np.asarray(rows.family)[idx]],
-        "levels": [float(lv) for lv in levels]}
-    if rows.onpromotion is not None:
-        payload["onpromotion"] = np.asarray(rows.onpromotion)[idx].astype(int).tolist()
-    return json.dumps(payload, separators=(",", ":")).encode()
+    promo = None if rows.onpromotion is None else np.asarray(rows.onpromotion)[idx].tolist()
+    return request_body(dates.tolist(), np.asarray(rows.store_nbr)[idx].tolist(),
+                        np.asarray(rows.family)[idx].tolist(), promo, levels)
 
 
 def _groups(rows: RowColumns, sizes: np.ndarray, room: int, limit: int) -> Iterator[np.ndarray]:
