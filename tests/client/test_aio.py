@@ -22,7 +22,9 @@ from forecast_client import (
     RetryPolicy,
     TlsConfig,
     pb,
+    pb_grpc,
 )
+from forecast_client.requests import SDK_ATTEMPTS
 from forecast_client.rows import make_batch
 from forecast_gateway.process import GatewayProcess
 
@@ -294,3 +296,50 @@ def test_tls_and_a_client_certificate(tmp_path: Path) -> None:
 
     with gw:
         assert asyncio.run(codes()) == [[], [], [], *[grpc.StatusCode.UNAVAILABLE] * 2]
+
+
+def test_repeatable_calls_are_sent_again_when_the_server_went_away() -> None:
+    """A real grpc.aio server on 127.0.0.1 that answers CANCELLED (what a stopping gateway
+    answers; gRPC itself retries only UNAVAILABLE): ListModels is sent again with the same
+    request id and succeeds, CancelTrainingJob is not repeated, and a server that keeps
+    answering CANCELLED is reported after SDK_ATTEMPTS sends."""
+    seen: dict[str, list[str]] = {"ListModels": [], "CancelTrainingJob": []}
+
+    class GoingAway(pb_grpc.ForecastServiceServicer):
+        async def ListModels(self, request, context):
+            seen["ListModels"].append(dict(context.invocation_metadata())["x-request-id"])
+            if request.retailer == "always" or len(seen["ListModels"]) == 1:
+                await context.abort(grpc.StatusCode.CANCELLED, "the server is stopping")
+            return pb.ListModelsResponse(models=[pb.ModelVersion(version="v1", live=True)])
+
+        async def CancelTrainingJob(self, request, context):
+            seen["CancelTrainingJob"].append(dict(context.invocation_metadata())["x-request-id"])
+            await context.abort(grpc.StatusCode.CANCELLED, "the server is stopping")
+
+    async def run() -> tuple[list[pb.ModelVersion], list[str], ForecastClientError,
+                             ForecastClientError]:
+        server = grpc.aio.server()
+        pb_grpc.add_ForecastServiceServicer_to_server(GoingAway(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        fast = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.02)
+        try:
+            async with AsyncForecastClient(ClientConfig(target=f"127.0.0.1:{port}",
+                                                        api_key="k", retry=fast)) as client:
+                models = await client.list_models("acme")
+                with pytest.raises(ForecastClientError) as cancelled:
+                    await client.cancel_job("acme", "job-1")
+                first = seen["ListModels"][:]
+                seen["ListModels"].clear()
+                with pytest.raises(ForecastClientError) as gone:
+                    await client.list_models("always")
+        finally:
+            await server.stop(None)
+        return models, first, cancelled.value, gone.value
+
+    models, first, cancelled, gone = asyncio.run(run())
+    assert [m.version for m in models] == ["v1"] and len(first) == 2 and len(set(first)) == 1
+    assert cancelled.code == grpc.StatusCode.CANCELLED and len(seen["CancelTrainingJob"]) == 1
+    assert gone.code == grpc.StatusCode.CANCELLED and gone.details == "the server is stopping"
+    assert len(seen["ListModels"]) == SDK_ATTEMPTS
+    assert set(seen["ListModels"]) == {gone.request_id}, "one request id for every send"
