@@ -243,7 +243,9 @@ def test_the_cli_feeds_actuals_and_shows_the_live_error(watched, tmp_path: Path)
     assert first["rmsle"] == pytest.approx(
         scores(cells["sales_x"].to_numpy(), cells["sales_y"].to_numpy())["rmsle"], abs=1e-6)
     fig = plots.live_error_figure(daily)
-    model_line = next(x for x in fig.axes[0].get_lines() if x.get_label() == "model v1")
+    model_line = next(x for x in fig.axes[0].get_lines()
+                      if x.get_label().startswith("model v1: "))
+    assert model_line.get_label() == f"model v1: {daily['count'].sum():,} cells over {len(daily)} days"
     np.testing.assert_allclose(model_line.get_ydata(), daily.sort_values("date")["rmsle"])
     png = tmp_path / "live.png"
     drawn = run_forecast("plot", "--retailer", "watch", "--live", "--output", str(png),
