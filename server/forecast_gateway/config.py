@@ -189,6 +189,20 @@ class GatewayConfig:
     """SageMaker backend: how long an endpoint may take to become InService."""
     sagemaker_invoke_concurrency: int = 4
     """SageMaker backend: InvokeEndpoint calls in flight for one bulk request."""
+    sagemaker_traffic_shift: str = ""
+    """SageMaker backend: how an update moves a real-time endpoint to a new version: empty (a
+    plain UpdateEndpoint), `all-at-once`, `canary` or `linear` (blue/green, rolled back by alarms
+    on 5xx errors and model latency; docs/sagemaker.md, "Canary deploys")."""
+    sagemaker_shift_percent: int = 10
+    """SageMaker backend: the canary size, or linear step, in percent of the new fleet (1..50)."""
+    sagemaker_shift_wait_s: int = 300
+    """SageMaker backend: baking period after each traffic step (0..3600 s)."""
+    sagemaker_shift_bake_s: int = 600
+    """SageMaker backend: final baking period before the old fleet goes (0..3600 s)."""
+    sagemaker_alarm_5xx: int = 1
+    """SageMaker backend: Invocation5XXErrors in one minute that roll an update back."""
+    sagemaker_alarm_latency_ms: int = 2000
+    """SageMaker backend: p99 ModelLatency (ms, over one minute) that rolls an update back."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -276,6 +290,9 @@ def _check_sagemaker(config: GatewayConfig) -> None:
     if config.sagemaker_train_with not in ("training-job", "pipeline"):
         raise ValueError(f"sagemaker_train_with must be training-job or pipeline, got "
                          f"{config.sagemaker_train_with!r}")
+    if config.sagemaker_traffic_shift:  # ValueError naming the setting (no import cycle at load)
+        from forecast_gateway.backends.sagemaker.settings import SageMakerSettings
+        SageMakerSettings.from_config(config)
     memory = config.sagemaker_serverless_memory_mb
     if memory not in range(1024, 6145, 1024):
         raise ValueError(f"sagemaker_serverless_memory_mb must be 1024, 2048, ... 6144, got {memory}")
@@ -380,6 +397,12 @@ _DOCS = {
     "sagemaker_poll_max_s": "sagemaker backend: longest pause between Describe calls",
     "sagemaker_endpoint_timeout_s": "sagemaker backend: wait for an endpoint to be InService",
     "sagemaker_invoke_concurrency": "sagemaker backend: InvokeEndpoint calls in flight per request",
+    "sagemaker_traffic_shift": "sagemaker backend: '' | all-at-once | canary | linear (with rollback alarms)",
+    "sagemaker_shift_percent": "sagemaker backend: canary size / linear step, percent of the fleet",
+    "sagemaker_shift_wait_s": "sagemaker backend: baking seconds after each traffic step",
+    "sagemaker_shift_bake_s": "sagemaker backend: final baking seconds before the old fleet goes",
+    "sagemaker_alarm_5xx": "sagemaker backend: 5xx errors per minute that roll an update back",
+    "sagemaker_alarm_latency_ms": "sagemaker backend: p99 model latency (ms) that rolls an update back",
 }
 
 

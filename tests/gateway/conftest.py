@@ -151,6 +151,24 @@ def restartable_gateway() -> Iterator:
 
 
 @pytest.fixture()
+def gateway_over(tmp_path: Path) -> Iterator:
+    """`gateway_over(backend, **config)`: a started in-process gateway over `backend` (a real
+    backend on stubbed clients, say) on a data dir of its own; stopped at teardown."""
+    started: list[InProcessGateway] = []
+
+    def start(backend: Backend, **config) -> InProcessGateway:
+        gw = InProcessGateway(tmp_path / f"over-{len(started)}", backend, **config)
+        started.append(gw.start())
+        return gw
+
+    try:
+        yield start
+    finally:
+        for gw in started:
+            gw.stop()
+
+
+@pytest.fixture()
 def scripted_gateway(tmp_path: Path, restartable_gateway):
     """`scripted_gateway(**config)`: a started in-process gateway over a fresh ScriptedBackend on
     a data dir of its own, with GatewayConfig fields overridden; all are stopped at teardown."""

@@ -127,3 +127,31 @@ def local_mode_containers(root: Path) -> list[str]:
                              "{{end}}"), *ids], capture_output=True, text=True, check=False).stdout
     return [line.split()[0][:12] for line in mounts.splitlines()
             if any(part.startswith(str(root)) for part in line.split()[1:])]
+
+
+def endpoint_description(name: str, config: str, status: str, **extra) -> dict:
+    """A DescribeEndpoint answer (for a Stubber)."""
+    import datetime as dt
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return {"EndpointName": name, "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
+            "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": now,
+            "LastModifiedTime": now, **extra}
+
+
+def stub_model_and_config(sm) -> None:
+    """Stubbed answers to the CreateModel and CreateEndpointConfig of one deploy."""
+    sm.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/m"})
+    sm.add_response("create_endpoint_config",
+                    {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/c"})
+
+
+def stub_first_deploy(sm, endpoint: str, config: str) -> None:
+    """Stubbed answers to a first deploy: the models and config made, no endpoint yet, then
+    CreateEndpoint, Creating and InService."""
+    stub_model_and_config(sm)
+    sm.add_client_error("describe_endpoint", "ValidationException",
+                        f"Could not find endpoint \"{endpoint}\".")
+    sm.add_response("create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"})
+    sm.add_response("describe_endpoint", endpoint_description(endpoint, config, "Creating"))
+    sm.add_response("describe_endpoint", endpoint_description(endpoint, config, "InService"))

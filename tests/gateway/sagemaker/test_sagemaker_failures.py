@@ -18,7 +18,15 @@ from forecast_gateway.backends.sagemaker.backend import SageMakerBackend
 from forecast_gateway.backends.sagemaker.endpoints import DeployFailed, deployment
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
-from sagemaker_helpers import GOLDEN_ARTIFACT, Listener, Recorder, settings
+from sagemaker_helpers import (
+    GOLDEN_ARTIFACT,
+    Listener,
+    Recorder,
+    settings,
+    stub_first_deploy,
+    stub_model_and_config,
+)
+from sagemaker_helpers import endpoint_description as _endpoint
 
 from forecasting.errors import ForecastRequestError, UserError
 
@@ -133,22 +141,9 @@ def _live(backend: SageMakerBackend, stubbed, tmp_path: Path, version: str = "v1
     ref = ModelRef("acme", version, model_dir)
     url = backend.model_data_url(ref)
     target = deployment("acme", version, url)
-    sm.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/m"})
-    sm.add_response("create_endpoint_config",
-                    {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/c"})
-    sm.add_client_error("describe_endpoint", "ValidationException",
-                        f"Could not find endpoint \"{target.endpoint}\".")
-    sm.add_response("create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"})
-    sm.add_response("describe_endpoint", _endpoint(target.endpoint, target.config, "Creating"))
-    sm.add_response("describe_endpoint", _endpoint(target.endpoint, target.config, "InService"))
+    stub_first_deploy(sm, target.endpoint, target.config)
     backend.load_model(ref)
     return ref
-
-
-def _endpoint(name: str, config: str, status: str, **extra) -> dict:
-    return {"EndpointName": name, "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e",
-            "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": NOW,
-            "LastModifiedTime": NOW, **extra}
 
 
 def test_a_failed_update_keeps_the_old_version_and_says_why(backend, stubbed,
@@ -160,9 +155,7 @@ def test_a_failed_update_keeps_the_old_version_and_says_why(backend, stubbed,
     shutil.copytree(GOLDEN_ARTIFACT, new_dir)
     (new_dir / "evaluation.json").write_text("{}")  # another artifact: another model.tar.gz
     new = ModelRef("acme", "v2", new_dir)
-    sm.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:1:model/m2"})
-    sm.add_response("create_endpoint_config",
-                    {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/c2"})
+    stub_model_and_config(sm)
     sm.add_response("describe_endpoint", _endpoint(old_target.endpoint, old_target.config,
                                                    "InService"))
     sm.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"},

@@ -6,6 +6,7 @@
 - `validation`: the service model's enums, patterns and bounds, checked on every request
 - `training`: CreateTrainingJob, following DescribeTrainingJob, fetching model.tar.gz
 - `endpoints`: per-retailer Model, EndpointConfig and Endpoint; UpdateEndpoint on a new version
+- `guardrails`: blue/green traffic shifting of updates, rolled back by CloudWatch alarms
 - `invoke`: InvokeEndpoint in payloads under the limit, concurrently, in row order
 - `pipeline`: the SageMaker Pipeline clean -> train -> evaluate -> register
 - `backend`: `SageMakerBackend`, the `Backend` the gateway talks to

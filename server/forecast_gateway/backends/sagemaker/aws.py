@@ -1,5 +1,6 @@
-"""The one way out to AWS: a boto3 session and the s3, sagemaker and sagemaker-runtime clients,
-created once with the region, the endpoint URL override and botocore's retry configuration.
+"""The one way out to AWS: a boto3 session and the s3, sagemaker, sagemaker-runtime and
+cloudwatch clients, created once with the region, the endpoint URL override and botocore's retry
+configuration.
 
 Everything else in the SageMaker backend takes an `AwsClients`, so production hands in real
 clients, the control-plane tests moto-backed ones (`aws_endpoint_url` = a moto server on
@@ -29,6 +30,8 @@ class AwsClients:
     """sagemaker-runtime (InvokeEndpoint)."""
     local_mode: bool = False
     """The sagemaker/runtime clients are the SageMaker SDK's local-mode ones."""
+    cloudwatch: Any = None
+    """cloudwatch (the rollback alarms of guarded endpoint updates; None: not made)."""
 
 
 def retry_config(max_attempts: int, *, connect_timeout_s: float = 10,
@@ -74,8 +77,10 @@ def create_clients(*, region: str = "", endpoint_url: str = "", max_attempts: in
     else:
         sagemaker = session.client("sagemaker", **extra)
         runtime = session.client("sagemaker-runtime", **extra)
+    cloudwatch = session.client("cloudwatch", **extra)
     if validate:
-        for client in (s3, sagemaker, runtime):
+        for client in (s3, sagemaker, runtime, cloudwatch):
             if hasattr(client, "meta"):  # local-mode clients are plain Python objects
                 validation.enforce(client)
-    return AwsClients(s3=s3, sagemaker=sagemaker, runtime=runtime, local_mode=local_mode)
+    return AwsClients(s3=s3, sagemaker=sagemaker, runtime=runtime, local_mode=local_mode,
+                      cloudwatch=cloudwatch)

@@ -43,6 +43,7 @@ from forecast_gateway.backends.base import (
 from forecast_gateway.backends.sagemaker import executions, invoke, pipeline, training
 from forecast_gateway.backends.sagemaker.aws import AwsClients, create_clients
 from forecast_gateway.backends.sagemaker.endpoints import Deployment, Endpoints
+from forecast_gateway.backends.sagemaker.guardrails import Guardrails
 from forecast_gateway.backends.sagemaker.layout import S3Layout
 from forecast_gateway.backends.sagemaker.settings import SageMakerSettings
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
@@ -86,7 +87,13 @@ class SageMakerBackend(Backend):
         self.clients = clients
         self.layout = S3Layout(settings.bucket, settings.prefix)
         self._first_pause_s = first_pause_s
-        self._endpoints = Endpoints(clients.sagemaker, settings, first_pause_s=first_pause_s)
+        guarded = None
+        if settings.guardrails is not None:
+            if clients.cloudwatch is None:
+                raise ValueError("guarded endpoint updates need a cloudwatch client (its alarms)")
+            guarded = Guardrails(clients.cloudwatch, settings.guardrails)
+        self._endpoints = Endpoints(clients.sagemaker, settings, first_pause_s=first_pause_s,
+                                    guardrails=guarded)
         self._lock = threading.Lock()
         self._serving: dict[str, tuple[Path, Deployment]] = {}   # retailer -> live version
         self._previous: dict[str, tuple[Path, Deployment]] = {}  # the version it replaced

@@ -10,6 +10,10 @@ with SageMaker's FailureReason; SageMaker keeps the old config serving, and so d
 Names are derived from the retailer, the version and a digest of the model's URI, so deploying
 the same version again (after a gateway restart) finds what exists instead of making copies.
 
+With guardrails (`guardrails.py`, `--sagemaker-traffic-shift`) UpdateEndpoint carries a
+blue/green DeploymentConfig whose alarms SageMaker watches while it shifts traffic; an update
+SageMaker rolls back raises `DeployFailed` naming the alarm that fired.
+
 Local mode cannot update an endpoint; there `deploy` deletes the endpoint and creates it again
 with the new config (one container on port 8080 at a time).
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from forecast_gateway.backends.sagemaker.guardrails import Guardrails
 from forecast_gateway.backends.sagemaker.settings import SageMakerSettings
 from forecast_gateway.errors import BackendUnavailable
 from forecasting.errors import ArtifactError
@@ -86,10 +91,13 @@ def _missing(exc: ClientError) -> bool:
 class Endpoints:
     """Deploys versions to per-retailer endpoints through one sagemaker client."""
 
-    def __init__(self, sagemaker: Any, settings: SageMakerSettings, *, first_pause_s: float = 1.0):
+    def __init__(self, sagemaker: Any, settings: SageMakerSettings, *, first_pause_s: float = 1.0,
+                 guardrails: Guardrails | None = None):
+        """`guardrails`: shift traffic blue/green with alarm rollback on every update."""
         self._sm = sagemaker
         self._settings = settings
         self._first_pause_s = first_pause_s
+        self._guardrails = guardrails
 
     def _variant(self, model: str) -> dict[str, Any]:
         s = self._settings
@@ -128,7 +136,7 @@ class Endpoints:
                 self._sm.create_endpoint(EndpointName=target.endpoint,
                                          EndpointConfigName=target.config, Tags=tags[:1])
             elif current.get("EndpointConfigName") != target.config:
-                self._update(target)
+                self._update(target, retailer)
             # else: already there (a restart); wait until it is in service
         except RuntimeError as exc:  # local mode starts the container inside the call
             self.delete(target.endpoint)
@@ -140,10 +148,13 @@ class Endpoints:
             "endpoint_config": target.config, "seconds": round(time.monotonic() - started, 2)}})
         return target
 
-    def _update(self, target: Deployment) -> None:
+    def _update(self, target: Deployment, retailer: str) -> None:
+        request = {"EndpointName": target.endpoint, "EndpointConfigName": target.config}
+        if self._guardrails is not None:
+            request["DeploymentConfig"] = self._guardrails.prepare(target.endpoint, VARIANT,
+                                                                   retailer)
         try:
-            self._sm.update_endpoint(EndpointName=target.endpoint,
-                                     EndpointConfigName=target.config)
+            self._sm.update_endpoint(**request)
         except NotImplementedError:  # local mode: one container, replaced
             self._sm.delete_endpoint(EndpointName=target.endpoint)
             self._sm.create_endpoint(EndpointName=target.endpoint,
@@ -159,7 +170,8 @@ class Endpoints:
             raise
 
     def _wait(self, target: Deployment) -> None:
-        deadline = time.monotonic() + self._settings.endpoint_timeout_s
+        guarded = self._guardrails.settings.planned_s if self._guardrails is not None else 0
+        deadline = time.monotonic() + self._settings.endpoint_timeout_s + guarded
         pause, moved = self._first_pause_s, False
         while True:
             desc = self.describe(target.endpoint) or {}
@@ -174,13 +186,15 @@ class Endpoints:
                 raise DeployFailed(f"endpoint {target.endpoint} is {status}: "
                                    f"{reason or 'no reason given'}")
             elif status == "InService" and (moved or reason):
-                raise DeployFailed(
-                    f"endpoint {target.endpoint} did not take {target.config}: "
-                    f"{reason or 'the update was rolled back'}; it still serves {config}")
+                fired = self._guardrails.fired(target.endpoint) if self._guardrails else ""
+                why = "; ".join(w for w in (reason, fired) if w) or "the update was rolled back"
+                raise DeployFailed(f"endpoint {target.endpoint} did not take {target.config}: "
+                                   f"{why}; it still serves {config}")
             if time.monotonic() > deadline:
                 raise BackendUnavailable(
                     f"endpoint {target.endpoint} is not InService with {target.config} after "
-                    f"{self._settings.endpoint_timeout_s:.0f} s (status {status or 'unknown'})")
+                    f"{self._settings.endpoint_timeout_s + guarded:.0f} s (status "
+                    f"{status or 'unknown'})")
             time.sleep(pause)
             pause = min(self._settings.poll_max_s, pause * 1.5)
 

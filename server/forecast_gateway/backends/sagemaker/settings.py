@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from forecast_gateway.backends.sagemaker.guardrails import GuardrailSettings
 from forecast_gateway.config import GatewayConfig
 
 #: Payload limits of InvokeEndpoint (request and response).
@@ -41,6 +42,8 @@ class SageMakerSettings:
     poll_max_s: float = 30.0
     endpoint_timeout_s: float = 1800.0
     invoke_concurrency: int = 4
+    guardrails: GuardrailSettings | None = None
+    """Blue/green traffic shifting with alarm rollback on updates (None: a plain update)."""
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> SageMakerSettings:
@@ -49,6 +52,19 @@ class SageMakerSettings:
         if local and config.sagemaker_train_with == "pipeline":
             raise ValueError("--sagemaker-train-with pipeline needs SageMaker itself; local mode "
                              "runs training jobs only (the pipeline's own tests run it locally)")
+        guardrails = None
+        if config.sagemaker_traffic_shift:
+            if local or not config.sagemaker_endpoint_instance_type:
+                raise ValueError(
+                    f"--sagemaker-traffic-shift {config.sagemaker_traffic_shift} needs a real-time "
+                    "endpoint (--sagemaker-endpoint-instance-type): " + (
+                        "local mode replaces its one container" if local else
+                        "serverless endpoints have no instances to shift traffic between"))
+            guardrails = GuardrailSettings(
+                config.sagemaker_traffic_shift, percent=config.sagemaker_shift_percent,
+                wait_s=config.sagemaker_shift_wait_s, bake_s=config.sagemaker_shift_bake_s,
+                alarm_5xx=config.sagemaker_alarm_5xx,
+                alarm_latency_ms=config.sagemaker_alarm_latency_ms)
         return cls(
             bucket=config.sagemaker_bucket, prefix=config.sagemaker_prefix,
             role_arn=config.sagemaker_role_arn or (LOCAL_ROLE_ARN if local else ""),
@@ -66,7 +82,7 @@ class SageMakerSettings:
             train_with=config.sagemaker_train_with, local_mode=local,
             parallel_jobs=config.sagemaker_parallel_jobs, poll_max_s=config.sagemaker_poll_max_s,
             endpoint_timeout_s=config.sagemaker_endpoint_timeout_s,
-            invoke_concurrency=config.sagemaker_invoke_concurrency,
+            invoke_concurrency=config.sagemaker_invoke_concurrency, guardrails=guardrails,
         )
 
     @property
