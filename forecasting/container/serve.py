@@ -10,14 +10,16 @@ takes requests; a model that fails to load stops the server. Routes:
     "family": [...], "onpromotion": [...]}``, or ``{"instances": [{...}, ...]}``, or a list
     of row objects. Answer: ``{"predictions": [...]}``, one per row, in order. An object may
     add ``"levels": [80, 95]`` (percent): the answer then also has ``"intervals": [{"level":
-    80, "lower": [...], "upper": [...]}, ...]`` (400 ``ArtifactError`` for a model saved
+    80, "lower": [...], "upper": [...]}, ...]`` (409 ``ArtifactError`` for a model saved
     without intervals).
   - ``text/csv`` with a header row naming ``date``: future rows. Answer: one forecast a line.
   - ``text/csv`` without a header: the built-in XGBoost convention, one ready feature row per
     line in ``features.json`` order. Answer: one forecast a line.
   ``Accept: application/json`` or ``text/csv`` picks the answer's format.
 
-Status codes: 400 bad input, 413 body over 6 MB, 415 unsupported content type, 500 our bug;
+Status codes (the one table, `forecasting.errors.HTTP_STATUS`, that the gateway's HTTP face
+uses too): 400 bad input, 409 a stored model that cannot serve the request (`ArtifactError`),
+413 body over 6 MB, 415 unsupported content type, 500 our bug;
 every error body is JSON ``{"error": ..., "type": ...}`` (and ``"field"``, ``"reason"`` for a
 ``ForecastRequestError``; ``invocations.py`` encodes and decodes it).
 """
@@ -34,7 +36,7 @@ from flask import Flask, Response, request
 
 from forecasting.container.env import MAX_BODY_BYTES, ServingEnv
 from forecasting.container.invocations import error_body
-from forecasting.errors import ArtifactError, UserError
+from forecasting.errors import ArtifactError, UserError, http_status
 from forecasting.predictor import Predictor
 from forecasting.schema import read_table, validate_future
 
@@ -168,8 +170,8 @@ def create_app(model_dir=None, predictor: Predictor | None = None) -> Flask:
             return format_answer(values, accept, content_type)
         except RequestError as exc:
             return error(exc.status, str(exc), "RequestError")
-        except UserError as exc:
-            return error(400, str(exc), type(exc).__name__, exc)
+        except UserError as exc:   # 400; 409 for a stored model that cannot serve (ArtifactError)
+            return error(http_status(exc), str(exc), type(exc).__name__, exc)
         except Exception:
             log.exception("invocation failed")
             return error(500, "internal error while forecasting; see the server log",

@@ -44,35 +44,18 @@ ADMIN_SERVICE = "forecastapi.v1.AdminService"
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """Map an exception to (status code, message). Never UNKNOWN; INTERNAL only for bugs."""
+    """Map an exception to (status code, message). Never UNKNOWN; INTERNAL only for bugs.
+
+    An error of the one tree (`forecasting.errors`, the gateway's errors included) carries its
+    code; anything else is a bug, whose text never reaches the caller."""
     from forecasting import errors as fe  # the library's taxonomy
 
     message = str(exc)
     notes = getattr(exc, "__notes__", None)
     if notes:
         message = "; ".join(notes) + ": " + message
-    if isinstance(exc, gw.Unauthenticated):
-        return grpc.StatusCode.UNAUTHENTICATED, message
-    if isinstance(exc, gw.PermissionDenied):
-        return grpc.StatusCode.PERMISSION_DENIED, message
-    if isinstance(exc, (gw.InvalidArgument,)):
-        return grpc.StatusCode.INVALID_ARGUMENT, message
-    if isinstance(exc, gw.NotFound):
-        return grpc.StatusCode.NOT_FOUND, message
-    if isinstance(exc, gw.AlreadyExists):
-        return grpc.StatusCode.ALREADY_EXISTS, message
-    if isinstance(exc, (gw.NoLiveModel, gw.FailedPrecondition)):
-        return grpc.StatusCode.FAILED_PRECONDITION, message
-    if isinstance(exc, gw.PayloadTooLarge):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, message
-    if isinstance(exc, gw.BackendUnavailable):
-        return grpc.StatusCode.UNAVAILABLE, message
-    if isinstance(exc, fe.ArtifactError):  # a stored model that cannot be used
-        return grpc.StatusCode.FAILED_PRECONDITION, message
-    if isinstance(exc, fe.UserError):  # DataValidationError, ForecastRequestError, ...
-        return grpc.StatusCode.INVALID_ARGUMENT, message
-    if isinstance(exc, fe.PlatformError):
-        return grpc.StatusCode.UNAVAILABLE, message
+    if isinstance(exc, fe.ForecastingError) and exc.code is not fe.Code.INTERNAL:
+        return grpc.StatusCode[exc.code.value], message
     if isinstance(exc, asyncio.TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "the call ran out of time"
     if isinstance(exc, NotImplementedError):  # an RPC of the proto this gateway does not serve yet

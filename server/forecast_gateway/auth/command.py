@@ -27,9 +27,9 @@ from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.keys import ApiKey, IssuedKey, KeyStore
 from forecast_gateway.auth.principal import Role
 from forecast_gateway.config import ENV_PREFIX, GatewayConfig
-from forecast_gateway.errors import GatewayError
 from forecast_gateway.registry import Registry
 from forecast_gateway.store.database import Database, default_url, redacted
+from forecasting.errors import ForecastingError
 
 PROG = "forecast-gateway keys"
 
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         return 1
     try:
         run(args, KeyAdmin(registry, keys), out)
-    except GatewayError as exc:
+    except ForecastingError as exc:   # the gateway's errors and a bad argument alike
         err.write(f"{PROG}: error: {exc}\n")
         return 1
     finally:

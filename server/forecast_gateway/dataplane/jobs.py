@@ -94,8 +94,7 @@ class JobService:
         try:  # reject what the training job would reject, before a job exists
             hp_schema.parse({**hyperparameters, "model_kind": model_kind, "horizon": str(horizon)})
         except HyperparameterError as exc:
-            raise InvalidArgument(f"hyperparameters[{exc.name!r}]", str(exc).split(": ", 1)[1]) \
-                from None
+            raise InvalidArgument(exc.field, exc.reason) from None
         self._s.check_open()
         self._s.backend.check_available()
         if data_uri:

@@ -14,26 +14,12 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-# Status code names as the body's `code`.
+from forecasting import errors as fe
+
+#: gRPC status -> HTTP status: the library's one table (`forecasting.errors.HTTP_STATUS`), which
+#: the inference container answers with too.
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,  # no model yet, job already finished
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,  # a payload over a limit (429 with retry-after)
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
+    grpc.StatusCode[code.value]: http for code, http in fe.HTTP_STATUS.items()}
 # HTTP's own refusals, named with the gRPC code of the same meaning.
 CODE_OF_HTTP: dict[int, str] = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED",
                                 404: "NOT_FOUND", 405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED",

@@ -1,7 +1,9 @@
 """`serve` as a real gunicorn process on 127.0.0.1, queried over HTTP."""
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +15,15 @@ ROWS_JSON = {"date": ["2017-08-16", "2017-08-17", "2017-08-16"], "store_nbr": [1
              "family": ["AUTOMOTIVE", "AUTOMOTIVE", "BEAUTY"], "onpromotion": [0, 2, 0]}
 
 
-@pytest.fixture(scope="module")
-def server(trained_opt_ml):
+GOLDEN_V1 = Path(__file__).resolve().parents[1] / "fixtures" / "artifact_v1"
+
+
+@contextlib.contextmanager
+def serving(opt_ml: Path, workers: int = 2):
+    """`serve` on a free port for the model in `opt_ml`/model; yields its URL."""
     port = free_port()
-    env = {**os.environ, "OPT_ML": str(trained_opt_ml), "SAGEMAKER_BIND_TO_PORT": str(port),
-           "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    env = {**os.environ, "OPT_ML": str(opt_ml), "SAGEMAKER_BIND_TO_PORT": str(port),
+           "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "serve")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -27,6 +33,12 @@ def server(trained_opt_ml):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(trained_opt_ml):
+    with serving(trained_opt_ml) as url:
+        yield url
 
 
 def test_json_rows_in_order(server):
@@ -100,3 +112,17 @@ def test_json_levels_add_the_intervals(server):
     status, _, body = post(server, json.dumps({**ROWS_JSON, "levels": "80"}).encode(),
                            "application/json")
     assert status == 400 and '"levels" must be a list of numbers' in json.loads(body)["error"]
+
+
+def test_levels_of_a_model_without_intervals_are_409(tmp_path):
+    """The stored model cannot serve the request (ArtifactError): 409 here as on the gateway's
+    HTTP face, from the one table (forecasting.errors.HTTP_STATUS)."""
+    shutil.copytree(GOLDEN_V1, tmp_path / "model")
+    rows = {"date": ["2017-08-16"], "store_nbr": [1], "family": ["AUTOMOTIVE"], "levels": [80]}
+    with serving(tmp_path, workers=1) as url:
+        status, _, body = post(url, json.dumps(rows).encode(), "application/json")
+        plain, _, _ = post(url, json.dumps({**rows, "levels": []}).encode(), "application/json")
+    answer = json.loads(body)
+    assert status == 409 and answer["type"] == "ArtifactError", answer
+    assert "saved without prediction intervals" in answer["error"]
+    assert plain == 200, "the same model still forecasts without levels"
