@@ -30,6 +30,7 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from forecast_client.config import ClientConfig
 from forecast_client.errors import ForecastClientError
+from forecast_client.exports import AsyncExportMethods
 from forecast_client.frames import DEFAULT_MAX_IN_FLIGHT
 from forecast_client.requests import SERVER_WENT_AWAY, TERMINAL_STATES, Promote
 from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
@@ -37,7 +38,7 @@ from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
 T = TypeVar("T")
 
 
-class AsyncForecastClient:
+class AsyncForecastClient(AsyncExportMethods):
     """A connection to a forecast gateway for asyncio code.
 
     >>> async with AsyncForecastClient(ClientConfig(target="127.0.0.1:50051")) as client:

@@ -17,6 +17,7 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
 from forecast_client.config import ClientConfig
 from forecast_client.errors import ForecastClientError
+from forecast_client.exports import ExportMethods
 from forecast_client.frames import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, FrameMethods  # noqa: F401 - re-exported
 from forecast_client.monitoring import MonitoringMethods
 from forecast_client.requests import (  # noqa: F401 - re-exported
@@ -31,7 +32,7 @@ from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
 T = TypeVar("T")
 
 
-class ForecastClient(FrameMethods, MonitoringMethods):
+class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
     """A connection to a forecast gateway.
 
     >>> with ForecastClient(ClientConfig(target="127.0.0.1:50051")) as client:

@@ -108,6 +108,9 @@ class GatewayConfig:
     file_uri_root: Path | None = None
     """With `allow_file_uris`: a retailer's Train may read only files under
     `<file_uri_root>/<retailer>/` (symbolic links resolved)."""
+    export_store: str = ""
+    """Where ExportForecasts may write to S3: `s3://bucket/prefix` lets retailer R write files
+    under `s3://bucket/prefix/R/` only; empty: no s3:// export destinations (docs/security.md)."""
     upload_threads: int = 2
     """Threads that receive and validate uploads (and file:// datasets), apart from the control
     threads, so a large or hostile upload never delays control calls."""
@@ -224,6 +227,9 @@ class GatewayConfig:
         if self.artifact_store:  # ValueError naming what is wrong (no import cycle at load)
             from forecast_gateway.backends.sagemaker.layout import S3Layout
             S3Layout.from_uri(self.artifact_store, "artifact_store")
+        if self.export_store:
+            from forecast_gateway.backends.sagemaker.layout import S3Layout
+            S3Layout.from_uri(self.export_store, "export_store")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
@@ -363,6 +369,7 @@ _DOCS = {
     "shutdown_drain_s": "seconds NOT_SERVING before the stop (clients move away)", "model_cache_size": "models kept loaded",
     "allow_file_uris": "let Train read file:// URIs (under --file-uri-root)",
     "file_uri_root": "file:// URIs of retailer R must lie under FILE_URI_ROOT/R/",
+    "export_store": "s3://bucket/prefix: retailer R may export to s3://bucket/prefix/R/ only",
     "upload_threads": "upload/validation threads (apart from control threads)",
     "auth": "require a credential (--no-auth: loopback only)",
     "auth_cache_s": "seconds a verified API key stays cached",

@@ -32,6 +32,7 @@ from forecast_gateway.domain import (
 )
 from forecast_gateway.edge import in_pool, receive_upload, tenant_for, timestamp
 from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.export_messages import export_to_pb, format_from_pb
 from forecast_gateway.memory import Releaser
 from forecast_gateway.planning_messages import (
     coverage_to_pb,
@@ -295,3 +296,29 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
             receipts_from_pb(request.receipts), request.lead_time_days,
             promotions_from_pb(request.promotions))
         return turnover_to_pb(report)
+
+    async def ExportForecasts(self, request: pb.ExportForecastsRequest,
+                              context: Any) -> pb.ExportForecastsResponse:
+        job = await self._control(
+            self._service.exports.start, tenant_for(request.retailer), request.model_version,
+            request.days, list(request.store_nbr), list(request.family), list(request.levels),
+            request.destination, format_from_pb(request.format))
+        return pb.ExportForecastsResponse(job=export_to_pb(job))
+
+    async def GetExportJob(self, request: pb.GetExportJobRequest,
+                           context: Any) -> pb.GetExportJobResponse:
+        job = await self._control(self._service.exports.get, tenant_for(request.retailer),
+                                  request.export_id)
+        return pb.GetExportJobResponse(job=export_to_pb(job))
+
+    async def WatchExportJob(self, request: pb.WatchExportJobRequest,
+                             context: Any) -> AsyncIterator[pb.WatchExportJobResponse]:
+        async for job in self._service.exports.watch(tenant_for(request.retailer),
+                                                     request.export_id):
+            yield pb.WatchExportJobResponse(job=export_to_pb(job), terminal=job.state.terminal)
+
+    async def CancelExportJob(self, request: pb.CancelExportJobRequest,
+                              context: Any) -> pb.CancelExportJobResponse:
+        job = await self._control(self._service.exports.cancel, tenant_for(request.retailer),
+                                  request.export_id)
+        return pb.CancelExportJobResponse(job=export_to_pb(job))

@@ -8,7 +8,8 @@ and one service per concern on top of it:
 - `models` (`ModelService`): publishing, live versions, evaluations;
 - `planning` (`PlanningService`): the next N days without a file, and days of supply;
 - `predictions` (`PredictionService`): forecasts for rows;
-- `monitoring` (`MonitoringService`): actuals, live accuracy and drift.
+- `monitoring` (`MonitoringService`): actuals, live accuracy and drift;
+- `exports` (`ExportService`): forecast files for replenishment systems, as jobs.
 
 Every method takes a `Tenant` the edge has already validated. Blocking methods are plain
 functions (the gRPC layer runs them in thread pools); `jobs.watch` is an async generator because
@@ -22,6 +23,7 @@ import threading
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.datasets import DatasetService, UploadSession
+from forecast_gateway.dataplane.exports import ExportService
 from forecast_gateway.dataplane.fleet import Dispatcher, new_gateway_id
 from forecast_gateway.dataplane.jobs import JobService
 from forecast_gateway.dataplane.models import ModelService
@@ -78,6 +80,8 @@ class ForecastService:
         self.jobs.on_queued = self.dispatcher.wake
         self.predictions = PredictionService(self.state, self.models, recorder)
         self.planning = PlanningService(self.state, self.models, self.predictions)
+        self.exports = ExportService(self.state, self.models, self.predictions,
+                                     owner=self.gateway_id)
 
     @property
     def config(self) -> GatewayConfig:
@@ -110,6 +114,7 @@ class ForecastService:
         # others' (and a random id's) wait for their leases to run out.
         self.jobs.fail_cut_off(self.gateway_id if self.shared else None)
         self.models.artifacts.reconcile()
+        self.exports.fail_cut_off(self.gateway_id if self.shared else None)
         self.state.live.reload(self.state.registry)
         threading.Thread(target=self.state.backend.warm_up, name="backend-warm-up",
                          daemon=True).start()
@@ -125,6 +130,7 @@ class ForecastService:
         """Stop the backend (running jobs are marked FAILED) and close the registry."""
         self.state.closing.set()
         self.dispatcher.stop()
+        self.exports.close()      # before the backend: a running export stops at its chunk
         self.state.backend.close("the gateway was stopped while this job was running. Submit it again.")
         self.state.hub.notify()
         self.monitoring.recorder.close()

@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from forecast_gateway import manifest
@@ -65,8 +66,10 @@ _DENIED = ("403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
 class ObjectStore:
     """The S3 side of model versions and datasets, and this gateway's cache of it. Thread-safe."""
 
-    def __init__(self, layout: S3Layout, s3: Any, storage: Storage):
+    def __init__(self, layout: S3Layout, s3: Any, storage: Storage,
+                 name: str = "the artifact store"):
         self.layout = layout
+        self.name = name   # in error messages (exports use one for the export store)
         self._s3 = s3
         self._storage = storage
         self._lock = threading.Lock()
@@ -271,11 +274,21 @@ class ObjectStore:
         except BotoCoreError as exc:
             raise _unavailable(f"reading {self.layout.uri(key)}", exc) from None
 
+    def put_file(self, path: Path, key: str, content_type: str) -> str:
+        """Upload a local file to `key` of the bucket (multipart when large); its URI."""
+        self._call(f"uploading {key!r}", lambda: self._s3.upload_file(
+            str(path), self.layout.bucket, key, ExtraArgs={"ContentType": content_type}))
+        return self.layout.uri(key)
+
     def _call(self, doing: str, call) -> None:
         try:
             call()
         except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(f"{doing} to {self.uri}", exc) from None
+            raise _unavailable(f"{doing} to {self.uri}", exc, self.name) from None
+        except S3UploadFailedError as exc:   # upload_file wraps S3's answer
+            cause = next((e for e in (exc.__cause__, exc.__context__)
+                          if isinstance(e, ClientError)), exc)
+            raise _unavailable(f"{doing} to {self.uri}", cause, self.name) from None
 
 
 def _relative(rel: str, name: str) -> str:
@@ -290,12 +303,12 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _unavailable(doing: str, exc: Exception) -> Exception:
+def _unavailable(doing: str, exc: Exception, store: str = "the artifact store") -> Exception:
     """An S3 failure: FailedPrecondition when access is refused (retrying will not help),
     BackendUnavailable (retry) otherwise."""
     if isinstance(exc, ClientError) and _code(exc) in _DENIED:
-        return FailedPrecondition(f"the artifact store refused {doing}: {exc}")
-    return BackendUnavailable(f"the artifact store failed {doing}: {exc}")
+        return FailedPrecondition(f"{store} refused {doing}: {exc}")
+    return BackendUnavailable(f"{store} failed {doing}: {exc}")
 
 
 def _same(path: Path, sha256: str, refused: Exception) -> None:

@@ -90,7 +90,7 @@ class PlanningService:
         levels = intervals.check_levels(levels)
         ref = self._models.resolve(tenant, version)
         index = self._series_index(ref)
-        series = _filtered(index.series, stores, families)
+        series = select_series(index.series, stores, families)
         n = len(series) * days
         if n > self._s.config.max_predict_rows:
             raise PayloadTooLarge(f"a Forecast answer ({len(series):,} series x {days} days; "
@@ -158,7 +158,7 @@ class PlanningService:
                               str(first), ref.version)
 
 
-def _filtered(series: pd.DataFrame, stores: list[int], families: list[str]) -> pd.DataFrame:
+def select_series(series: pd.DataFrame, stores: list[int], families: list[str]) -> pd.DataFrame:
     """The model's series, only `stores` and `families` when given (unknown ones named)."""
     keep = np.ones(len(series), dtype=bool)
     for name, asked, column in (("store_nbr", [int(s) for s in stores], "store_nbr"),

@@ -1889,3 +1889,357 @@ class TurnoverResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TurnoverResponse: _TypeAlias = TurnoverResponse  # noqa: Y015
+
+@_typing.final
+class ExportForecastsRequest(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    Forecast exports (files for replenishment and planning systems)
+    ---------------------------------------------------------------------------------------------
+
+    Starts an export of the next N days for every series (or a filter of them).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    STORE_NBR_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    model_version: _builtins.str
+    """The model version; empty means the live model (resolved once, when the export is accepted)."""
+    days: _builtins.int
+    """How many days after the end of the model's history, 1 to 366. Required."""
+    destination: _builtins.str
+    """The file to write, ending in .parquet or .csv: "s3://bucket/key" under the gateway's
+    export store, in the retailer's own prefix (`--export-store s3://B/P` lets retailer R
+    write s3://B/P/R/...), or "file:///path" under the retailer's directory of the gateway's
+    file root (only with --allow-file-uris). An existing file is replaced once the export is
+    complete. Required.
+    """
+    format: Global___DatasetFormat.ValueType
+    """The file format; unspecified means the destination's extension."""
+    @_builtins.property
+    def store_nbr(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Only these stores; empty means every store. An unknown store fails with INVALID_ARGUMENT."""
+
+    @_builtins.property
+    def family(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these product families; empty means every family. An unknown family fails with
+        INVALID_ARGUMENT.
+        """
+
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Prediction interval levels in percent, each from 1 to 99 (e.g. 80, 95); empty means point
+        forecasts only.
+        """
+
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        days: _builtins.int = ...,
+        store_nbr: _abc.Iterable[_builtins.int] | None = ...,
+        family: _abc.Iterable[_builtins.str] | None = ...,
+        levels: _abc.Iterable[_builtins.float] | None = ...,
+        destination: _builtins.str = ...,
+        format: Global___DatasetFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "destination", b"destination", "family", b"family", "format", b"format", "levels", b"levels", "model_version", b"model_version", "retailer", b"retailer", "store_nbr", b"store_nbr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportForecastsRequest: _TypeAlias = ExportForecastsRequest  # noqa: Y015
+
+@_typing.final
+class ExportForecastsResponse(_message.Message):
+    """The accepted export."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ExportJob:
+        """Output only. The new export job, usually QUEUED or RUNNING."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportForecastsResponse: _TypeAlias = ExportForecastsResponse  # noqa: Y015
+
+@_typing.final
+class ExportJob(_message.Message):
+    """An export job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORT_ID_FIELD_NUMBER: _builtins.int
+    RETAILER_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    SERIES_TOTAL_FIELD_NUMBER: _builtins.int
+    SERIES_DONE_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    RESULT_URI_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    export_id: _builtins.str
+    """Output only. The export id, unique across the gateway (e.g. "exp-5c1d9e0a7b2f")."""
+    retailer: _builtins.str
+    """Output only. The retailer exporting."""
+    model_version: _builtins.str
+    """Output only. The model version the forecasts come from."""
+    destination: _builtins.str
+    """Output only. The destination as asked."""
+    format: Global___DatasetFormat.ValueType
+    """Output only. The file format written."""
+    days: _builtins.int
+    """Output only. The days after the model's history."""
+    state: Global___JobState.ValueType
+    """Output only. The current state (the training jobs' states)."""
+    failure_reason: _builtins.str
+    """Output only. Why it failed or was cancelled; empty otherwise."""
+    progress: _builtins.float
+    """Output only. Progress, 0 to 1 (series forecast / series_total; 1 once written)."""
+    series_total: _builtins.int
+    """Output only. Series in the export."""
+    series_done: _builtins.int
+    """Output only. Series forecast so far."""
+    rows: _builtins.int
+    """Output only. Rows written (series x days); the file's row count once SUCCEEDED."""
+    result_uri: _builtins.str
+    """Output only. The URI of the written file; empty unless SUCCEEDED."""
+    size_bytes: _builtins.int
+    """Output only. Size of the written file in bytes; 0 unless SUCCEEDED."""
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. The interval levels asked."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the export was accepted."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it started computing; unset while queued."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it reached a terminal state; unset before."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. What the consumer should know (as ForecastResponse.warnings)."""
+
+    def __init__(
+        self,
+        *,
+        export_id: _builtins.str = ...,
+        retailer: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        format: Global___DatasetFormat.ValueType = ...,
+        days: _builtins.int = ...,
+        levels: _abc.Iterable[_builtins.float] | None = ...,
+        state: Global___JobState.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        failure_reason: _builtins.str = ...,
+        progress: _builtins.float = ...,
+        series_total: _builtins.int = ...,
+        series_done: _builtins.int = ...,
+        rows: _builtins.int = ...,
+        result_uri: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "days", b"days", "destination", b"destination", "end_time", b"end_time", "export_id", b"export_id", "failure_reason", b"failure_reason", "format", b"format", "levels", b"levels", "model_version", b"model_version", "progress", b"progress", "result_uri", b"result_uri", "retailer", b"retailer", "rows", b"rows", "series_done", b"series_done", "series_total", b"series_total", "size_bytes", b"size_bytes", "start_time", b"start_time", "state", b"state", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportJob: _TypeAlias = ExportJob  # noqa: Y015
+
+@_typing.final
+class GetExportJobRequest(_message.Message):
+    """Reads one export job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    EXPORT_ID_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    export_id: _builtins.str
+    """The export id. Required."""
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        export_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_id", b"export_id", "retailer", b"retailer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExportJobRequest: _TypeAlias = GetExportJobRequest  # noqa: Y015
+
+@_typing.final
+class GetExportJobResponse(_message.Message):
+    """One export job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ExportJob:
+        """Output only. The export job."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExportJobResponse: _TypeAlias = GetExportJobResponse  # noqa: Y015
+
+@_typing.final
+class WatchExportJobRequest(_message.Message):
+    """Follows an export job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    EXPORT_ID_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    export_id: _builtins.str
+    """The export id. Required."""
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        export_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_id", b"export_id", "retailer", b"retailer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExportJobRequest: _TypeAlias = WatchExportJobRequest  # noqa: Y015
+
+@_typing.final
+class WatchExportJobResponse(_message.Message):
+    """One event of a watched export job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    TERMINAL_FIELD_NUMBER: _builtins.int
+    terminal: _builtins.bool
+    """Output only. True on the last event: the job has reached a terminal state."""
+    @_builtins.property
+    def job(self) -> Global___ExportJob:
+        """Output only. The export job as of this event."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+        terminal: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "terminal", b"terminal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExportJobResponse: _TypeAlias = WatchExportJobResponse  # noqa: Y015
+
+@_typing.final
+class CancelExportJobRequest(_message.Message):
+    """Cancels an export job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    EXPORT_ID_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    export_id: _builtins.str
+    """The export id. Required."""
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        export_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_id", b"export_id", "retailer", b"retailer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExportJobRequest: _TypeAlias = CancelExportJobRequest  # noqa: Y015
+
+@_typing.final
+class CancelExportJobResponse(_message.Message):
+    """The export job being cancelled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ExportJob:
+        """Output only. The export job; CANCELLED when it was queued, RUNNING until its current chunk
+        is done.
+        """
+
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExportJobResponse: _TypeAlias = CancelExportJobResponse  # noqa: Y015

@@ -101,6 +101,26 @@ class ForecastServiceStub(object):
                 request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverRequest.SerializeToString,
                 response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverResponse.FromString,
                 _registered_method=True)
+        self.ExportForecasts = channel.unary_unary(
+                '/forecastapi.v1.ForecastService/ExportForecasts',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.ExportForecastsRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.ExportForecastsResponse.FromString,
+                _registered_method=True)
+        self.GetExportJob = channel.unary_unary(
+                '/forecastapi.v1.ForecastService/GetExportJob',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.GetExportJobRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.GetExportJobResponse.FromString,
+                _registered_method=True)
+        self.WatchExportJob = channel.unary_stream(
+                '/forecastapi.v1.ForecastService/WatchExportJob',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.WatchExportJobRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.WatchExportJobResponse.FromString,
+                _registered_method=True)
+        self.CancelExportJob = channel.unary_unary(
+                '/forecastapi.v1.ForecastService/CancelExportJob',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.CancelExportJobRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.CancelExportJobResponse.FromString,
+                _registered_method=True)
 
 
 class ForecastServiceServicer(object):
@@ -228,6 +248,40 @@ class ForecastServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportForecasts(self, request, context):
+        """Starts an export: every series of the retailer (or the stores and families asked) x the
+        next `days` days, with intervals when `levels` are given, written as one Parquet or CSV
+        file to `destination` (docs/grpc_api.md, "Forecast exports"). Returns at once with the
+        queued export job; follow it with WatchExportJob or GetExportJob. The forecasts are those
+        Forecast answers, computed a chunk of series at a time, so memory does not grow with the
+        retailer. FAILED_PRECONDITION on the sagemaker backend (not yet supported there).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExportJob(self, request, context):
+        """Returns one export job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExportJob(self, request, context):
+        """Streams an export job's state and progress until it is terminal (as WatchTrainingJob).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExportJob(self, request, context):
+        """Stops a queued or running export; nothing is left at the destination. Returns the job;
+        FAILED_PRECONDITION when it has already finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ForecastServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -295,6 +349,26 @@ def add_ForecastServiceServicer_to_server(servicer, server):
                     servicer.Turnover,
                     request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverRequest.FromString,
                     response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverResponse.SerializeToString,
+            ),
+            'ExportForecasts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportForecasts,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.ExportForecastsRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.ExportForecastsResponse.SerializeToString,
+            ),
+            'GetExportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExportJob,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.GetExportJobRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.GetExportJobResponse.SerializeToString,
+            ),
+            'WatchExportJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExportJob,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.WatchExportJobRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.WatchExportJobResponse.SerializeToString,
+            ),
+            'CancelExportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExportJob,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.CancelExportJobRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.CancelExportJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -649,6 +723,114 @@ class ForecastService(object):
             '/forecastapi.v1.ForecastService/Turnover',
             forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverRequest.SerializeToString,
             forecastapi_dot_v1_dot_forecast__service__pb2.TurnoverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportForecasts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/ExportForecasts',
+            forecastapi_dot_v1_dot_forecast__service__pb2.ExportForecastsRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.ExportForecastsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/GetExportJob',
+            forecastapi_dot_v1_dot_forecast__service__pb2.GetExportJobRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.GetExportJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/WatchExportJob',
+            forecastapi_dot_v1_dot_forecast__service__pb2.WatchExportJobRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.WatchExportJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/CancelExportJob',
+            forecastapi_dot_v1_dot_forecast__service__pb2.CancelExportJobRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.CancelExportJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

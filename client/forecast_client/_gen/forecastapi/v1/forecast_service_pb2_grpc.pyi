@@ -134,6 +134,22 @@ class ForecastServiceStub:
     Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
     INVALID_ARGUMENT naming the rows.
     """
+    ExportForecasts: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.ExportForecastsRequest, _forecast_service_pb2.ExportForecastsResponse]
+    """Starts an export: every series of the retailer (or the stores and families asked) x the
+    next `days` days, with intervals when `levels` are given, written as one Parquet or CSV
+    file to `destination` (docs/grpc_api.md, "Forecast exports"). Returns at once with the
+    queued export job; follow it with WatchExportJob or GetExportJob. The forecasts are those
+    Forecast answers, computed a chunk of series at a time, so memory does not grow with the
+    retailer. FAILED_PRECONDITION on the sagemaker backend (not yet supported there).
+    """
+    GetExportJob: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.GetExportJobRequest, _forecast_service_pb2.GetExportJobResponse]
+    """Returns one export job."""
+    WatchExportJob: _grpc.UnaryStreamMultiCallable[_forecast_service_pb2.WatchExportJobRequest, _forecast_service_pb2.WatchExportJobResponse]
+    """Streams an export job's state and progress until it is terminal (as WatchTrainingJob)."""
+    CancelExportJob: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.CancelExportJobRequest, _forecast_service_pb2.CancelExportJobResponse]
+    """Stops a queued or running export; nothing is left at the destination. Returns the job;
+    FAILED_PRECONDITION when it has already finished.
+    """
 
 @_typing.type_check_only
 class ForecastServiceAsyncStub(ForecastServiceStub):
@@ -205,6 +221,22 @@ class ForecastServiceAsyncStub(ForecastServiceStub):
     probability of a stockout within a lead time (from the model's prediction intervals).
     Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
     INVALID_ARGUMENT naming the rows.
+    """
+    ExportForecasts: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.ExportForecastsRequest, _forecast_service_pb2.ExportForecastsResponse]  # type: ignore[assignment]
+    """Starts an export: every series of the retailer (or the stores and families asked) x the
+    next `days` days, with intervals when `levels` are given, written as one Parquet or CSV
+    file to `destination` (docs/grpc_api.md, "Forecast exports"). Returns at once with the
+    queued export job; follow it with WatchExportJob or GetExportJob. The forecasts are those
+    Forecast answers, computed a chunk of series at a time, so memory does not grow with the
+    retailer. FAILED_PRECONDITION on the sagemaker backend (not yet supported there).
+    """
+    GetExportJob: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.GetExportJobRequest, _forecast_service_pb2.GetExportJobResponse]  # type: ignore[assignment]
+    """Returns one export job."""
+    WatchExportJob: _aio.UnaryStreamMultiCallable[_forecast_service_pb2.WatchExportJobRequest, _forecast_service_pb2.WatchExportJobResponse]  # type: ignore[assignment]
+    """Streams an export job's state and progress until it is terminal (as WatchTrainingJob)."""
+    CancelExportJob: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.CancelExportJobRequest, _forecast_service_pb2.CancelExportJobResponse]  # type: ignore[assignment]
+    """Stops a queued or running export; nothing is left at the destination. Returns the job;
+    FAILED_PRECONDITION when it has already finished.
     """
 
 class ForecastServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -352,6 +384,46 @@ class ForecastServiceServicer(metaclass=_abc_1.ABCMeta):
         probability of a stockout within a lead time (from the model's prediction intervals).
         Bad inventory rows (unknown series, negative stock, duplicate keys) fail with
         INVALID_ARGUMENT naming the rows.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportForecasts(
+        self,
+        request: _forecast_service_pb2.ExportForecastsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_forecast_service_pb2.ExportForecastsResponse, _abc.Awaitable[_forecast_service_pb2.ExportForecastsResponse]]:
+        """Starts an export: every series of the retailer (or the stores and families asked) x the
+        next `days` days, with intervals when `levels` are given, written as one Parquet or CSV
+        file to `destination` (docs/grpc_api.md, "Forecast exports"). Returns at once with the
+        queued export job; follow it with WatchExportJob or GetExportJob. The forecasts are those
+        Forecast answers, computed a chunk of series at a time, so memory does not grow with the
+        retailer. FAILED_PRECONDITION on the sagemaker backend (not yet supported there).
+        """
+
+    @_abc_1.abstractmethod
+    def GetExportJob(
+        self,
+        request: _forecast_service_pb2.GetExportJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_forecast_service_pb2.GetExportJobResponse, _abc.Awaitable[_forecast_service_pb2.GetExportJobResponse]]:
+        """Returns one export job."""
+
+    @_abc_1.abstractmethod
+    def WatchExportJob(
+        self,
+        request: _forecast_service_pb2.WatchExportJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_forecast_service_pb2.WatchExportJobResponse], _abc.AsyncIterator[_forecast_service_pb2.WatchExportJobResponse]]:
+        """Streams an export job's state and progress until it is terminal (as WatchTrainingJob)."""
+
+    @_abc_1.abstractmethod
+    def CancelExportJob(
+        self,
+        request: _forecast_service_pb2.CancelExportJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_forecast_service_pb2.CancelExportJobResponse, _abc.Awaitable[_forecast_service_pb2.CancelExportJobResponse]]:
+        """Stops a queued or running export; nothing is left at the destination. Returns the job;
+        FAILED_PRECONDITION when it has already finished.
         """
 
 def add_ForecastServiceServicer_to_server(servicer: ForecastServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
