@@ -63,7 +63,8 @@ def exporter(tmp_path_factory, gateway, trained, moto_server, bucket):
         (files / retailer / "out").mkdir(parents=True)
     gw = InProcessGateway(tmp / "data", LocalBackend(), allow_file_uris=True,
                           file_uri_root=files, export_store=f"s3://{bucket}/{PREFIX}",
-                          aws_endpoint_url=moto_server.url, max_predict_rows=100_000).start()
+                          aws_endpoint_url=moto_server.url, max_predict_rows=100_000,
+                          http_port=0).start()
     model = Storage(gateway.data_dir).model_dir("acme", trained["final"].model_version)
     for retailer in ("acme", "other"):
         gw.server.service.models.import_model(Tenant(retailer), model)
@@ -273,6 +274,48 @@ def test_a_restart_fails_the_exports_it_cut_off(tmp_path) -> None:
     assert job.state == pb.JOB_STATE_FAILED and "stopped while this export was running" in \
         job.failure_reason
     assert not partial.exists()
+
+
+def test_the_http_face_starts_and_watches_an_export(exporter) -> None:
+    import json
+
+    import requests
+
+    gw, files = exporter
+    base = f"http://127.0.0.1:{gw.server.http_port}"
+    headers = {"Authorization": f"Bearer {gw.api_key('acme')}"}
+    target = files / "acme" / "out" / "http.csv"
+    started = requests.post(f"{base}/v1/retailers/acme:exportForecasts", headers=headers,
+                            json={"destination": target.as_uri(), "days": 2, "levels": [80]},
+                            timeout=30)
+    assert started.status_code == 200, started.text
+    export_id = started.json()["job"]["export_id"]
+    with requests.get(f"{base}/v1/retailers/acme/exports/{export_id}:watch", headers=headers,
+                      stream=True, timeout=60) as watch:
+        events = [json.loads(line) for line in watch.iter_lines() if line]
+    assert events[-1]["terminal"] and events[-1]["job"]["state"] == "JOB_STATE_SUCCEEDED"
+    assert int(events[-1]["job"]["rows"]) == 48
+    assert list(pd.read_csv(target).columns)[-2:] == ["lo-80", "hi-80"]
+    bad = requests.post(f"{base}/v1/retailers/acme:exportForecasts", headers=headers,
+                        json={"destination": target.as_uri(), "days": 0}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_ARGUMENT"
+    assert "days" in bad.json()["message"]
+
+
+def test_destinations_the_gateway_has_not_enabled(tmp_path, gateway, trained) -> None:
+    """Without --export-store and --allow-file-uris neither scheme is accepted: a precondition
+    of the gateway's configuration, named."""
+    gw = InProcessGateway(tmp_path / "data", LocalBackend()).start()
+    try:
+        model = Storage(gateway.data_dir).model_dir("acme", trained["final"].model_version)
+        gw.server.service.models.import_model(Tenant("acme"), model)
+        with ForecastClient(target=gw.target, api_key=gw.api_key("acme")) as c:
+            for uri, needle in (("s3://b/nightly/acme/x.parquet", "--export-store"),
+                                ((tmp_path / "x.parquet").as_uri(), "--allow-file-uris")):
+                code, message = _refused(lambda u=uri: c.export_forecasts("acme", u, days=1))
+                assert code == grpc.StatusCode.FAILED_PRECONDITION and needle in message
+    finally:
+        gw.stop()
 
 
 def test_the_sagemaker_backend_says_it_cannot_export_yet(exporter, client, monkeypatch) -> None:
