@@ -102,11 +102,6 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
 
 
 def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
-#: ModelApproval -> the backends' approval statuses (`backends.base.APPROVALS`).
-APPROVALS = {pb.MODEL_APPROVAL_PENDING: "PendingManualApproval",
-             pb.MODEL_APPROVAL_APPROVED: "Approved", pb.MODEL_APPROVAL_REJECTED: "Rejected"}
-
-
     """ModelVersion -> pb.ModelVersion."""
     return pb.ModelVersion(
         version=m.version, retailer=m.retailer, live=m.live, job_id=m.job_id,
@@ -289,17 +284,6 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     async def Forecast(self, request: pb.ForecastRequest, context: Any) -> pb.ForecastResponse:
         answer = await in_pool(
-    async def SetModelApproval(self, request: pb.SetModelApprovalRequest,
-                               context: Any) -> pb.SetModelApprovalResponse:
-        approval = APPROVALS.get(request.approval)
-        if approval is None:
-            raise InvalidArgument("approval", "must be APPROVED, REJECTED or PENDING")
-        model, entry = await self._control(
-            self._service.models.set_approval, tenant_for(request.retailer),
-            request.model_version, approval, request.description)
-        return pb.SetModelApprovalResponse(model=model_to_pb(model), approval=request.approval,
-                                           registry_entry=entry)
-
             self._unary_pool, self._service.planning.forecast, tenant_for(request.retailer),
             request.model_version, request.days, list(request.store_nbr), list(request.family),
             list(request.levels), promotions_from_pb(request.promotions))

@@ -138,7 +138,6 @@ class ModelService:
         self._s.registry.ensure_retailer(retailer)
         with self._publishing(retailer):
             model, number = self._install(retailer, artifact_dir, False, "", "", "", DEFAULT_HORIZON)
-        self._s.backend.version_registered(model)   # its model registry, if it has one
             if make_live:
                 self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
                     model, number, make_live=True)))
@@ -289,22 +288,6 @@ class ModelService:
                 overall=_scores(base.get("overall")),
                 per_family={f: _scores(s) for f, s in (base.get("per_family") or {}).items()}))
         return MetricsReport(
-    def set_approval(self, tenant: Tenant, version: str, approval: str,
-                     description: str) -> tuple[ModelVersion, str]:
-        """Approve, reject or reset `version` in the backend's model registry (FAILED_PRECONDITION
-        from a backend without one); returns the version and where the registry keeps it."""
-        if not version:
-            raise InvalidArgument("model_version", "is required")
-        if len(description) > 1000:
-            raise InvalidArgument("description", f"{len(description)} characters, at most 1000")
-        model = self.get(tenant, version)
-        self.artifacts.verify(model.ref, model)
-        entry = self._s.backend.set_approval(model.ref, approval, description)
-        log.info("model version approval set", extra={"fields": {
-            "retailer": tenant.retailer, "model_version": version, "approval": approval,
-            "registry_entry": entry}})
-        return model, entry
-
             model=model, horizon=int(ev.get("horizon") or model.horizon),
             origin=str(ev.get("origin") or "")[:10], test_start=str(ev.get("test_start") or "")[:10],
             test_end=str(ev.get("test_end") or "")[:10], evaluations=evaluations,
