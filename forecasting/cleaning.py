@@ -76,12 +76,16 @@ def rows_from_position(offsets: np.ndarray, position: int) -> np.ndarray:
     return out
 
 
-def clean(frame: pd.DataFrame) -> tuple[Panel, dict]:
-    """Turn validated history rows into a ``Panel`` and the cleaning report."""
+def clean(frame: pd.DataFrame, span: tuple[np.datetime64, np.datetime64] | None = None
+          ) -> tuple[Panel, dict]:
+    """Turn validated history rows into a ``Panel`` and the cleaning report. ``span`` (first,
+    last date) replaces the rows' own when this host holds a shard of the data
+    (``distributed.date_span``): every host's panel then has the same origin and last day."""
     dates = frame["date"].to_numpy().astype("datetime64[D]")
-    origin = dates.min()
+    origin = dates.min() if span is None else np.datetime64(span[0], "D")
     day = (dates - origin).astype(np.int64)
-    end = int(day.max())
+    end = int(day.max()) if span is None else int((np.datetime64(span[1], "D") - origin)
+                                                  .astype(np.int64))
     codes, store_all, family_all = _series_codes(frame)
     n_series = len(store_all)
     sales = frame["sales"].to_numpy(dtype=np.float64)

@@ -100,6 +100,9 @@ SPECS: dict[str, Spec] = {
                                          "after the evaluated fit's days and a weighted "
                                          "sample of the fit's own rows (0 = all rows)",
                          0, 2**62),
+    "collective_timeout_s": Spec("int", 600, "training on several instances: seconds a host "
+                                             "waits for the others to join and for each "
+                                             "collective call before the job fails", 5, 86_400),
     "promote_metric": Spec("choice", "rmsle", "the metric the promotion gate compares a new "
                                              "model and the live one on (lower is better)",
                            choices=("rmsle", "rmse", "mae", "wape", "mase")),

@@ -138,17 +138,19 @@ def calibrate_members(panel, split, members: dict, final: str, store_code: np.nd
                       family_code: np.ndarray) -> tuple[Calibration, dict]:
     """The training pipeline's step (module docstring): the served calibration and
     evaluation.json's ``intervals`` block."""
-    from forecasting.history import panel_forecast_input, panel_window, volume_thirds
+    from forecasting import distributed
+    from forecasting.history import panel_forecast_input, panel_window, recent_volume, thirds_of
 
     horizon = split.horizon
     lookback = max(m.lookback for m in members.values())
+    c = distributed.concat   # on several hosts: the residuals of every host's series
 
     def window(origin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, str]]:
         inp = panel_forecast_input(panel, origin, horizon, lookback, store_code, family_code)
         days = panel.dates(np.array([origin + 1, origin + horizon]))
-        return (final_forecast(members, final, inp),
-                panel_window(panel, origin + horizon, horizon)[0],
-                panel_window(panel, origin, VOLATILITY_DAYS)[0], (str(days[0]), str(days[1])))
+        return (c(final_forecast(members, final, inp)),
+                c(panel_window(panel, origin + horizon, horizon)[0]),
+                c(panel_window(panel, origin, VOLATILITY_DAYS)[0]), (str(days[0]), str(days[1])))
 
     valid, test = window(split.train_end), window(split.valid_end)
     honest = calibrate(*valid[:3], (valid[3],))
@@ -159,6 +161,6 @@ def calibrate_members(panel, split, members: dict, final: str, store_code: np.nd
              "calibration_scores": served.scores,
              "coverage_calibrated_on": {"start": valid[3][0], "end": valid[3][1]},
              "coverage": coverage(honest, test[0], test[1], test[2],
-                                  volume_thirds(panel, split.valid_end),
-                                  panel.family.astype(str))}
+                                  thirds_of(c(recent_volume(panel, split.valid_end))),
+                                  c(panel.family.astype(str)))}
     return served, block

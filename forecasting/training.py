@@ -27,6 +27,7 @@ import pandas as pd
 from forecasting import (
     __version__,
     artifact,
+    distributed,
     features,
     interval_calibration,
     intervals,
@@ -34,6 +35,7 @@ from forecasting import (
     metrics,
 )
 from forecasting.cleaning import Panel, clean, downsample_zeros
+from forecasting.errors import UserError
 from forecasting.history import panel_forecast_input, panel_window
 from forecasting.hyperparameters import Hyperparameters, parse
 from forecasting.joblog import progress_line
@@ -124,6 +126,9 @@ def train(
     hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else parse(
         hyperparameters)
 
+    if distributed.active() and hp.model_kind != "xgboost":
+        raise UserError(f"model_kind={hp.model_kind} trains on one instance; only "
+                        "model_kind=xgboost trains across instances (docs/scaling.md)")
     progress = _Progress(log)
     progress("validate", 0.0)
     frame, schema_report = validate_history(read_table(source))
@@ -131,15 +136,19 @@ def train(
         frames = [frame, *(validate_history(read_table(extra))[0] for extra in extra_sources)]
         frame = pd.concat(frames, ignore_index=True)
         check_unique_keys(frame)   # each file is valid; only keys can clash across files
-    rows_in, sha256 = len(frame), data_hash(frame)
+    # On several hosts (``distributed``) each holds whole series; these are over all of them.
+    rows_in = distributed.total(len(frame))
+    sha256 = distributed.combined_hash(data_hash(frame))
     progress("clean", 0.05)
-    panel, cleaning_report = clean(frame)
+    panel, cleaning_report = clean(frame, distributed.date_span(frame["date"].to_numpy()))
+    distributed.check_disjoint(panel.store_nbr, panel.family)
+    cleaning_report = distributed.merged_report(cleaning_report)
     del frame   # the panel has everything training needs; the rows are not held twice
     _return_freed_memory()
     cleaning_report = {"schema": schema_report, **cleaning_report}
     data, encoders = training_data(panel, hp, log, progress)
-    cleaning_report["zero_rows_downsampled_out"] = int(
-        (~data.keep & (panel.day <= data.split.train_end)).sum())
+    cleaning_report["zero_rows_downsampled_out"] = distributed.total(int(
+        (~data.keep & (panel.day <= data.split.train_end)).sum()))
     cleaning_report["zero_sample_rate"] = hp.zero_sample_rate
     split, store_code, family_code = data.split, data.store_code, data.family_code
     kinds = MEMBERS_OF_KIND[hp.model_kind]
@@ -162,7 +171,7 @@ def train(
     evaluation["final_model"] = kinds[-1]
     calibration, evaluation["intervals"] = interval_calibration.calibrate_members(
         panel, split, members, kinds[-1], store_code, family_code)
-    for line in metrics.metric_lines(evaluation):
+    for line in metrics.metric_lines(evaluation) if distributed.rank() == 0 else ():
         log(line)
     if hp.refit:
         members = _refit(members, dataclasses.replace(data, split=split.everything()), progress,
@@ -171,8 +180,9 @@ def train(
     # The members' lookback, and the days each series' interval band is measured over.
     lookback = max(intervals.VOLATILITY_DAYS, *(m.lookback for m in members.values()))
     sales_tail, promo_tail = panel_window(panel, panel.last_day, lookback)
-    history = artifact.SeriesTable(panel.store_nbr, panel.family, sales_tail, promo_tail,
-                                   panel.dates(np.array([panel.last_day]))[0])
+    history = _gathered(artifact.SeriesTable(panel.store_nbr, panel.family, sales_tail,
+                                             promo_tail, panel.dates(np.array([panel.last_day]))[0]))
+    zero_series = _gathered_zero_series(panel.zero_series)
     first = panel.origin
     metadata = {
         "format": artifact.FORMAT,
@@ -186,8 +196,8 @@ def train(
             "start": str(first),
             "end": str(history.last_date),
             "rows": rows_in,
-            "series": int(panel.n_series + len(panel.zero_series)),
-            "trained_series": int(panel.n_series),
+            "series": len(history.store_nbr) + len(zero_series),
+            "trained_series": len(history.store_nbr),
             "sha256": sha256,
         },
         "split": {"train_end": str(panel.dates(np.array([split.train_end]))[0]),
@@ -200,7 +210,7 @@ def train(
         "training_seconds": round(time.perf_counter() - started, 3),
     }
     progress("done", 1.0)
-    return TrainedModel(hp, members, kinds[-1], encoders, history, panel.zero_series,
+    return TrainedModel(hp, members, kinds[-1], encoders, history, zero_series,
                         evaluation, cleaning_report, metadata, calibration)
 
 
@@ -209,10 +219,10 @@ def training_data(panel: Panel, hp: Hyperparameters, log: Callable[[str], None],
     """What the members learn from (the date split, the categorical codes, the zero-row
     sample) and the encoders saved with the model."""
     split = split_by_date(panel.last_day, hp.horizon)
-    stores = np.unique(np.concatenate([panel.store_nbr,
-                                       panel.zero_series["store_nbr"].to_numpy(np.int32)]))
-    families = np.unique(np.concatenate([panel.family.astype(str),
-                                         panel.zero_series["family"].to_numpy(str)]))
+    stores = distributed.union(np.unique(np.concatenate([
+        panel.store_nbr, panel.zero_series["store_nbr"].to_numpy(np.int32)])))
+    families = distributed.union(np.unique(np.concatenate([
+        panel.family.astype(str), panel.zero_series["family"].to_numpy(str)])))
     store_code = np.searchsorted(stores, panel.store_nbr).astype(np.int32)
     family_code = np.searchsorted(families, panel.family.astype(str)).astype(np.int32)
     keep, weight = downsample_zeros(panel.sales, hp.zero_sample_rate, hp.seed)
@@ -250,10 +260,32 @@ def _evaluate(panel: Panel, split, members: dict, store_code, family_code, horiz
     actual = np.nan_to_num(panel_window(panel, split.test_end, horizon)[0], nan=0.0)
     baseline = metrics.seasonal_naive(inp.sales, horizon)
     scale = metrics.seasonal_scale(panel.sales, panel.offsets, panel.day <= split.valid_end)
-    evaluation = metrics.evaluate(forecasts, baseline, actual, panel.family, scale)
+    c = distributed.concat   # every host's series (the identity on one host)
+    evaluation = metrics.evaluate({name: c(f) for name, f in forecasts.items()}, c(baseline),
+                                  c(actual), c(panel.family), c(scale))
     dates = panel.dates(np.array([split.valid_end, split.valid_end + 1, split.test_end]))
     return {"horizon": horizon, "origin": str(dates[0]), "test_start": str(dates[1]),
-            "test_end": str(dates[2]), "series": int(panel.n_series), **evaluation}
+            "test_end": str(dates[2]), "series": distributed.total(int(panel.n_series)),
+            **evaluation}
+
+
+def _gathered(table: artifact.SeriesTable) -> artifact.SeriesTable:
+    """Every host's series history, in (store_nbr, family) order (``table`` on one host)."""
+    if not distributed.active():
+        return table
+    c = distributed.concat
+    store, family = c(table.store_nbr), c(np.asarray(table.family, dtype=object))
+    order = np.lexsort((family.astype(str), store))
+    return artifact.SeriesTable(store[order], family[order], c(table.sales)[order],
+                                c(table.promo)[order], table.last_date)
+
+
+def _gathered_zero_series(zero: pd.DataFrame) -> pd.DataFrame:
+    """Every host's never-selling series (``zero`` on one host)."""
+    if not distributed.active():
+        return zero
+    frame = pd.concat(distributed.allgather(zero), ignore_index=True)
+    return frame.sort_values(["store_nbr", "family"], kind="stable").reset_index(drop=True)
 
 
 def _return_freed_memory() -> None:

@@ -102,6 +102,16 @@ class TrainingEnv:
     def input_data_config(self) -> dict:
         return self._json("inputdataconfig.json")
 
+    def resource_config(self) -> dict:
+        """resourceconfig.json: ``current_host`` and ``hosts`` ({} when absent: one host)."""
+        return self._json("resourceconfig.json")
+
+    def distribution(self, channel: str) -> str | None:
+        """The channel's ``S3DistributionType`` (FullyReplicated or ShardedByS3Key), if given."""
+        spec = self.input_data_config().get(channel) or {}
+        value = spec.get("S3DistributionType") if isinstance(spec, dict) else None
+        return str(value) if value else None
+
     def channel_files(self, channel: str) -> list[Path]:
         """Data files of a channel (see ``data_files``)."""
         return data_files(self.channel_dir(channel))

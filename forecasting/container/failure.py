@@ -41,8 +41,9 @@ def write_failure(path: Path, message: str) -> None:
         print(f"could not write {path}: {exc}", file=sys.stderr, flush=True)
 
 
-def run_job(job: Callable[[], None], failure_file: Path, stopped_reason: str) -> int:
-    """Run ``job`` with a SIGTERM handler; return its exit code after recording any failure.
+def run_job(job: Callable[[], None], failure_file: Path, stopped_reason: str | None) -> int:
+    """Run ``job`` with a SIGTERM handler; return its exit code after recording any failure
+    (a SIGTERM is recorded only with a ``stopped_reason``).
 
     The process may be PID 1 in its container, which ignores SIGTERM without a handler.
     """
@@ -50,7 +51,8 @@ def run_job(job: Callable[[], None], failure_file: Path, stopped_reason: str) ->
     try:
         job()
     except Stopped:
-        write_failure(failure_file, f"Stopped: {stopped_reason}")
+        if stopped_reason:
+            write_failure(failure_file, f"Stopped: {stopped_reason}")
         return STOPPED_EXIT_CODE
     except ForecastingError as exc:
         label = LABELS.get(exc.kind, "AlgorithmError")

@@ -76,7 +76,8 @@ def objective_of(params: dict) -> Objective:
 def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chunk],
                    fit_rows: np.ndarray, params: dict,
                    to_dmatrix: Callable[[np.ndarray], xgb.DMatrix] = xgb.DMatrix,
-                   progress: Callable[[int, int], None] | None = None) -> xgb.Booster:
+                   progress: Callable[[int, int], None] | None = None,
+                   reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> xgb.Booster:
     """A copy of ``booster`` with every leaf value recomputed on all days: the first fit's
     rows through the sums it stored, corrected on a sample of them, and the rows after it.
 
@@ -87,7 +88,9 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
     booster's training parameters (``objective``, ``eta``, ``lambda``, ``alpha``,
     ``subsample``);
     ``to_dmatrix`` makes the features a ``DMatrix`` as the booster was trained on (names,
-    categorical types). ``progress(done, trees)`` is called after each batch of trees."""
+    categorical types). ``progress(done, trees)`` is called after each batch of trees.
+    ``reduce`` sums each tree's per-leaf gradient and hessian sums over the hosts of a
+    distributed job (``distributed.allreduce_sum``); every host then writes the same leaves."""
     X, label, weight = _gather(chunks)
     n = len(label)
     fit_rows = np.asarray(fit_rows, dtype=bool)
@@ -125,7 +128,7 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
             grad[fit_at] -= fit_grad
             hess[fit_at] -= fit_hess
             value = _refreshed(tree, before, leaf, grad * row_weight, hess * row_weight, eta,
-                               lam, alpha, scale)
+                               lam, alpha, scale, reduce)
             margin += value[leaf]
             fit_margin += before[leaf[fit_at]]
         if progress is not None:
@@ -137,7 +140,8 @@ def refresh_leaves(booster: xgb.Booster, chunks: Sequence[Chunk] | Iterable[Chun
 
 def _refreshed(tree: dict, value: np.ndarray, leaf: np.ndarray, grad: np.ndarray,
                hess: np.ndarray, eta: float, lam: float, alpha: float,
-               scale: float) -> np.ndarray:
+               scale: float, reduce: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> np.ndarray:
     """Tree ``tree``'s node values after its leaves are refreshed (and written into the tree's
     arrays): the fit's sums (from its leaf values, ``value``, and ``sum_hessian``) plus the
     rows read."""
@@ -148,8 +152,12 @@ def _refreshed(tree: dict, value: np.ndarray, leaf: np.ndarray, grad: np.ndarray
     # with alpha restored where the leaf is not 0 (where it is, |G| <= alpha: read as 0).
     fit_g = -value / eta * (fit_h + lam)
     fit_g += np.sign(fit_g) * alpha
-    g = np.bincount(leaf, weights=grad, minlength=size) + scale * fit_g
-    h = np.bincount(leaf, weights=hess, minlength=size) + scale * fit_h
+    g = np.bincount(leaf, weights=grad, minlength=size)
+    h = np.bincount(leaf, weights=hess, minlength=size)
+    if reduce is not None:   # the rows of every host
+        g, h = reduce(np.stack([g, h]))
+    g = g + scale * fit_g
+    h = h + scale * fit_h
     g = np.sign(g) * np.maximum(np.abs(g) - alpha, 0.0)
     fresh = is_leaf & (h > 0)
     value = np.where(fresh, -eta * g / np.where(fresh, h + lam, 1.0), value)

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import xgboost as xgb
 
-from forecasting import features
+from forecasting import distributed, features
 from forecasting.history import ForecastInput
 from forecasting.models.base import TrainingData, from_target, to_target
 from forecasting.models.leaf_refresh import refresh_leaves
@@ -85,7 +85,8 @@ class XGBoostMember:
         return {"best_iteration": self.best_iteration, "rounds_run": len(curve),
                 "objective": self.objective, "validation_metric": _eval_metric(hp),
                 "validation_score": float(curve[self.best_iteration]),
-                "train_rows": dtrain.num_row(), "validation_rows": dvalid.num_row()}
+                "train_rows": distributed.total(dtrain.num_row()),
+                "validation_rows": distributed.total(dvalid.num_row())}
 
     def refit(self, data: TrainingData) -> tuple[XGBoostMember, dict]:
         """A new member that has also seen the days after this fit's train end (``data.split``
@@ -117,8 +118,9 @@ class XGBoostMember:
             data.progress("fit", 0.25)
             booster = refresh_leaves(
                 first, chunks, ~unseen[rows], _params(hp), chunks.dmatrix,
-                progress=lambda done, total: _report_fit(data, done, total))
-            train_rows = chunks.n_rows
+                progress=lambda done, total: _report_fit(data, done, total),
+                reduce=distributed.allreduce_sum if distributed.active() else None)
+            train_rows = distributed.total(chunks.n_rows)
         else:
             matrix = _matrix(data, target, rows, self.features, ref=cuts, max_bin=hp.max_bin,
                              unknown_value=self.unknown_value, objective=self.objective)
@@ -131,7 +133,7 @@ class XGBoostMember:
             else:
                 booster = xgb.train(_params(hp), matrix, num_boost_round=rounds,
                                     verbose_eval=False, callbacks=[_Progress(data, rounds)])
-            train_rows = matrix.num_row()
+            train_rows = distributed.total(matrix.num_row())
         member = XGBoostMember(booster, self.log_target, rounds - 1, self.unknown_value,
                                self.features, self.objective)
         data.log(f"xgboost: refit method={method} rounds={rounds} train_rows={train_rows}")
@@ -206,12 +208,14 @@ def refresh_sample(data: TrainingData, rows: np.ndarray, latest: np.ndarray
     ``1/rate``, so that at most ``refresh_rows`` rows are read. The earlier rows enter the
     refresh through the sums the fit stored in its trees; the sample only measures how their
     gradients move as the leaves change (``leaf_refresh``), so it can be small."""
-    cap, n = data.hp.refresh_rows, int(np.count_nonzero(rows))
+    total = distributed.total   # the rows of every host (the identity on one)
+    cap, n = data.hp.refresh_rows, total(int(np.count_nonzero(rows)))
     if cap == 0 or n <= cap:
         return rows, None
     recent = rows & latest
     older = rows & ~latest
-    rate = max(cap - int(np.count_nonzero(recent)), 0) / max(int(np.count_nonzero(older)), 1)
+    rate = max(cap - total(int(np.count_nonzero(recent))), 0) / max(
+        total(int(np.count_nonzero(older))), 1)
     picked = older & (np.random.default_rng(data.hp.seed).random(len(rows)) < rate)
     usual = _usual_weight(data)
     weight = (usual.astype(np.float32) if usual is not None
