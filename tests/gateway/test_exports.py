@@ -324,3 +324,28 @@ def test_the_sagemaker_backend_says_it_cannot_export_yet(exporter, client, monke
     code, message = _refused(lambda: client.export_forecasts(
         "acme", (files / "acme" / "out" / "x.parquet").as_uri(), days=1))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "Batch Transform" in message
+
+
+def test_the_cli_exports_follows_and_reports_errors_in_one_line(exporter) -> None:
+    from cli_helpers import assert_one_line_error, run_forecast
+
+    gw, files = exporter
+    env = {"FORECAST_API_KEY": gw.api_key("acme")}
+    target = files / "acme" / "out" / "cli.parquet"
+    r = run_forecast("export", target.as_uri(), "--retailer", "acme", "--days", "3",
+                     "--levels", "80", "--wait", "-q", target=gw.target, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    export_id, state, rows, uri = r.stdout.strip().split("\t")
+    assert state == "SUCCEEDED" and rows == "72 rows" and uri == target.as_uri()
+    assert pq.read_metadata(target).num_rows == 72
+    r = run_forecast("export-status", export_id, "--retailer", "acme", "--json",
+                     target=gw.target, env=env)
+    assert r.returncode == 0 and '"result_uri"' in r.stdout, r.stderr
+    assert_one_line_error(run_forecast("export-cancel", export_id, "--retailer", "acme",
+                                       target=gw.target, env=env), 1, "already finished")
+    assert_one_line_error(run_forecast(
+        "export", "s3://elsewhere/x.parquet", "--retailer", "acme", "--days", "3",
+        target=gw.target, env=env), 1, "export prefix")
+    r = run_forecast("export", target.as_uri(), "--retailer", "acme", "--days", "0",
+                     target=gw.target, env=env)
+    assert r.returncode == 2 and "--days" in r.stderr

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from forecast_client import __version__
-from forecast_client.cli import completion, datasets, forecasts, jobs, models, monitor, plot
+from forecast_client.cli import (
+    completion,
+    datasets,
+    exports,
+    forecasts,
+    jobs,
+    models,
+    monitor,
+    plot,
+)
 from forecast_client.cli.messages import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -56,7 +65,7 @@ def build_parser() -> Parser:
     parser.add_argument("--tls-server-name", metavar="NAME",
                         help="expect this name in the gateway's certificate (testing)")
     commands = Commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    for group in (datasets, jobs, forecasts, models, monitor, plot, completion):
+    for group in (datasets, jobs, forecasts, exports, models, monitor, plot, completion):
         group.register(commands)
     return parser
 
