@@ -336,6 +336,28 @@ class AsyncForecastClient(AsyncExportMethods):
                                      self.config.timeouts.unary_s)
         return response.model
 
+    async def approve_model(self, retailer: str, model_version: str, *,
+                            description: str = "") -> pb.SetModelApprovalResponse:
+        """Approve `model_version` in the backend's model registry (as
+        `ForecastClient.approve_model`: SageMaker's Approved; not a live switch)."""
+        return await self._set_approval(retailer, model_version, pb.MODEL_APPROVAL_APPROVED,
+                                        description)
+
+    async def reject_model(self, retailer: str, model_version: str, *,
+                           description: str = "") -> pb.SetModelApprovalResponse:
+        """Reject `model_version` in the backend's model registry (as
+        `ForecastClient.reject_model`: SageMaker's Rejected; a live version keeps serving)."""
+        return await self._set_approval(retailer, model_version, pb.MODEL_APPROVAL_REJECTED,
+                                        description)
+
+    async def _set_approval(self, retailer: str, model_version: str,
+                            approval: pb.ModelApproval.ValueType,
+                            description: str) -> pb.SetModelApprovalResponse:
+        request = pb.SetModelApprovalRequest(retailer=retailer, model_version=model_version,
+                                             approval=approval, description=description)
+        return await self._unary(self._stub.SetModelApproval, request,
+                                 self.config.timeouts.unary_s)
+
 
 async def _as_async(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
     """The items of a plain or an async iterable, one at a time."""

@@ -343,3 +343,23 @@ class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
         """Make `model_version` the retailer's live model (promotion or rollback)."""
         request = pb.SetLiveModelRequest(retailer=retailer, model_version=model_version)
         return self._unary(self._stub.SetLiveModel, request, self.config.timeouts.unary_s).model
+
+    def approve_model(self, retailer: str, model_version: str, *,
+                      description: str = "") -> pb.SetModelApprovalResponse:
+        """Approve `model_version` in the backend's model registry (on SageMaker: its model
+        package's status becomes Approved, with `description` as why). Approval does not make
+        it live (`set_live_model` does). FAILED_PRECONDITION on a backend without a registry."""
+        return self._set_approval(retailer, model_version, pb.MODEL_APPROVAL_APPROVED, description)
+
+    def reject_model(self, retailer: str, model_version: str, *,
+                     description: str = "") -> pb.SetModelApprovalResponse:
+        """Reject `model_version` in the backend's model registry (SageMaker: Rejected), with
+        `description` as why. A live version keeps serving. FAILED_PRECONDITION on a backend
+        without a registry."""
+        return self._set_approval(retailer, model_version, pb.MODEL_APPROVAL_REJECTED, description)
+
+    def _set_approval(self, retailer: str, model_version: str, approval: pb.ModelApproval.ValueType,
+                      description: str) -> pb.SetModelApprovalResponse:
+        request = pb.SetModelApprovalRequest(retailer=retailer, model_version=model_version,
+                                             approval=approval, description=description)
+        return self._unary(self._stub.SetModelApproval, request, self.config.timeouts.unary_s)

@@ -101,6 +101,11 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
     )
 
 
+#: ModelApproval -> the backends' approval statuses (`backends.base.APPROVALS`).
+APPROVALS = {pb.MODEL_APPROVAL_PENDING: "PendingManualApproval",
+             pb.MODEL_APPROVAL_APPROVED: "Approved", pb.MODEL_APPROVAL_REJECTED: "Rejected"}
+
+
 def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
     """ModelVersion -> pb.ModelVersion."""
     return pb.ModelVersion(
@@ -281,6 +286,17 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         model = await self._control(self._service.models.set_live, tenant_for(request.retailer),
                                     request.model_version)
         return pb.SetLiveModelResponse(model=model_to_pb(model))
+
+    async def SetModelApproval(self, request: pb.SetModelApprovalRequest,
+                               context: Any) -> pb.SetModelApprovalResponse:
+        approval = APPROVALS.get(request.approval)
+        if approval is None:
+            raise InvalidArgument("approval", "must be APPROVED, REJECTED or PENDING")
+        model, entry = await self._control(
+            self._service.models.set_approval, tenant_for(request.retailer),
+            request.model_version, approval, request.description)
+        return pb.SetModelApprovalResponse(model=model_to_pb(model), approval=request.approval,
+                                           registry_entry=entry)
 
     async def Forecast(self, request: pb.ForecastRequest, context: Any) -> pb.ForecastResponse:
         answer = await in_pool(

@@ -10,6 +10,7 @@
     forecast metrics --retailer acme [--json]
     forecast models --retailer acme
     forecast promote --retailer acme v2
+    forecast approve --retailer acme v2 [--description "checked by planning"]
 
 One module per group of commands (`datasets`, `jobs`, `forecasts`, `models`, `monitor`,
 `plot`); `app` builds the parser and turns every failure into one line on stderr (`messages`,

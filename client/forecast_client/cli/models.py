@@ -1,4 +1,4 @@
-"""Model versions: `forecast metrics`, `models` and `promote`."""
+"""Model versions: `forecast metrics`, `models`, `promote`, `approve` and `reject`."""
 
 from __future__ import annotations
 
@@ -70,8 +70,18 @@ def cmd_promote(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
     return EXIT_OK
 
 
+def cmd_approve(client: ForecastClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Approve or reject a version in the backend's model registry (no live switch)."""
+    change = client.approve_model if args.command == "approve" else client.reject_model
+    answer = change(args.retailer, args.version, description=args.description)
+    word = "approved" if answer.approval == pb.MODEL_APPROVAL_APPROVED else "rejected"
+    out.write(f"model {answer.model.version} of {answer.model.retailer} is {word}"
+              + (f" ({answer.registry_entry})" if answer.registry_entry else "") + "\n")
+    return EXIT_OK
+
+
 def register(commands: Commands) -> None:
-    """Add `metrics`, `models` and `promote`."""
+    """Add `metrics`, `models`, `promote`, `approve` and `reject`."""
     p = commands.add("metrics", "show the live model's test metrics next to the baseline",
                      "The live model's (or --model-version's) error on its test window, each "
                      "member next to the seasonal-naive baseline, and how often the actual sales "
@@ -89,3 +99,14 @@ def register(commands: Commands) -> None:
                      "Make VERSION the live model now, whatever the promotion gate decided when "
                      "it was trained; also a rollback to an older version.", cmd_promote)
     p.add_argument("version", metavar="VERSION", help="the model version, e.g. v2")
+
+    for name, verb in (("approve", "Approve"), ("reject", "Reject")):
+        p = commands.add(name, f"{name} a model version in the backend's model registry",
+                         f"{verb} VERSION in the backend's model registry (the SageMaker "
+                         "backend: the version's model package in the retailer's model package "
+                         "group). This is a label for the release process: it does not change "
+                         "the live model (forecast promote does). Backends without a model "
+                         "registry (local, docker) refuse it.", cmd_approve)
+        p.add_argument("version", metavar="VERSION", help="the model version, e.g. v2")
+        p.add_argument("--description", default="", help="why, kept with the approval "
+                       "(at most 1000 characters)")

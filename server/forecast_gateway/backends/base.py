@@ -39,9 +39,11 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.domain import ModelRef, ModelVersion, RowColumns
 from forecast_gateway.errors import FailedPrecondition
 
+#: Approval statuses of a model registry (SageMaker's ModelApprovalStatus).
+APPROVALS = ("PendingManualApproval", "Approved", "Rejected")
 #: MIME types of the `train` channel, as in inputdataconfig.json.
 CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/x-parquet"}
 
@@ -165,6 +167,23 @@ class Backend(abc.ABC):
         requests that resolved that version a moment earlier may still arrive: they must be
         answered (a backend may load the version again, or drain before it frees it).
         """
+
+    # -- model registry ----------------------------------------------------------------------
+
+    def version_registered(self, model: ModelVersion) -> None:
+        """A new version is in the gateway's registry, with its promotion decision: a backend
+        with a model registry of its own records it there (logging, not raising, when it
+        cannot: the version is published either way). Default: nothing."""
+
+    def set_approval(self, model: ModelRef, approval: str, description: str) -> str:
+        """Set a version's approval in the backend's model registry (`APPROVALS`: SageMaker's
+        ModelApprovalStatus values) with why; returns where the registry keeps it. The default
+        answers FAILED_PRECONDITION: the gateway's own registry has live versions and promotion
+        decisions, not approvals."""
+        raise FailedPrecondition(
+            f"the {self.name} backend has no model registry to approve versions in (approval "
+            "is SageMaker's Model Registry: --backend sagemaker); the promotion decision is on "
+            "each version, and SetLiveModel (forecast promote) makes a version live")
 
     # -- lifecycle ---------------------------------------------------------------------------
 

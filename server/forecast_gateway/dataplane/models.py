@@ -127,6 +127,7 @@ class ModelService:
         log.info("model version live" if live else "model version registered, not live",
                  extra={"fields": {"job_id": job.job_id, "retailer": job.retailer,
                                    "model_version": model.version}})
+        self._s.backend.version_registered(model)   # its model registry, if it has one
         return model.version
 
     def import_model(self, tenant: Tenant, artifact_dir: Path, make_live: bool = True) -> ModelVersion:
@@ -265,6 +266,22 @@ class ModelService:
         log.info("model version live", extra={"fields": {
             "retailer": tenant.retailer, "model_version": version}})
         return self._s.registry.get_model(tenant.retailer, version)  # type: ignore[return-value]
+
+    def set_approval(self, tenant: Tenant, version: str, approval: str,
+                     description: str) -> tuple[ModelVersion, str]:
+        """Approve, reject or reset `version` in the backend's model registry (FAILED_PRECONDITION
+        from a backend without one); returns the version and where the registry keeps it."""
+        if not version:
+            raise InvalidArgument("model_version", "is required")
+        if len(description) > 1000:
+            raise InvalidArgument("description", f"{len(description)} characters, at most 1000")
+        model = self.get(tenant, version)
+        self.artifacts.verify(model.ref, model)
+        entry = self._s.backend.set_approval(model.ref, approval, description)
+        log.info("model version approval set", extra={"fields": {
+            "retailer": tenant.retailer, "model_version": version, "approval": approval,
+            "registry_entry": entry}})
+        return model, entry
 
     def metrics(self, tenant: Tenant, version: str) -> MetricsReport:
         """The evaluation of the live (or named) model against the baseline."""

@@ -52,6 +52,7 @@ FIELD_EXAMPLES: dict[str, Any] = {
     "job_id": "job-0123456789ab", "days": 16, "horizon": 16, "levels": 80, "store_nbr": 1,
     "family": "AUTOMOTIVE", "day": 17394, "onpromotion": 0, "on_hand": 40, "quantity": 12,
     "lead_time_days": 7, "window_days": 28, "model_kind": "xgboost", "chunk_id": "0",
+    "approval": "MODEL_APPROVAL_APPROVED",
     "destination": "s3://exports/nightly/acme/forecasts.parquet",
 }
 ERROR_SCHEMA = {

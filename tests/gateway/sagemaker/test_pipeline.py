@@ -142,11 +142,24 @@ def test_condition_registers_a_better_model_or_fails_naming_both_numbers(steps):
     assert args["Conditions"] == [{"Type": "LessThan",
                                    "LeftValue": json_get("summary.model_rmsle"),
                                    "RightValue": json_get("summary.baseline_rmsle")}]
-    (register,) = args["IfSteps"]
+    register, package = args["IfSteps"]
     assert register["Type"] == "Model" and register["Name"] == pipeline.REGISTER_STEP
     assert register["Arguments"]["PrimaryContainer"]["Image"] == IMAGE.format("inference")
     assert register["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == get(
         "Steps.Train.ModelArtifacts.S3ModelArtifacts")
+    # The Model Registry: a package in the group the gateway names, pending approval, with the
+    # evaluation report the Evaluate step wrote as its metrics.
+    assert package["Type"] == "RegisterModel" and package["Name"] == pipeline.PACKAGE_STEP
+    request = package["Arguments"]
+    assert request["ModelPackageGroupName"] == get("Parameters.ModelPackageGroup")
+    assert request["ModelApprovalStatus"] == get("Parameters.ModelApprovalStatus")
+    (container,) = request["InferenceSpecification"]["Containers"]
+    assert container["Image"] == IMAGE.format("inference")
+    assert container["ModelDataUrl"] == get("Steps.Train.ModelArtifacts.S3ModelArtifacts")
+    assert request["ModelMetrics"]["ModelQuality"]["Statistics"] == {
+        "ContentType": "application/json", "S3Uri": under("evaluation", "evaluation.json")}
+    assert request["CustomerMetadataProperties"] == {
+        "retailer": get("Parameters.Retailer"), "run": get("Execution.PipelineExecutionId")}
     (fail,) = args["ElseSteps"]
     assert fail["Type"] == "Fail" and fail["Name"] == "WorseThanBaseline"
     message = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
@@ -250,6 +263,7 @@ def resolve(value, parameters: dict[str, str]):
     ("Processing", "CreateProcessingJob", "ProcessingJobName"),
     ("Training", "CreateTrainingJob", "TrainingJobName"),
     ("Model", "CreateModel", "ModelName"),
+    ("RegisterModel", "CreateModelPackage", "ModelPackageGroupName"),
 ])
 def test_each_job_request_passes_the_service_model(definition, step_type, operation,
                                                    name_field):

@@ -64,6 +64,8 @@ def test_train_writes_the_layout_and_returns_the_checked_artifact(
     assert training.model_source(outcome.model_dir) == \
         f"s3://{bucket}/tenant-data/models/acme_co/{name}/output/model.tar.gz"
     assert _objects(moto_clients.s3, bucket) == [
+        # the evaluation its model package points at (test_sagemaker_model_registry.py)
+        "tenant-data/evaluation/acme_co/acme-co-job-0123456789ab/evaluation.json",
         "tenant-data/models/acme_co/acme-co-job-0123456789ab/output/model.tar.gz",
         "tenant-data/raw/acme_co/ds-00aa11bb22cc.csv"]
     raw = moto_clients.s3.get_object(Bucket=bucket, Key="tenant-data/raw/acme_co/"

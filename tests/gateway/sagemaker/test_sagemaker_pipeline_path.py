@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 from botocore.stub import ANY
 from forecast_gateway.backends.base import TrainingSpec
+from forecast_gateway.backends.sagemaker import model_registry
 from forecast_gateway.backends.sagemaker.backend import SageMakerBackend
 from forecast_gateway.backends.sagemaker.pipeline import (
     CHECK_STEP,
     CLEAN_STEP,
     EVALUATE_STEP,
     FAIL_STEP,
+    PACKAGE_STEP,
+    REGISTER_STEP,
     TRAIN_STEP,
 )
 from sagemaker_helpers import Listener, Recorder, settings
@@ -29,6 +32,8 @@ PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/retail-forecas
 EXECUTION = f"{PIPELINE_ARN}/execution/abc123def456"
 TRAIN_JOB = "pipelines-abc123def456-Train-x1y2z3"
 DEFINITION = json.dumps({"Version": "2020-12-01", "Steps": []})
+GROUP_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/forecast-acme"
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/forecast-acme/1"
 
 
 def _spec(tmp_path: Path, job_id: str) -> TrainingSpec:
@@ -59,6 +64,10 @@ def backend(stubbed, bucket: str):
     sm.add_response("create_pipeline", {"PipelineArn": PIPELINE_ARN},
                     {"PipelineName": "retail-forecast", "PipelineDefinition": DEFINITION,
                      "PipelineDescription": ANY, "RoleArn": ANY})
+    # The register step's group, made before the first execution of the retailer.
+    sm.add_response("create_model_package_group", {"ModelPackageGroupArn": GROUP_ARN},
+                    {"ModelPackageGroupName": "forecast-acme", "Tags": ANY,
+                     "ModelPackageGroupDescription": ANY})
     yield made
     made.close("test over")
 
@@ -75,7 +84,8 @@ def test_a_good_run_trains_through_the_pipeline_and_fetches_the_train_steps_mode
         _step(CLEAN_STEP, "Executing")]})
     sm.add_response("describe_pipeline_execution", _execution("Succeeded"))
     sm.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
-        _step("RegisterModel", "Succeeded"), _step(CHECK_STEP, "Succeeded"),
+        _step(PACKAGE_STEP, "Succeeded", RegisterModel={"Arn": PACKAGE_ARN}),
+        _step(REGISTER_STEP, "Succeeded"), _step(CHECK_STEP, "Succeeded"),
         _step(EVALUATE_STEP, "Succeeded"),
         _step(TRAIN_STEP, "Succeeded", TrainingJob={
             "Arn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{TRAIN_JOB}"}),
@@ -90,8 +100,12 @@ def test_a_good_run_trains_through_the_pipeline_and_fetches_the_train_steps_mode
     assert params["Retailer"] == "acme" and params["ModelKind"] == "xgboost"
     assert params["InputDataUri"] == f"s3://{bucket}/tenant-data/raw/acme/ds-0000aaaa2222.csv"
     assert params["NumRound"] == "40" and params["Horizon"] == "16"
+    assert params["ModelPackageGroup"] == "forecast-acme"
+    # The pipeline's register step made the version's package: noted, not made again.
+    assert model_registry.noted(outcome.model_dir) == PACKAGE_ARN
+    assert "CreateModelPackage" not in recorder.operations()
     stages = [e[1] for e in listener.events if e[0] == "progress"]
-    assert stages == ["pipeline_clean", "pipeline_register_model"]
+    assert stages == ["pipeline_clean", "pipeline_model_package"]
 
 
 def test_a_run_that_does_not_beat_the_baseline_fails_with_both_numbers(

@@ -7,7 +7,9 @@
 - `training`: CreateTrainingJob, following DescribeTrainingJob, fetching model.tar.gz
 - `endpoints`: per-retailer Model, EndpointConfig and Endpoint; UpdateEndpoint on a new version
 - `guardrails`: blue/green traffic shifting of updates, rolled back by CloudWatch alarms
+- `model_registry`: one model package group per retailer, a package per version, its approval
 - `invoke`: InvokeEndpoint in payloads under the limit, concurrently, in row order
 - `pipeline`: the SageMaker Pipeline clean -> train -> evaluate -> register
+- `pipeline_registry`: the pipeline's register steps (CreateModel, CreateModelPackage)
 - `backend`: `SageMakerBackend`, the `Backend` the gateway talks to
 """

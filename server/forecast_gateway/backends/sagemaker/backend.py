@@ -45,10 +45,11 @@ from forecast_gateway.backends.sagemaker.aws import AwsClients, create_clients
 from forecast_gateway.backends.sagemaker.endpoints import Deployment, Endpoints
 from forecast_gateway.backends.sagemaker.guardrails import Guardrails
 from forecast_gateway.backends.sagemaker.layout import S3Layout
+from forecast_gateway.backends.sagemaker.model_registry import ModelRegistry
 from forecast_gateway.backends.sagemaker.settings import SageMakerSettings
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
-from forecast_gateway.domain import ModelRef, RowColumns
+from forecast_gateway.domain import ModelRef, ModelVersion, RowColumns
 from forecast_gateway.errors import BackendUnavailable, FailedPrecondition
 from forecasting.errors import ArtifactError, UserError
 from forecasting.joblog import FAILURE_REASON_CHARS
@@ -102,6 +103,7 @@ class SageMakerBackend(Backend):
         self._pipeline_lock = threading.Lock()
         self._pipeline_ready = False
         self._pipeline_definition = pipeline_definition
+        self.registry = ModelRegistry(clients.sagemaker, clients.s3, settings, self.layout)
         self._pool = ThreadPoolExecutor(max_workers=4 * settings.invoke_concurrency,
                                         thread_name_prefix="sm-invoke")
         self._jobs: TrainingQueue[_SageMakerJob] = TrainingQueue(
@@ -215,10 +217,11 @@ class SageMakerBackend(Backend):
         model_kind = hp.pop("model_kind", None)
         try:
             self._ensure_pipeline()
+            group = self.registry.ensure_group(spec.retailer)   # the register step's group
             handle.name = pipeline.start_execution(
                 self.clients.sagemaker, self._pipeline_settings().name, retailer=spec.retailer,
                 input_uri=data_uri, model_kind=model_kind, hyperparameters=hp,
-                display_name=handle.name)
+                display_name=handle.name, model_package_group=group)
         except UserError as exc:
             return _failed(f"the pipeline does not take this job: {exc}")
         except ClientError as exc:
@@ -235,7 +238,7 @@ class SageMakerBackend(Backend):
             return _failed(end.reason or f"the pipeline execution ended {end.status}")
         if not end.training_job:
             return _failed("the pipeline execution succeeded without a training job")
-        return self._fetch(spec, end.training_job)
+        return self._fetch(spec, end.training_job, end.model_package)
 
     def _pipeline_settings(self) -> pipeline.PipelineSettings:
         s = self.settings
@@ -262,12 +265,16 @@ class SageMakerBackend(Backend):
         if job.stopping:  # a cancel or close arrived before the job existed
             handle.stop_requested = True
 
-    def _fetch(self, spec: TrainingSpec, training_job: str) -> TrainingOutcome:
+    def _fetch(self, spec: TrainingSpec, training_job: str, package: str = "") -> TrainingOutcome:
+        """model.tar.gz, checked; its model package (the pipeline's, or one made now)."""
         try:
             model_dir = training.fetch_model(self.clients.s3, self.layout, spec.retailer,
                                              training_job, spec.job_dir / "model")
         except ArtifactError as exc:
             return _failed(str(exc))
+        if not self.clients.local_mode:  # local mode has no Model Registry
+            self.registry.record_trained(spec.retailer, training_job, model_dir,
+                                         training.model_source(model_dir), package)
         return TrainingOutcome("succeeded", model_dir=model_dir)
 
     def _stop(self, job: _SageMakerJob, grace_s: float) -> None:
@@ -366,6 +373,19 @@ class SageMakerBackend(Backend):
                               limit=self.settings.max_body_bytes,
                               concurrency=self.settings.invoke_concurrency, pool=self._pool,
                               levels=levels, first_pause_s=self._first_pause_s / 2)
+
+    def version_registered(self, model: ModelVersion) -> None:
+        """Name the version on its model package; Approved when the gate made it live."""
+        if model.promotion is not None and not self.clients.local_mode:
+            self.registry.version_registered(model.retailer, model.version, model.path,
+                                             model.promotion.promoted, model.promotion.reason)
+
+    def set_approval(self, model: ModelRef, approval: str, description: str) -> str:
+        """UpdateModelPackage of the version's package (made first if it has none)."""
+        if self.clients.local_mode:
+            raise FailedPrecondition("SageMaker local mode has no Model Registry")
+        return self.registry.set_approval(model.retailer, model.version, model.path,
+                                          self.model_data_url(model), approval, description)
 
     def unload_model(self, model: ModelRef) -> None:
         """Nothing to free: the endpoint already serves the new version; the previous one is

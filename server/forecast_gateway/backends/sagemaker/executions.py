@@ -24,7 +24,8 @@ from forecast_gateway.backends.sagemaker.training import stage_name
 _TERMINAL = ("Succeeded", "Failed", "Stopped")
 #: The step running -> a coarse fraction (progress only moves forward).
 _FRACTIONS = {pipeline.CLEAN_STEP: 0.02, pipeline.TRAIN_STEP: 0.15, pipeline.EVALUATE_STEP: 0.8,
-              pipeline.CHECK_STEP: 0.9, pipeline.REGISTER_STEP: 0.95, pipeline.FAIL_STEP: 0.95}
+              pipeline.CHECK_STEP: 0.9, pipeline.REGISTER_STEP: 0.95, pipeline.PACKAGE_STEP: 0.97,
+              pipeline.FAIL_STEP: 0.95}
 _MAX_ERRORS = 8
 
 
@@ -37,6 +38,8 @@ class ExecutionEnd:
     training_job: str = ""
     """The Train step's training job name ("" when it never ran)."""
     reason: str = ""
+    model_package: str = ""
+    """The model package ARN the register step made ("" when it did not run)."""
 
 
 def _steps(sagemaker: Any, arn: str) -> list[dict]:
@@ -57,6 +60,15 @@ def training_job_of(steps: list[dict]) -> str:
         arn = (step.get("Metadata") or {}).get("TrainingJob", {}).get("Arn", "")
         if arn:
             return str(arn).rsplit("/", 1)[-1]
+    return ""
+
+
+def model_package_of(steps: list[dict]) -> str:
+    """The model package a RegisterModel step of the execution made ("" when none did)."""
+    for step in steps:
+        arn = (step.get("Metadata") or {}).get("RegisterModel", {}).get("Arn", "")
+        if arn:
+            return str(arn)
     return ""
 
 
@@ -94,11 +106,12 @@ def follow(sagemaker: Any, arn: str, listener: TrainingListener, job_id: str, *,
         if steps and steps[0].get("StepName") and steps[0]["StepName"] != stage:
             stage = str(steps[0]["StepName"])
             reached = max(reached, _FRACTIONS.get(stage, reached))
-            listener.on_progress(job_id, stage_name(stage).replace("sagemaker_", "pipeline_"),
-                                 reached)
+            # A ModelStep's sub-step "ModelPackage-RegisterModel" is stage pipeline_model_package.
+            listener.on_progress(job_id, stage_name(stage.split("-")[0]).replace(
+                "sagemaker_", "pipeline_"), reached)
         if status in _TERMINAL:
             reason = failure_of(steps) or str(desc.get("FailureReason") or "")
-            return ExecutionEnd(status, training_job_of(steps), reason)
+            return ExecutionEnd(status, training_job_of(steps), reason, model_package_of(steps))
         if should_return():
             return None
         wake.wait(pause)

@@ -8,6 +8,8 @@
               under evaluation/<retailer>/<run>/ (a PropertyFile)
     BeatsBaseline      ConditionStep: the model's test RMSLE < the seasonal-naive baseline's
     RegisterModel      ModelStep (CreateModel: the inference image + model.tar.gz)   if it does
+    ModelPackage       ModelStep (CreateModelPackage in the retailer's model package group,
+                       PendingManualApproval, the evaluation as metrics: pipeline_registry)
     WorseThanBaseline  FailStep naming both numbers                                  if it does not
 
 ``<run>`` is the pipeline execution's id. The definition is built with the SageMaker Python SDK
@@ -30,6 +32,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from forecast_gateway.backends.sagemaker import pipeline_registry
 from forecast_gateway.backends.sagemaker.layout import S3Layout
 from forecast_gateway.backends.sagemaker.training import metric_definitions
 from forecasting.container import env as container_env
@@ -51,16 +54,18 @@ HYPERPARAMETER_PARAMETERS = {
     "LstmEpochs": "lstm_epochs",
     "Seed": "seed",
 }
-PARAMETER_NAMES = (RETAILER, INPUT_DATA_URI, MODEL_KIND, *HYPERPARAMETER_PARAMETERS)
+PARAMETER_NAMES = (RETAILER, INPUT_DATA_URI, MODEL_KIND, *HYPERPARAMETER_PARAMETERS,
+                   pipeline_registry.MODEL_PACKAGE_GROUP, pipeline_registry.MODEL_APPROVAL_STATUS)
 
 # Step names (what ListPipelineExecutionSteps and the local executor report).
 CLEAN_STEP = "Clean"
 TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
 CHECK_STEP = "BeatsBaseline"
-_REGISTER_MODEL_STEP = "RegisterModel"
-# The name the Register step reports: ModelStep names its CreateModel step "<name>-CreateModel".
-REGISTER_STEP = f"{_REGISTER_MODEL_STEP}-CreateModel"
+# The names the register steps report (ModelStep's "<name>-CreateModel" / "-RegisterModel").
+REGISTER_STEP = pipeline_registry.CREATE_MODEL_STEP
+PACKAGE_STEP = pipeline_registry.PACKAGE_STEP
+MODEL_PACKAGE_GROUP = pipeline_registry.MODEL_PACKAGE_GROUP
 FAIL_STEP = "WorseThanBaseline"
 
 # The PropertyFile the condition reads, and the paths inside evaluation.json.
@@ -140,14 +145,12 @@ def build_pipeline(settings: PipelineSettings, session=None):
     """
     from sagemaker.estimator import Estimator
     from sagemaker.inputs import TrainingInput
-    from sagemaker.model import Model
     from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
     from sagemaker.workflow.condition_step import ConditionStep
     from sagemaker.workflow.conditions import ConditionLessThan
     from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.fail_step import FailStep
     from sagemaker.workflow.functions import Join, JsonGet
-    from sagemaker.workflow.model_step import ModelStep
     from sagemaker.workflow.parameters import (
         ParameterFloat,
         ParameterInteger,
@@ -158,6 +161,7 @@ def build_pipeline(settings: PipelineSettings, session=None):
     from sagemaker.workflow.steps import ProcessingStep, TrainingStep
 
     session = session or _offline_session(settings)
+    package = [] if pipeline_registry.local(session) else pipeline_registry.parameters()
     retailer = ParameterString(RETAILER)
     input_uri = ParameterString(INPUT_DATA_URI)
     model_kind = ParameterString(MODEL_KIND, default_value=SPECS["model_kind"].default,
@@ -235,19 +239,21 @@ def build_pipeline(settings: PipelineSettings, session=None):
                           json_path=MODEL_RMSLE_PATH)
     baseline_rmsle = JsonGet(step_name=evaluate_step.name, property_file=report,
                              json_path=BASELINE_RMSLE_PATH)
-    model = Model(image_uri=settings.inference_image, model_data=model_data,
-                  role=settings.role_arn, sagemaker_session=session)
-    register_step = ModelStep(_REGISTER_MODEL_STEP, step_args=model.create())
+    register_steps = pipeline_registry.register_steps(
+        inference_image=settings.inference_image, role_arn=settings.role_arn, session=session,
+        model_data=model_data, evaluation_uri=under("evaluation", container_env.EVALUATION_FILE),
+        retailer=retailer, run=run, group=package[0] if package else None,
+        approval=package[1] if package else None)
     fail_step = FailStep(FAIL_STEP, error_message=Join(on=" ", values=[
         "the model's test RMSLE", model_rmsle,
         "does not beat the seasonal-naive baseline's", baseline_rmsle,
         "for retailer", retailer]))
     check_step = ConditionStep(
         CHECK_STEP, conditions=[ConditionLessThan(left=model_rmsle, right=baseline_rmsle)],
-        if_steps=[register_step], else_steps=[fail_step])
+        if_steps=register_steps, else_steps=[fail_step])
 
     return Pipeline(name=settings.name,
-                    parameters=[retailer, input_uri, model_kind, *hp_params.values()],
+                    parameters=[retailer, input_uri, model_kind, *hp_params.values(), *package],
                     steps=[clean_step, train_step, evaluate_step, check_step],
                     sagemaker_session=session)
 
@@ -340,16 +346,17 @@ def execution_parameters(retailer: str, input_uri: str, model_kind: str | None =
 def start_execution(sagemaker_client, pipeline_name: str, *, retailer: str, input_uri: str,
                     model_kind: str | None = None,
                     hyperparameters: Mapping[str, Any] | None = None,
-                    display_name: str | None = None) -> str:
+                    display_name: str | None = None, model_package_group: str = "") -> str:
     """StartPipelineExecution for one retailer's dataset; returns the execution ARN.
 
-    Parameters sent: ``Retailer``, ``InputDataUri`` (the raw upload, s3://...), ``ModelKind``
-    and, for each hyperparameter given, its parameter (``HYPERPARAMETER_PARAMETERS``); the
-    others keep the definition's defaults.
+    Parameters sent: ``Retailer``, ``InputDataUri`` (the raw upload, s3://...), ``ModelKind``,
+    ``ModelPackageGroup`` when given and, for each hyperparameter given, its parameter
+    (``HYPERPARAMETER_PARAMETERS``); the others keep the definition's defaults.
     """
-    request = {"PipelineName": pipeline_name,
-               "PipelineParameters": execution_parameters(retailer, input_uri, model_kind,
-                                                          hyperparameters)}
+    params = execution_parameters(retailer, input_uri, model_kind, hyperparameters)
+    if model_package_group:
+        params.append({"Name": MODEL_PACKAGE_GROUP, "Value": model_package_group})
+    request = {"PipelineName": pipeline_name, "PipelineParameters": params}
     if display_name:
         request["PipelineExecutionDisplayName"] = display_name[:82]
     return sagemaker_client.start_pipeline_execution(**request)["PipelineExecutionArn"]

@@ -115,6 +115,38 @@ JOB_STATE_CANCELLED: JobState.ValueType  # 5
 """Terminal: cancelled through CancelTrainingJob."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
+class _ModelApproval:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelApprovalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelApproval.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_APPROVAL_UNSPECIFIED: _ModelApproval.ValueType  # 0
+    """Not set; refused in requests."""
+    MODEL_APPROVAL_PENDING: _ModelApproval.ValueType  # 1
+    """Registered, waiting for a decision (a version the promotion gate did not make live)."""
+    MODEL_APPROVAL_APPROVED: _ModelApproval.ValueType  # 2
+    """Approved for release (set by the promotion gate when it makes the version live, or by
+    hand).
+    """
+    MODEL_APPROVAL_REJECTED: _ModelApproval.ValueType  # 3
+    """Rejected for release."""
+
+class ModelApproval(_ModelApproval, metaclass=_ModelApprovalEnumTypeWrapper):
+    """A model version's approval in a model registry (SageMaker's ModelApprovalStatus)."""
+
+MODEL_APPROVAL_UNSPECIFIED: ModelApproval.ValueType  # 0
+"""Not set; refused in requests."""
+MODEL_APPROVAL_PENDING: ModelApproval.ValueType  # 1
+"""Registered, waiting for a decision (a version the promotion gate did not make live)."""
+MODEL_APPROVAL_APPROVED: ModelApproval.ValueType  # 2
+"""Approved for release (set by the promotion gate when it makes the version live, or by
+hand).
+"""
+MODEL_APPROVAL_REJECTED: ModelApproval.ValueType  # 3
+"""Rejected for release."""
+Global___ModelApproval: _TypeAlias = ModelApproval  # noqa: Y015
+
 class _PromotionPolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1382,6 +1414,72 @@ class SetLiveModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetLiveModelResponse: _TypeAlias = SetLiveModelResponse  # noqa: Y015
+
+@_typing.final
+class SetModelApprovalRequest(_message.Message):
+    """Approve or reject one model version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETAILER_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    retailer: _builtins.str
+    """The retailer. Required."""
+    model_version: _builtins.str
+    """The version. Required."""
+    approval: Global___ModelApproval.ValueType
+    """APPROVED or REJECTED (PENDING puts it back to waiting). Required."""
+    description: _builtins.str
+    """Why, for the registry's record (SageMaker's ApprovalDescription; at most 1,000 characters)."""
+    def __init__(
+        self,
+        *,
+        retailer: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        approval: Global___ModelApproval.ValueType = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "description", b"description", "model_version", b"model_version", "retailer", b"retailer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetModelApprovalRequest: _TypeAlias = SetModelApprovalRequest  # noqa: Y015
+
+@_typing.final
+class SetModelApprovalResponse(_message.Message):
+    """The version's approval as the registry now holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
+    REGISTRY_ENTRY_FIELD_NUMBER: _builtins.int
+    approval: Global___ModelApproval.ValueType
+    """Output only. Its approval now."""
+    registry_entry: _builtins.str
+    """Output only. Where the registry keeps it (the model package's ARN on SageMaker)."""
+    @_builtins.property
+    def model(self) -> Global___ModelVersion:
+        """Output only. The version."""
+
+    def __init__(
+        self,
+        *,
+        model: Global___ModelVersion | None = ...,
+        approval: Global___ModelApproval.ValueType = ...,
+        registry_entry: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "model", b"model", "registry_entry", b"registry_entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetModelApprovalResponse: _TypeAlias = SetModelApprovalResponse  # noqa: Y015
 
 @_typing.final
 class PredictionInterval(_message.Message):

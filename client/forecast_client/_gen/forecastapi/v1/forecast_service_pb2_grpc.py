@@ -91,6 +91,11 @@ class ForecastServiceStub(object):
                 request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelRequest.SerializeToString,
                 response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelResponse.FromString,
                 _registered_method=True)
+        self.SetModelApproval = channel.unary_unary(
+                '/forecastapi.v1.ForecastService/SetModelApproval',
+                request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetModelApprovalRequest.SerializeToString,
+                response_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetModelApprovalResponse.FromString,
+                _registered_method=True)
         self.Forecast = channel.unary_unary(
                 '/forecastapi.v1.ForecastService/Forecast',
                 request_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.ForecastRequest.SerializeToString,
@@ -227,6 +232,17 @@ class ForecastServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetModelApproval(self, request, context):
+        """Approves or rejects a model version in the backend's model registry (the SageMaker
+        backend: the version's model package in the retailer's model package group; docs/
+        sagemaker.md, "Model Registry"). Approval is a label for the release process: it neither
+        deploys nor undeploys (SetLiveModel does). FAILED_PRECONDITION on backends without a model
+        registry (local, docker), naming the backend.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Forecast(self, request, context):
         """Forecasts every series of the retailer (or the stores and families asked) for the next
         `days` days after the model's history, without a file of future rows; with prediction
@@ -339,6 +355,11 @@ def add_ForecastServiceServicer_to_server(servicer, server):
                     servicer.SetLiveModel,
                     request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelRequest.FromString,
                     response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelResponse.SerializeToString,
+            ),
+            'SetModelApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetModelApproval,
+                    request_deserializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetModelApprovalRequest.FromString,
+                    response_serializer=forecastapi_dot_v1_dot_forecast__service__pb2.SetModelApprovalResponse.SerializeToString,
             ),
             'Forecast': grpc.unary_unary_rpc_method_handler(
                     servicer.Forecast,
@@ -669,6 +690,33 @@ class ForecastService(object):
             '/forecastapi.v1.ForecastService/SetLiveModel',
             forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelRequest.SerializeToString,
             forecastapi_dot_v1_dot_forecast__service__pb2.SetLiveModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetModelApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forecastapi.v1.ForecastService/SetModelApproval',
+            forecastapi_dot_v1_dot_forecast__service__pb2.SetModelApprovalRequest.SerializeToString,
+            forecastapi_dot_v1_dot_forecast__service__pb2.SetModelApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,

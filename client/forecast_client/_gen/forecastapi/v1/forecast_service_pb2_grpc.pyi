@@ -121,6 +121,13 @@ class ForecastServiceStub:
     """Makes a model version the retailer's live model (promotion or rollback). The model is
     loaded before the switch, so predictions never see a half-loaded model.
     """
+    SetModelApproval: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.SetModelApprovalRequest, _forecast_service_pb2.SetModelApprovalResponse]
+    """Approves or rejects a model version in the backend's model registry (the SageMaker
+    backend: the version's model package in the retailer's model package group; docs/
+    sagemaker.md, "Model Registry"). Approval is a label for the release process: it neither
+    deploys nor undeploys (SetLiveModel does). FAILED_PRECONDITION on backends without a model
+    registry (local, docker), naming the backend.
+    """
     Forecast: _grpc.UnaryUnaryMultiCallable[_forecast_service_pb2.ForecastRequest, _forecast_service_pb2.ForecastResponse]
     """Forecasts every series of the retailer (or the stores and families asked) for the next
     `days` days after the model's history, without a file of future rows; with prediction
@@ -208,6 +215,13 @@ class ForecastServiceAsyncStub(ForecastServiceStub):
     SetLiveModel: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.SetLiveModelRequest, _forecast_service_pb2.SetLiveModelResponse]  # type: ignore[assignment]
     """Makes a model version the retailer's live model (promotion or rollback). The model is
     loaded before the switch, so predictions never see a half-loaded model.
+    """
+    SetModelApproval: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.SetModelApprovalRequest, _forecast_service_pb2.SetModelApprovalResponse]  # type: ignore[assignment]
+    """Approves or rejects a model version in the backend's model registry (the SageMaker
+    backend: the version's model package in the retailer's model package group; docs/
+    sagemaker.md, "Model Registry"). Approval is a label for the release process: it neither
+    deploys nor undeploys (SetLiveModel does). FAILED_PRECONDITION on backends without a model
+    registry (local, docker), naming the backend.
     """
     Forecast: _aio.UnaryUnaryMultiCallable[_forecast_service_pb2.ForecastRequest, _forecast_service_pb2.ForecastResponse]  # type: ignore[assignment]
     """Forecasts every series of the retailer (or the stores and families asked) for the next
@@ -359,6 +373,19 @@ class ForecastServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_forecast_service_pb2.SetLiveModelResponse, _abc.Awaitable[_forecast_service_pb2.SetLiveModelResponse]]:
         """Makes a model version the retailer's live model (promotion or rollback). The model is
         loaded before the switch, so predictions never see a half-loaded model.
+        """
+
+    @_abc_1.abstractmethod
+    def SetModelApproval(
+        self,
+        request: _forecast_service_pb2.SetModelApprovalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_forecast_service_pb2.SetModelApprovalResponse, _abc.Awaitable[_forecast_service_pb2.SetModelApprovalResponse]]:
+        """Approves or rejects a model version in the backend's model registry (the SageMaker
+        backend: the version's model package in the retailer's model package group; docs/
+        sagemaker.md, "Model Registry"). Approval is a label for the release process: it neither
+        deploys nor undeploys (SetLiveModel does). FAILED_PRECONDITION on backends without a model
+        registry (local, docker), naming the backend.
         """
 
     @_abc_1.abstractmethod
