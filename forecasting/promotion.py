@@ -16,6 +16,11 @@ score on that window comes from, in order:
 
 With no live model the challenger goes live.
 
+``shadow`` registers the challenger beside the live model instead: it is served in shadow and
+promoted or rejected later on live actuals (the gateway's shadow trial, whose numbers the
+decision then carries in ``trial``). Here it only records the test-window score; with no live
+model the challenger goes live.
+
 **Never backwards.** A challenger whose history ends before the live model's (the live model
 was moved forward by actuals, or trained on newer data) would start forecasts again on days
 already observed. Under ``if_better`` it does not go live, whatever its score, and the reason
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-POLICIES = ("if_better", "always", "never")
+POLICIES = ("if_better", "always", "never", "shadow")
 DEFAULT_POLICY = "if_better"
 METRIC = "rmsle"
 #: Metrics the gate can compare on (``forecasting.metrics``; lower is better for each).
@@ -53,6 +58,8 @@ class Decision:
     window_start: str = ""
     window_end: str = ""
     reason: str = ""
+    trial: dict | None = None
+    """Under ``shadow``: the trial on live actuals (state, rule, days, cells, both scores)."""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -111,6 +118,13 @@ def decide(policy: str, challenger: dict, champion: ChampionScore | None,
     if policy == "never":
         return Decision(promoted=False, reason="promote=never: make it live with SetLiveModel "
                                                "(forecast promote)", **base)
+    if policy == "shadow":
+        if champion is None:
+            return Decision(promoted=True, reason="no live model to serve in shadow beside",
+                            **base)
+        return Decision(promoted=False, reason=f"served in shadow beside the live model "
+                                               f"{champion.version} until promote_after decides "
+                                               f"on live actuals", **base)
     if champion is None:
         return Decision(promoted=True, reason="no live model to compare against", **base)
     if behind:

@@ -17,6 +17,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
 )
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -157,9 +158,10 @@ class AsyncForecastClient(AsyncExportMethods):
         horizon: int = 0,
         promote: Promote = "if_better",
         request_id: str | None = None,
+        promote_after: Mapping[str, float] | None = None,
     ) -> pb.TrainingJob:
         """Start training on an uploaded dataset (or a `data_uri` the gateway may read) and
-        return the queued job; see `ForecastClient.train` for `promote`.
+        return the queued job; see `ForecastClient.train` for `promote` and `promote_after`.
 
         `request_id` (default: a fresh random id) makes the call safe to repeat: a Train that
         arrives again with the same id returns the job the first one started.
@@ -167,7 +169,7 @@ class AsyncForecastClient(AsyncExportMethods):
         request = _req.train_request(
             retailer, dataset_id=dataset_id, data_uri=data_uri, model_kind=model_kind,
             hyperparameters=hyperparameters, horizon=horizon, promote=promote,
-            request_id=request_id)
+            request_id=request_id, promote_after=promote_after)
         return (await self._unary(self._stub.Train, request, self.config.timeouts.unary_s)).job
 
     async def get_job(self, retailer: str, job_id: str) -> pb.TrainingJob:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -148,6 +148,7 @@ class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
         horizon: int = 0,
         promote: Promote = "if_better",
         request_id: str | None = None,
+        promote_after: Mapping[str, float] | None = None,
     ) -> pb.TrainingJob:
         """Start training on an uploaded dataset (or a `data_uri` the gateway may read).
 
@@ -155,7 +156,13 @@ class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
         job at once; follow it with `watch_job` or `wait_for_job`. When the job succeeds its model
         goes live according to `promote`: "if_better" (the default) only when it scores at least
         as well as the live model on the new job's test window, "always", or "never" (make it live
-        later with `set_live_model`). The finished job's `promotion` holds both scores.
+        later with `set_live_model`), or "shadow": registered and served in shadow beside the
+        live model (which keeps answering), and promoted or rejected on live actuals by
+        `promote_after`, a mapping of "days" (distinct days of actuals, default 7),
+        "min_cells" (cells both forecast, default 100) and "margin" (the fraction by which it
+        must beat the live model's error, default 0); the rule is evaluated after each
+        `append_actuals`. The finished job's `promotion` holds both scores (and, under
+        "shadow", the trial with its numbers once it decides).
 
         `request_id` (default: a fresh random id) makes the call safe to repeat: the gateway
         starts one job per retailer and id, and a Train that arrives again with the same id
@@ -166,7 +173,7 @@ class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
         request = _req.train_request(
             retailer, dataset_id=dataset_id, data_uri=data_uri, model_kind=model_kind,
             hyperparameters=hyperparameters, horizon=horizon, promote=promote,
-            request_id=request_id)
+            request_id=request_id, promote_after=promote_after)
         return self._unary(self._stub.Train, request, self.config.timeouts.unary_s).job
 
     def get_job(self, retailer: str, job_id: str) -> pb.TrainingJob:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import grpc
@@ -25,8 +25,11 @@ PROMOTE_POLICIES = {
     "if_better": pb.PROMOTION_POLICY_IF_BETTER,
     "always": pb.PROMOTION_POLICY_ALWAYS,
     "never": pb.PROMOTION_POLICY_NEVER,
+    "shadow": pb.PROMOTION_POLICY_SHADOW,
 }
-Promote = Literal["if_better", "always", "never"]
+Promote = Literal["if_better", "always", "never", "shadow"]
+#: `train(promote_after=...)` keys: the PromoteAfter fields.
+PROMOTE_AFTER_KEYS = ("days", "min_cells", "margin")
 #: How many rounds of gRPC's retries a repeatable call gets before giving up, even with time
 #: left (a gateway that stays down is reported, not waited for indefinitely).
 SDK_ATTEMPTS = 3
@@ -131,7 +134,8 @@ def upload_header(retailer: str, upload: UploadSource) -> pb.UploadDatasetReques
 
 def train_request(retailer: str, *, dataset_id: str | None, data_uri: str | None,
                   model_kind: str, hyperparameters: dict[str, Any] | None, horizon: int,
-                  promote: str, request_id: str | None) -> pb.TrainRequest:
+                  promote: str, request_id: str | None,
+                  promote_after: Mapping[str, float] | None = None) -> pb.TrainRequest:
     """A checked TrainRequest; the request id defaults to a fresh one (see `train`)."""
     if (dataset_id is None) == (data_uri is None):
         raise ValueError("give exactly one of dataset_id or data_uri")
@@ -142,6 +146,15 @@ def train_request(retailer: str, *, dataset_id: str | None, data_uri: str | None
         hyperparameters={k: str(v) for k, v in (hyperparameters or {}).items()},
         promote=PROMOTE_POLICIES[promote], request_id=request_id or uuid.uuid4().hex,
     )
+    if promote_after is not None:
+        unknown = sorted(set(promote_after) - set(PROMOTE_AFTER_KEYS))
+        if unknown:
+            raise ValueError(f"promote_after: unknown keys {', '.join(unknown)} (expected "
+                             f"{', '.join(PROMOTE_AFTER_KEYS)})")
+        request.promote_after.SetInParent()    # set, even when every value is the default
+        request.promote_after.days = int(promote_after.get("days", 0))
+        request.promote_after.min_cells = int(promote_after.get("min_cells", 0))
+        request.promote_after.margin = float(promote_after.get("margin", 0.0))
     if dataset_id is not None:
         request.dataset_id = dataset_id
     else:

@@ -65,13 +65,15 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     seq: int = 0  # bumped on every change; watchers compare it
     promote: str = "if_better"
-    """The promotion policy: if_better, always or never (`forecasting.promotion`)."""
+    """The promotion policy: if_better, always, never or shadow (`forecasting.promotion`)."""
     promotion: Decision | None = None
     """The promotion decision, once the job's model version is registered."""
     data_note: str = ""
     """What the gateway did to the training data before the job (stored actuals merged)."""
     request_id: str = ""
     """The caller's id of the Train request: a retry with the same id gets this job back."""
+    promote_after: dict | None = None
+    """Under promote=shadow: the rule on live actuals (days, min_cells, margin; `shadow_rule`)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class ModelVersion:
     """The artifact's files and their sha256, recorded at publish (see `manifest.py`)."""
     promotion: Decision | None = field(default=None, compare=False)
     """The promotion decision taken when it was registered (None for imported models)."""
+    shadow: bool = field(default=False, compare=False)
+    """Served in shadow beside the live model (`dataplane.shadow_trial`)."""
+    trial: dict | None = field(default=None, compare=False)
+    """The last shadow trial it took part in, as champion or challenger."""
 
     @property
     def ref(self) -> ModelRef:

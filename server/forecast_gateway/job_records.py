@@ -20,9 +20,9 @@ _jobs = schema.jobs
 _JOB_FIELDS = ("job_id", "retailer", "dataset_id", "model_kind", "hyperparameters", "horizon",
                "state", "created_at", "started_at", "ended_at", "failure_reason",
                "model_version", "stage", "progress", "metrics", "seq", "promote", "promotion",
-               "data_note", "request_id")
+               "data_note", "request_id", "promote_after")
 _UPDATABLE = frozenset({"state", "started_at", "ended_at", "failure_reason", "model_version",
-                        "stage", "progress", "metrics", "promotion"})
+                        "stage", "progress", "metrics", "promotion", "promote_after"})
 
 
 class JobRecords:
@@ -228,6 +228,8 @@ def _to_column(name: str, value: object) -> object:
         return value.value
     if name in ("metrics", "hyperparameters"):
         return json.dumps(value, sort_keys=True)
+    if name == "promote_after":
+        return "" if value is None else json.dumps(value, sort_keys=True)
     if name == "promotion":
         return decision_json(value)  # type: ignore[arg-type]
     return value
@@ -255,4 +257,5 @@ def _job(row) -> Job:
         stage=row.stage, progress=row.progress, metrics=json.loads(row.metrics),
         seq=row.seq, promote=row.promote, promotion=decision(row.promotion),
         data_note=row.data_note, request_id=row.request_id,
+        promote_after=json.loads(row.promote_after) if row.promote_after else None,
     )

@@ -53,6 +53,12 @@ class GatewayMetrics:
         self.served_dropped = Counter(
             "served_forecasts_dropped", "Served forecasts not recorded for live accuracy because "
             "the recorder's queue was full.", namespace=NAMESPACE, registry=self.registry)
+        self.shadow_dropped = Counter(
+            "shadow_batches_dropped", "Answered batches the version in shadow did not forecast "
+            "because its queue was full.", namespace=NAMESPACE, registry=self.registry)
+        self.shadow_rows = Counter("shadow_rows_predicted", "Rows the version in shadow "
+                                   "forecast, by retailer.", ["retailer"], namespace=NAMESPACE,
+                                   registry=self.registry)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -17,6 +17,7 @@ from forecast_gateway.dataplane import ForecastService, UploadSession
 from forecast_gateway.dataplane.monitoring import MonitoringReport
 from forecast_gateway.edge import in_pool, receive_upload, tenant_for, timestamp
 from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.shadow_messages import comparison_to_pb, trial_to_pb
 
 _FORMATS = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
             pb.DATASET_FORMAT_PARQUET: "parquet"}
@@ -84,7 +85,7 @@ def monitoring_to_pb(r: MonitoringReport) -> mpb.GetMonitoringResponse:
         last_actuals_time=timestamp(upload["uploaded_at"]) if upload else None,
         last_actuals=actuals_report_to_pb(upload["report"]) if upload else None,
         drift=drift_to_pb(r.drift, r.drift_checked_at), retrain_recommended=r.retrain_recommended,
-        evidence=r.evidence, served_records=r.served_records)
+        evidence=r.evidence, served_records=r.served_records, shadow=comparison_to_pb(r.shadow))
 
 
 class MonitoringServicer(mpb_grpc.MonitoringServiceServicer):
@@ -111,7 +112,8 @@ class MonitoringServicer(mpb_grpc.MonitoringServiceServicer):
         return mpb.AppendActualsResponse(
             report=actuals_report_to_pb(outcome.report), model_version=outcome.model_version,
             dataset_id=outcome.dataset_id, drift=drift_to_pb(outcome.drift),
-            retrain_recommended=outcome.retrain_recommended, evidence=outcome.evidence)
+            retrain_recommended=outcome.retrain_recommended, evidence=outcome.evidence,
+            shadow=trial_to_pb(outcome.shadow))
 
     async def GetMonitoring(self, request: mpb.GetMonitoringRequest,
                             context: Any) -> mpb.GetMonitoringResponse:

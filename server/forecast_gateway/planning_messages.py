@@ -8,22 +8,24 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 
 from forecast_gateway.dataplane.planning import HorizonForecast, Inventory, Receipts, TurnoverReport
 from forecast_gateway.domain import Coverage, RowColumns
+from forecast_gateway.shadow_messages import trial_to_pb
 from forecasting.promotion import Decision
 
 _PROMOTE_TO_PB = {"if_better": pb.PROMOTION_POLICY_IF_BETTER,
-                  "always": pb.PROMOTION_POLICY_ALWAYS, "never": pb.PROMOTION_POLICY_NEVER}
+                  "always": pb.PROMOTION_POLICY_ALWAYS, "never": pb.PROMOTION_POLICY_NEVER,
+                  "shadow": pb.PROMOTION_POLICY_SHADOW}
 _PROMOTE_FROM_PB = {v: k for k, v in _PROMOTE_TO_PB.items()}
 _PROMOTE_FROM_PB[pb.PROMOTION_POLICY_UNSPECIFIED] = "if_better"
 
 
 def promote_from_pb(value: int) -> str:
-    """PromotionPolicy -> "if_better" | "always" | "never" (an unknown number stays visible,
+    """PromotionPolicy -> "if_better" | "always" | "never" | "shadow" (an unknown number stays visible,
     so the data plane can name it)."""
     return _PROMOTE_FROM_PB.get(value, f"PromotionPolicy {value}")
 
 
 def promote_to_pb(policy: str) -> int:
-    """"if_better" | "always" | "never" -> PromotionPolicy."""
+    """"if_better" | "always" | "never" | "shadow" -> PromotionPolicy."""
     return _PROMOTE_TO_PB.get(policy, pb.PROMOTION_POLICY_UNSPECIFIED)
 
 
@@ -35,7 +37,8 @@ def decision_to_pb(decision: Decision | None) -> pb.PromotionDecision | None:
         policy=promote_to_pb(decision.policy), promoted=decision.promoted, metric=decision.metric,
         challenger_score=decision.challenger_score, champion_score=decision.champion_score,
         champion_version=decision.champion_version, window_start_date=decision.window_start,
-        window_end_date=decision.window_end, reason=decision.reason)
+        window_end_date=decision.window_end, reason=decision.reason,
+        trial=trial_to_pb(decision.trial))
 
 
 def intervals_to_pb(bounds: dict[float, tuple[np.ndarray, np.ndarray]],

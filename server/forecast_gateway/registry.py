@@ -26,6 +26,7 @@ from forecast_gateway.job_records import (
 )
 from forecast_gateway.store import schema
 from forecast_gateway.store.database import Database
+from forecasting.promotion import Decision
 
 LIVE_COUNTER = "live"
 
@@ -141,8 +142,9 @@ class Registry(JobRecords):
         return int(n or 0) + 1
 
     def add_model(self, model: ModelVersion, number: int, make_live: bool,
-                  job_update: dict[str, object] | None = None) -> None:
-        """Record a model version; optionally make it live and update its job, atomically."""
+                  job_update: dict[str, object] | None = None, shadow: bool = False) -> None:
+        """Record a model version; optionally make it live (or the version in shadow) and update
+        its job, atomically."""
         with self.db.write() as conn:
             conn.execute(_models.insert().values(
                 retailer=model.retailer, version=model.version, number=number,
@@ -151,15 +153,19 @@ class Registry(JobRecords):
                 data_start=model.data_start, data_end=model.data_end, horizon=model.horizon,
                 created_at=model.created_at,
                 manifest=json.dumps(model.manifest, sort_keys=True) if model.manifest else "",
-                promotion=decision_json(model.promotion)))
+                promotion=decision_json(model.promotion),
+                trial=json.dumps(model.trial, sort_keys=True) if model.trial else ""))
             if make_live:
                 self._set_live(conn, model.retailer, model.version)
+            if shadow:
+                self._set_shadow(conn, model.retailer, model.version)
             if job_update:
                 update_job_in(conn, model.job_id, job_update)
 
     def _models_query(self):
         live = (_retailers.c.live_version == _models.c.version)
-        return select(_models, live.label("live")).join(
+        shadow = (_retailers.c.shadow_version == _models.c.version)
+        return select(_models, live.label("live"), shadow.label("shadow")).join(
             _retailers, _retailers.c.retailer == _models.c.retailer)
 
     def get_model(self, retailer: str, version: str) -> ModelVersion | None:
@@ -199,5 +205,61 @@ class Registry(JobRecords):
             final_model=row.final_model, data_start=row.data_start, data_end=row.data_end,
             horizon=row.horizon, created_at=row.created_at, live=bool(row.live),
             manifest=json.loads(row.manifest) if row.manifest else {},
-            promotion=decision(row.promotion),
+            promotion=decision(row.promotion), shadow=bool(row.shadow),
+            trial=json.loads(row.trial) if row.trial else None,
         )
+
+    # -- shadow (dataplane.shadow_trial) -----------------------------------------------------
+
+    def shadow_versions(self) -> dict[str, str]:
+        """Every retailer's version in shadow (retailers without one are left out)."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(_retailers.c.retailer, _retailers.c.shadow_version)
+                                .where(_retailers.c.shadow_version.is_not(None))).all()
+        return {r.retailer: r.shadow_version for r in rows}
+
+    def _set_shadow(self, conn: Connection, retailer: str, version: str | None) -> None:
+        conn.execute(_retailers.update().where(_retailers.c.retailer == retailer)
+                     .values(shadow_version=version))
+        self.db.bump(conn, LIVE_COUNTER)     # replicas follow shadow switches as live ones
+
+    def end_shadow(self, retailer: str, version: str, trial: dict, on: list[str],
+                   trained: str, decided: Decision, job_id: str = "",
+                   make_live: str = "") -> bool:
+        """End the shadow of `version` in one transaction: clear the pointer (only if it still
+        names `version`: on a fleet another replica may have decided first; False then), store
+        `trial` on the versions `on`, the `decided` promotion on the `trained` version and its
+        job, and with `make_live` switch the live version to that version."""
+        with self.db.write() as conn:
+            cleared = conn.execute(_retailers.update().where(and_(
+                _retailers.c.retailer == retailer, _retailers.c.shadow_version == version))
+                .values(shadow_version=None))
+            if cleared.rowcount != 1:
+                return False
+            self.db.bump(conn, LIVE_COUNTER)
+            self._store_trial(conn, retailer, on, trial)
+            self._store_decision(conn, retailer, trained, decided, job_id)
+            if make_live:
+                self._set_live(conn, retailer, make_live)
+        return True
+
+    def store_trial(self, retailer: str, on: list[str], trial: dict, trained: str,
+                    decided: Decision, job_id: str = "") -> None:
+        """Store a running trial's latest numbers on the versions `on`, and the promotion
+        decision carrying them on the `trained` version and its job."""
+        with self.db.write() as conn:
+            self._store_trial(conn, retailer, on, trial)
+            self._store_decision(conn, retailer, trained, decided, job_id)
+
+    def _store_trial(self, conn: Connection, retailer: str, on: list[str], trial: dict) -> None:
+        conn.execute(_models.update().where(and_(_models.c.retailer == retailer,
+                                                 _models.c.version.in_(on)))
+                     .values(trial=json.dumps(trial, sort_keys=True)))
+
+    def _store_decision(self, conn: Connection, retailer: str, version: str, decided: Decision,
+                        job_id: str) -> None:
+        conn.execute(_models.update().where(and_(
+            _models.c.retailer == retailer, _models.c.version == version))
+            .values(promotion=decision_json(decided)))
+        if job_id:
+            update_job_in(conn, job_id, {"promotion": decided})

@@ -46,6 +46,7 @@ from forecast_gateway.planning_messages import (
     receipts_from_pb,
     turnover_to_pb,
 )
+from forecast_gateway.shadow_messages import promote_after_from_pb, trial_to_pb
 
 T = TypeVar("T")
 
@@ -113,6 +114,7 @@ def model_to_pb(m: ModelVersion) -> pb.ModelVersion:
         dataset_id=m.dataset_id, model_kind=m.model_kind, final_model=m.final_model,
         data_start_date=m.data_start, data_end_date=m.data_end, horizon=m.horizon,
         create_time=timestamp(m.created_at), promotion=decision_to_pb(m.promotion),
+        shadow=m.shadow, trial=trial_to_pb(m.trial),
     )
 
 
@@ -172,7 +174,7 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
         job = await in_pool(pool,
             self._service.jobs.train, tenant_for(request.retailer), request.dataset_id,
             request.data_uri, request.model_kind, dict(request.hyperparameters), request.horizon,
-            promote_from_pb(request.promote), request.request_id)
+            promote_from_pb(request.promote), request.request_id, promote_after_from_pb(request))
         return pb.TrainResponse(job=job_to_pb(job))
 
     async def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: Any) -> pb.GetTrainingJobResponse:

@@ -101,3 +101,17 @@ def test_an_older_champion_is_scored_on_the_new_window_as_training_scores_it(sma
     # On newer data's window it is forecast afresh (it was fit before that window).
     got = promotion.champion_score("v1", model_dir, _evaluation(0.5), small_frame)
     assert 0 < got.score < 2 and got.how.endswith("on 12 of 12 series")
+
+
+def test_shadow_registers_beside_the_live_model_or_goes_live_alone():
+    live = promotion.ChampionScore("v1", math.nan, "promote=shadow", "2017-08-15")
+    held = promotion.decide("shadow", _evaluation(0.5), live)
+    assert not held.promoted and held.champion_version == "v1"
+    assert "served in shadow beside the live model v1" in held.reason
+    alone = promotion.decide("shadow", _evaluation(0.5), None)
+    assert alone.promoted and alone.reason == "no live model to serve in shadow beside"
+    trial = {"state": "running", "cells": 3, "champion_score": None}
+    stored = promotion.Decision.from_dict({**held.to_dict(), "trial": trial})
+    assert stored.trial == trial
+    assert promotion.Decision.from_dict({k: v for k, v in held.to_dict().items()
+                                         if k != "trial"}).trial is None   # older rows

@@ -77,7 +77,7 @@ def test_an_unknown_policy_is_refused(gateway, trained):
         with pytest.raises(ForecastClientError) as info:
             client._unary(client._stub.Train, request, 10)
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert "promote: 'PromotionPolicy 9' is not one of if_better, always, never" in str(
+        assert "promote: 'PromotionPolicy 9' is not one of if_better, always, never, shadow" in str(
             info.value)
         with pytest.raises(ValueError, match="promote must be one of if_better, always, never"):
             client.train("acme", dataset_id="x", promote="sometimes")  # type: ignore[arg-type]

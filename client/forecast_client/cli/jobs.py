@@ -21,6 +21,7 @@ from forecast_client.cli.messages import (
 )
 from forecast_client.cli.output import score, state_name, timestamp, write_list
 from forecast_client.cli.parsing import Commands, add_json, add_quiet, positive_float
+from forecast_client.cli.shadow import parse_promote_after, trial_line
 from forecast_client.client import PROMOTE_POLICIES, ForecastClient
 from forecast_client.errors import ForecastClientError
 from forecast_client.progress import JobProgress, ProgressLine
@@ -46,9 +47,10 @@ def cmd_train(client: ForecastClient, args: argparse.Namespace, out: TextIO, err
         ds = upload_file(client, args.retailer, "--data", args.data, progress)
         err.write(f"uploaded {dataset_line(ds)}\n")
         dataset_id = ds.dataset_id
+    rule = parse_promote_after(args.promote_after, args.promote)
     job = client.train(args.retailer, dataset_id=dataset_id, data_uri=data_uri,
                        model_kind=args.model_kind, hyperparameters=hp, horizon=args.horizon,
-                       promote=args.promote)
+                       promote=args.promote, promote_after=rule)
     if job.data_note:
         err.write(f"note: {job.data_note}\n")
     if not args.wait:
@@ -104,6 +106,9 @@ def outcome(job: pb.TrainingJob) -> str:
     decision = job.promotion
     if not job.HasField("promotion") or decision.promoted:
         return f"model {job.model_version} is live"
+    if decision.policy == pb.PROMOTION_POLICY_SHADOW and \
+            decision.trial.state == pb.SHADOW_STATE_RUNNING:
+        return f"model {job.model_version} in shadow beside {decision.champion_version}"
     if decision.champion_version:
         return f"model {job.model_version} kept; {decision.champion_version} stays live"
     return f"model {job.model_version} kept; the live model is unchanged"
@@ -124,6 +129,8 @@ def promotion_lines(job: pb.TrainingJob, retailer: str) -> list[str]:
                      f"{live}{window} (lower is better)")
     if d.reason:
         lines.append(in_cli_words(d.reason))
+    if d.HasField("trial"):
+        lines.append(trial_line(d.trial))
     if not d.promoted:
         lines.append(f"make it live anyway with: forecast promote --retailer {retailer} "
                      f"{job.model_version}")
@@ -174,8 +181,10 @@ def register(commands: Commands) -> None:
                      "--promote decides whether the new model goes live: if_better (the "
                      "default) scores the live model on the new job's test window (the same "
                      "days, the same metric) and switches only when the new one is at least as "
-                     "good; always; never (switch later with `forecast promote`). With --wait "
-                     "both scores are shown.", cmd_train)
+                     "good; always; never (switch later with `forecast promote`); shadow "
+                     "serves it beside the live model and lets live actuals decide "
+                     "(--promote-after; `forecast monitor` shows both). With --wait both "
+                     "scores are shown.", cmd_train)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="FILE", help="upload FILE and train on it")
     src.add_argument("--dataset-id", help="train on an already uploaded dataset")
@@ -187,6 +196,9 @@ def register(commands: Commands) -> None:
                    help="a hyperparameter, e.g. --hp num_round=300 (repeatable)")
     p.add_argument("--promote", choices=tuple(PROMOTE_POLICIES), default="if_better",
                    help="when the new model goes live (default %(default)s)")
+    p.add_argument("--promote-after", metavar="RULE",
+                   help="with --promote shadow: days=N,min_cells=N,margin=F (defaults 7, 100, "
+                        "0): promote or reject on that much live evidence")
     p.add_argument("--wait", action="store_true", help="wait for the job, showing progress")
     _add_wait_flags(p, "with --wait: ")
 

@@ -58,7 +58,7 @@ def cmd_models(client: ForecastClient, args: argparse.Namespace, out: TextIO, er
 
 
 def _model_row(m: pb.ModelVersion) -> list[str]:
-    return ["*" if m.live else "", m.version, m.model_kind or "-", m.final_model or "-",
+    return ["*" if m.live else ("shadow" if m.shadow else ""), m.version, m.model_kind or "-", m.final_model or "-",
             f"{m.data_start_date} .. {m.data_end_date}", m.job_id or "-",
             timestamp(m.create_time)]
 

@@ -11,6 +11,7 @@ from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 from forecast_client.cli.messages import EXIT_OK, UsageError
 from forecast_client.cli.output import score, table, timestamp, to_json
 from forecast_client.cli.parsing import Commands, add_json, positive_int
+from forecast_client.cli.shadow import trial_line, write_comparison
 from forecast_client.client import ForecastClient
 
 
@@ -57,6 +58,9 @@ def cmd_actuals(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
     if answer.dataset_id:
         out.write(f"training data + actuals: dataset {answer.dataset_id} "
                   f"(forecast train --dataset {answer.dataset_id})\n")
+    if answer.HasField("shadow"):
+        out.write(trial_line(answer.shadow) + "\n")
+        out.write(f"  {answer.shadow.reason}\n")
     if answer.HasField("drift"):
         out.writelines(line + "\n" for line in drift_lines(answer.drift))
     _advice(answer.retrain_recommended, answer.evidence, out)
@@ -101,6 +105,8 @@ def cmd_monitor(client: ForecastClient, args: argparse.Namespace, out: TextIO, e
                          f"{block.count:,}", score(block.model.rmsle), score(block.baseline.rmsle),
                          score(block.model.wape), score(block.model.bias, 2)])
     table(rows, ["version", "window", "forecasts", "rmsle", "baseline rmsle", "wape", "bias"], out)
+    if report.HasField("shadow"):
+        write_comparison(report.shadow, out)
     if report.HasField("drift"):
         out.writelines(line + "\n" for line in drift_lines(report.drift))
     _advice(report.retrain_recommended, list(report.evidence), out)
@@ -122,7 +128,9 @@ def register(commands: Commands) -> None:
     p = commands.add("monitor", "show live accuracy, the last actuals and drift",
                      "Live accuracy of the live model (served forecasts against actuals) next "
                      "to the seasonal-naive baseline and its own test-window scores; the last "
-                     "actuals; the last drift check; and whether a retrain is recommended.",
+                     "actuals; the last drift check; whether a retrain is recommended; and "
+                     "a shadow trial's live model vs the version in shadow per horizon step, "
+                     "on the cells both forecast.",
                      cmd_monitor)
     p.add_argument("--per-step", action="store_true", help="also show each horizon step")
     p.add_argument("--drift", action="store_true", help="run a drift check now and show it")

@@ -9,6 +9,7 @@ and one service per concern on top of it:
 - `planning` (`PlanningService`): the next N days without a file, and days of supply;
 - `predictions` (`PredictionService`): forecasts for rows;
 - `monitoring` (`MonitoringService`): actuals, live accuracy and drift;
+- `shadows` (`ShadowTrials`): challengers served in shadow, judged on live actuals;
 - `exports` (`ExportService`): forecast files for replenishment systems, as jobs.
 
 Every method takes a `Tenant` the edge has already validated. Blocking methods are plain
@@ -31,9 +32,11 @@ from forecast_gateway.dataplane.monitoring import MonitoringService
 from forecast_gateway.dataplane.planning import PlanningService
 from forecast_gateway.dataplane.predictions import PredictionService
 from forecast_gateway.dataplane.served import ServedRecorder
+from forecast_gateway.dataplane.shadow import ShadowPredictor
+from forecast_gateway.dataplane.shadow_trial import ShadowTrials
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.monitoring_store import MonitoringStore
+from forecast_gateway.monitoring_store import MonitoringStore, read_actuals
 from forecast_gateway.registry import Registry
 from forecast_gateway.storage import Storage
 from forecast_gateway.store import legacy
@@ -73,12 +76,19 @@ class ForecastService:
                                   self.state.metrics.served_dropped.inc)
         self.monitoring = MonitoringService(self.state, self.models, self.datasets,
                                             self._monitoring_store, recorder)
+        metrics = self.state.metrics
+        shadow = ShadowPredictor(backend, recorder, self.state.live, config.monitor_max_series,
+                                 metrics.shadow_dropped.inc,
+                                 lambda r, n: metrics.shadow_rows.labels(r).inc(n))
+        self.shadows = ShadowTrials(self.state, self.models, self._monitoring_store, shadow,
+                                    lambda t: read_actuals(self.monitoring.actuals_path(t)))
+        self.monitoring.shadows = self.shadows
         self.jobs = JobService(self.state, self.datasets, self.models,
                                self.monitoring.with_actuals, self.gateway_id)
         self.dispatcher = Dispatcher(self.state, self.jobs, self.models, self.gateway_id,
                                      config.lease_s, config.fleet_poll_s)
         self.jobs.on_queued = self.dispatcher.wake
-        self.predictions = PredictionService(self.state, self.models, recorder)
+        self.predictions = PredictionService(self.state, self.models, recorder, shadow)
         self.planning = PlanningService(self.state, self.models, self.predictions)
         self.exports = ExportService(self.state, self.models, self.predictions,
                                      owner=self.gateway_id)
@@ -116,6 +126,7 @@ class ForecastService:
         self.models.artifacts.reconcile()
         self.exports.fail_cut_off(self.gateway_id if self.shared else None)
         self.state.live.reload(self.state.registry)
+        self.shadows.follow()
         threading.Thread(target=self.state.backend.warm_up, name="backend-warm-up",
                          daemon=True).start()
         self.dispatcher.start()
@@ -133,6 +144,7 @@ class ForecastService:
         self.exports.close()      # before the backend: a running export stops at its chunk
         self.state.backend.close("the gateway was stopped while this job was running. Submit it again.")
         self.state.hub.notify()
+        self.shadows.predictor.close()
         self.monitoring.recorder.close()
         self._monitoring_store.close()
         self.state.registry.close()

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from forecast_gateway.backends.base import TrainingOutcome, TrainingSpec
+from forecast_gateway.dataplane import shadow_rule
 from forecast_gateway.dataplane.datasets import DatasetService, new_id
 from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.state import SharedState
@@ -67,10 +68,12 @@ class JobService:
 
     def train(self, tenant: Tenant, dataset_id: str, data_uri: str, model_kind: str,
               hyperparameters: dict[str, str], horizon: int,
-              promote: str = promotion.DEFAULT_POLICY, request_id: str = "") -> Job:
+              promote: str = promotion.DEFAULT_POLICY, request_id: str = "",
+              promote_after: tuple[int, int, float] | None = None) -> Job:
         """Validate the request and record a QUEUED job: a gateway with a free training slot
         claims it (`dataplane.fleet`). A `request_id` the retailer used before returns the job
-        that request started (a retried Train starts one job)."""
+        that request started (a retried Train starts one job). `promote_after` (days,
+        min_cells, margin) is the rule of promote=shadow (`shadow_rule`)."""
         if len(request_id) > 128 or any(not c.isprintable() for c in request_id):
             raise InvalidArgument("request_id", "at most 128 printable characters")
         if request_id:       # a retry: the first answer again, before any work is redone
@@ -81,6 +84,7 @@ class JobService:
         if promote not in promotion.POLICIES:
             raise InvalidArgument("promote", f"{promote!r} is not one of "
                                              f"{', '.join(promotion.POLICIES)}")
+        rule = shadow_rule.for_train(promote, promote_after, hyperparameters)
         if model_kind not in MODEL_KINDS:
             raise InvalidArgument("model_kind", f"{model_kind!r} is not one of {', '.join(MODEL_KINDS)}")
         horizon = horizon or DEFAULT_HORIZON
@@ -112,7 +116,7 @@ class JobService:
             job_id=new_id("job"), retailer=tenant.retailer, dataset_id=dataset.dataset_id,
             model_kind=model_kind, hyperparameters=dict(hyperparameters), horizon=horizon,
             state=JobState.QUEUED, created_at=time.time(), promote=promote, data_note=note,
-            request_id=request_id,
+            request_id=request_id, promote_after=rule,
         )
         recorded = self._s.registry.add_job(job)
         if recorded.job_id != job.job_id:          # a retry of a Train already recorded

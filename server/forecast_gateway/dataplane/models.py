@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forecast_gateway.dataplane.artifacts import ArtifactStore
 from forecast_gateway.dataplane.state import SharedState
@@ -28,6 +29,9 @@ from forecast_gateway.errors import FailedPrecondition, InvalidArgument, NoLiveM
 from forecasting import hyperparameters as hp_schema
 from forecasting import promotion
 from forecasting.promotion import ChampionScore, Decision
+
+if TYPE_CHECKING:
+    from forecast_gateway.dataplane.shadow_trial import ShadowTrials
 
 log = logging.getLogger("forecast_gateway.dataplane.models")
 
@@ -70,6 +74,8 @@ class ModelService:
     def __init__(self, state: SharedState):
         self._s = state
         self.artifacts = ArtifactStore(state.storage, state.registry, state.objects)
+        #: Set by `ShadowTrials`: promote=shadow versions, their pointers and trials.
+        self.shadows: ShadowTrials | None = None
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -87,6 +93,8 @@ class ModelService:
             current = self._s.live.get(retailer)
             if current is None or current.version != version:
                 self._follow(retailer, version)
+        if self.shadows is not None:
+            self.shadows.follow()
 
     def _follow(self, retailer: str, version: str) -> ModelRef | None:
         """Load `version` and make it live here; None when it cannot be (logged)."""
@@ -121,6 +129,9 @@ class ModelService:
             if live:
                 self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
                     model, number, make_live=True, job_update=update)))
+            elif decision.policy == "shadow" and self.shadows is not None:  # loaded, then served
+                shadows = self.shadows                                 # beside the live model
+                self._commit(model, lambda: shadows.start(job, model, number, update))
             else:  # kept off the backend too: SetLiveModel loads it if it is ever promoted
                 self._commit(model, lambda: self._s.registry.add_model(
                     model, number, make_live=False, job_update=update), load=False)
@@ -147,15 +158,20 @@ class ModelService:
                              load=False)
         return self._s.registry.get_model(retailer, model.version)  # type: ignore[return-value]
 
-    def publish_update(self, base: ModelVersion, artifact_dir: Path) -> ModelVersion:
+    def publish_update(self, base: ModelVersion, artifact_dir: Path,
+                       shadow: bool = False) -> ModelVersion:
         """Install `artifact_dir` (moved) as the next version of `base`'s retailer, with `base`'s
         provenance (same job, dataset and kind: an update such as a history moved forward by
-        actuals), and make it live."""
+        actuals), and make it live (with `shadow`: the version in shadow instead)."""
         with self._publishing(base.retailer):
             model, number = self._install(base.retailer, artifact_dir, True, base.job_id,
                                           base.dataset_id, base.model_kind, base.horizon)
-            self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
-                model, number, make_live=True)))
+            if shadow:
+                self._commit(model, lambda: self._s.registry.add_model(
+                    model, number, make_live=False, shadow=True))
+            else:
+                self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
+                    model, number, make_live=True)))
         log.info("model version live", extra={"fields": {
             "retailer": base.retailer, "model_version": model.version, "updated_from": base.version}})
         return self._s.registry.get_model(base.retailer, model.version)  # type: ignore[return-value]
@@ -186,6 +202,10 @@ class ModelService:
             self.artifacts.discard(model.path, model.retailer, "its publish failed")
             raise
 
+    def switch_live(self, ref: ModelRef, record: Callable[[], object]) -> None:
+        """`_make_live` for a version already loaded (a shadow trial's promotion)."""
+        self._make_live(ref, record)
+
     def _make_live(self, ref: ModelRef, record: Callable[[], object]) -> None:
         """Switch the retailer's live version to `ref` (already loaded by the backend) as
         `record()` stores the switch in the registry; then let the backend free the version
@@ -203,13 +223,13 @@ class ModelService:
         challenger = json.loads((artifact_dir / "evaluation.json").read_text())
         champion: ChampionScore | None = None
         metric = promotion.promote_metric(job.hyperparameters)
-        live = self._s.live.get(job.retailer) if job.promote in ("if_better", "always") else None
+        live = self._s.live.get(job.retailer) if job.promote != "never" else None
         if live is not None:
             dataset = self._s.registry.get_dataset(job.retailer, job.dataset_id)
             try:
                 self.artifacts.verify(live)   # on a replica with an artifact store: fetched
-                champion = (promotion.unscored(live.version, live.path, "promote=always")
-                            if job.promote == "always" else
+                champion = (promotion.unscored(live.version, live.path, f"promote={job.promote}")
+                            if job.promote in ("always", "shadow") else
                             promotion.champion_score(live.version, live.path, challenger,
                                                      self._s.dataset_file(dataset)
                                                      if dataset else None, metric))
@@ -263,6 +283,8 @@ class ModelService:
         self.artifacts.verify(model.ref, model)
         self._s.metrics.time_model_load(lambda: self._s.backend.load_model(model.ref))
         self._make_live(model.ref, lambda: self._s.registry.set_live(tenant.retailer, version))
+        if self.shadows is not None:    # the version in shadow made live ends its trial
+            self.shadows.on_set_live(tenant.retailer, version)
         log.info("model version live", extra={"fields": {
             "retailer": tenant.retailer, "model_version": version}})
         return self._s.registry.get_model(tenant.retailer, version)  # type: ignore[return-value]

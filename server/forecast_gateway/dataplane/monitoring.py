@@ -18,6 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ from forecasting import artifact as art
 from forecasting.monitoring import actuals as actuals_lib
 from forecasting.monitoring import drift as drift_lib
 from forecasting.monitoring import live_accuracy
+
+if TYPE_CHECKING:
+    from forecast_gateway.dataplane.shadow_trial import ShadowTrials
 
 log = logging.getLogger("forecast_gateway.dataplane.monitoring")
 
@@ -56,6 +60,8 @@ class ActualsOutcome:
     drift: dict | None
     retrain_recommended: bool
     evidence: list[str] = field(default_factory=list)
+    shadow: dict | None = None
+    """The shadow trial after this upload (`dataplane.shadow_trial`); None without one."""
 
 
 @dataclass
@@ -72,6 +78,8 @@ class MonitoringReport:
     retrain_recommended: bool
     evidence: list[str]
     served_records: int
+    shadow: dict | None = None
+    """Champion vs challenger of the running (or last) shadow trial, per horizon step."""
 
 
 class MonitoringService:
@@ -84,13 +92,15 @@ class MonitoringService:
         self._datasets = datasets
         self._store = store
         self.recorder = recorder
+        #: Set by `ForecastService`: moved forward and judged after each upload.
+        self.shadows: ShadowTrials | None = None
 
     def _lock(self, retailer: str):
         """One retailer's actuals lock, held across every gateway on the database: uploads for
         one retailer are applied one at a time."""
         return self._s.registry.db.lock(f"actuals:{retailer}")
 
-    def _actuals_path(self, tenant: Tenant) -> Path:
+    def actuals_path(self, tenant: Tenant) -> Path:
         return self._s.storage.retailer_dir(tenant.retailer) / "actuals" / "actuals.parquet"
 
     def _live(self, tenant: Tenant) -> ModelVersion:
@@ -106,27 +116,16 @@ class MonitoringService:
         frame, _ = validate_history(read_table(source))
         with self._lock(tenant.retailer):
             base = self._live(tenant)
-            table = art.load_history(base.path / "history.parquet")
-            zero = [tuple(k) for k in json.loads((base.path / "zero_series.json").read_text())]
-            rolled, report = actuals_lib.roll_history(table, frame, correct, zero)  # may reject
-            staging = self._s.storage.retailer_dir(tenant.retailer) / "staging" / new_id("actuals")
+            staging, meta, report = self._stage_rolled(tenant, base, frame, correct)  # may reject
             try:
-                shutil.copytree(base.path, staging)
-                art.save_history(staging / "history.parquet", rolled)
-                meta = json.loads((staging / "artifact.json").read_text())
-                previous = meta.get("actuals") or {}
-                meta["actuals"] = {
-                    "base_version": previous.get("base_version") or base.version,
-                    "base_dataset_id": previous.get("base_dataset_id") or base.dataset_id,
-                    "uploads": int(previous.get("uploads") or 0) + 1,
-                    "history_end": report.history_end,
-                }
-                (staging / "artifact.json").write_text(json.dumps(meta, indent=2))
                 model = self._models.publish_update(base, staging)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            accumulated = actuals_lib.merge_history(read_actuals(self._actuals_path(tenant)), frame)
-            write_actuals(self._actuals_path(tenant), accumulated)
+            if self.shadows is not None:      # the challenger keeps the live model's origin
+                self.shadows.roll_forward(
+                    tenant, lambda shadow: self._stage_rolled(tenant, shadow, frame, correct)[0])
+            accumulated = actuals_lib.merge_history(read_actuals(self.actuals_path(tenant)), frame)
+            write_actuals(self.actuals_path(tenant), accumulated)
             base_id = meta["actuals"]["base_dataset_id"]
             # The base model's training data is read once: for the next Train's dataset and as
             # the drift check's reference.
@@ -136,20 +135,48 @@ class MonitoringService:
         log.info("actuals appended", extra={"fields": {
             "retailer": tenant.retailer, "rows": report.rows, "history_end": report.history_end,
             "model_version": model.version}})
+        if self.shadows is not None:
+            self.shadows.predictor.flush()    # the challenger's last forecasts, recorded
         self.score(tenant, accumulated)
+        trial = self.shadows.evaluate(tenant) if self.shadows is not None else None
         drift = self.check_drift(tenant, accumulated=accumulated, training=training)
-        monitoring = self.report(tenant)
+        monitoring = self.report(tenant, compare=False)
         return ActualsOutcome(report=report.as_dict(), model_version=model.version,
                               dataset_id=dataset_id, drift=drift,
                               retrain_recommended=monitoring.retrain_recommended,
-                              evidence=monitoring.evidence)
+                              evidence=monitoring.evidence, shadow=trial)
+
+    def _stage_rolled(self, tenant: Tenant, base: ModelVersion, frame: pd.DataFrame,
+                      correct: bool) -> tuple[Path, dict, actuals_lib.ActualsReport]:
+        """A staged copy of `base` with its history moved forward by `frame` (the caller
+        publishes it and removes the staging directory); rejects bad actuals first."""
+        table = art.load_history(base.path / "history.parquet")
+        zero = [tuple(k) for k in json.loads((base.path / "zero_series.json").read_text())]
+        rolled, report = actuals_lib.roll_history(table, frame, correct, zero)  # may reject
+        staging = self._s.storage.retailer_dir(tenant.retailer) / "staging" / new_id("actuals")
+        try:
+            shutil.copytree(base.path, staging)
+            art.save_history(staging / "history.parquet", rolled)
+            meta = json.loads((staging / "artifact.json").read_text())
+            previous = meta.get("actuals") or {}
+            meta["actuals"] = {
+                "base_version": previous.get("base_version") or base.version,
+                "base_dataset_id": previous.get("base_dataset_id") or base.dataset_id,
+                "uploads": int(previous.get("uploads") or 0) + 1,
+                "history_end": report.history_end,
+            }
+            (staging / "artifact.json").write_text(json.dumps(meta, indent=2))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging, meta, report
 
     def with_actuals(self, tenant: Tenant, dataset: Dataset) -> tuple[Dataset, str]:
         """The dataset a Train should use: ``dataset`` itself, or, when the retailer's stored
         actuals reach past its end, ``dataset`` + every stored actual (an actual wins where both
         have a day) registered as a new dataset, and a note that says so. Only the stored
         actuals' dates are read to decide."""
-        path = self._actuals_path(tenant)
+        path = self.actuals_path(tenant)
         if not path.exists() or not dataset.end_date:
             return dataset, ""
         dates = pd.to_datetime(pd.read_parquet(path, columns=["date"])["date"])
@@ -201,7 +228,7 @@ class MonitoringService:
         """Score every recorded forecast whose day has an actual (`accumulated`: the retailer's
         actuals, read from storage when not given); store and return the scores."""
         if accumulated is None:
-            accumulated = read_actuals(self._actuals_path(tenant))
+            accumulated = read_actuals(self.actuals_path(tenant))
         if accumulated is None:
             return live_accuracy.score(pd.DataFrame(), pd.DataFrame())
         self.recorder.flush()
@@ -223,7 +250,7 @@ class MonitoringService:
         passes the actuals and the base training data it already holds (`accumulated`,
         `training`); otherwise they are read from storage."""
         if accumulated is None:
-            accumulated = read_actuals(self._actuals_path(tenant))
+            accumulated = read_actuals(self.actuals_path(tenant))
         if accumulated is None or accumulated.empty:
             return None
         live = self._live(tenant)
@@ -258,9 +285,10 @@ class MonitoringService:
 
     # -- the report --------------------------------------------------------------------------
 
-    def report(self, tenant: Tenant) -> MonitoringReport:
+    def report(self, tenant: Tenant, compare: bool = True) -> MonitoringReport:
         """Live accuracy per version next to its test-window scores, the last upload and drift,
-        and whether a retrain is recommended (with the evidence)."""
+        whether a retrain is recommended (with the evidence), and (`compare`) the shadow
+        trial's champion vs challenger per step."""
         self._s.existing(tenant)
         ref = self._s.live.get(tenant.retailer)
         live_version = ref.version if ref is not None else ""
@@ -301,7 +329,9 @@ class MonitoringService:
             versions=versions, last_upload=self._store.last_upload(tenant.retailer),
             drift=drift[1] if drift else None, drift_checked_at=drift[0] if drift else None,
             retrain_recommended=bool(evidence), evidence=evidence,
-            served_records=self._store.served_count(tenant.retailer))
+            served_records=self._store.served_count(tenant.retailer),
+            shadow=self.shadows.comparison(tenant)
+            if compare and self.shadows is not None else None)
 
     def _fetched(self, ref: ModelRef) -> bool:
         """Whether a version's files are on this gateway's disk: with an artifact store, its

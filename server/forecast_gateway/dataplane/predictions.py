@@ -11,6 +11,7 @@ import numpy as np
 
 from forecast_gateway.dataplane.models import ModelService
 from forecast_gateway.dataplane.served import ServedRecorder
+from forecast_gateway.dataplane.shadow import ShadowPredictor
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import ModelRef, RowColumns
@@ -39,10 +40,12 @@ class Answer:
 class PredictionService:
     """Forecasts for rows a caller sends."""
 
-    def __init__(self, state: SharedState, models: ModelService, recorder: ServedRecorder):
+    def __init__(self, state: SharedState, models: ModelService, recorder: ServedRecorder,
+                 shadow: ShadowPredictor | None = None):
         self._s = state
         self._models = models
         self._recorder = recorder
+        self._shadow = shadow    # the version in shadow answers the same rows, off this path
         self._lock = threading.Lock()
         self._index: OrderedDict[str, artifact.SeriesIndex] = OrderedDict()
 
@@ -120,6 +123,8 @@ class PredictionService:
                                f"{sorted(bounds)} for {len(rows)} rows and levels {levels}")
         self._s.metrics.rows_predicted.labels(ref.retailer).inc(len(rows))
         self._recorder.record(ref, rows, values)   # served forecasts, as without levels
+        if self._shadow is not None:
+            self._shadow.offer(ref, rows)
         return values, bounds
 
     def predict_with(self, ref: ModelRef, rows: RowColumns) -> np.ndarray:
@@ -131,4 +136,6 @@ class PredictionService:
             raise RuntimeError(f"backend returned {values.shape} forecasts for {len(rows)} rows")
         self._s.metrics.rows_predicted.labels(ref.retailer).inc(len(rows))
         self._recorder.record(ref, rows, values)
+        if self._shadow is not None:
+            self._shadow.offer(ref, rows)
         return values

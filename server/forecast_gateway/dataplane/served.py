@@ -52,7 +52,7 @@ class ServedRecorder:
         self._queue: queue.Queue = queue.Queue(QUEUE_BATCHES)
         self._queued_rows = 0
         self._rows_lock = threading.Lock()
-        self._indexes: OrderedDict[tuple[str, str], _VersionIndex] = OrderedDict()
+        self._indexes: OrderedDict[tuple[str, str], VersionIndex] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="served-recorder", daemon=True)
         self._thread.start()
 
@@ -103,11 +103,11 @@ class ServedRecorder:
                 self._release(len(values))
                 del rows, values  # not held while the queue is empty
 
-    def _index(self, ref: ModelRef) -> _VersionIndex:
+    def _index(self, ref: ModelRef) -> VersionIndex:
         key = (ref.retailer, ref.version)
         found = self._indexes.get(key)
         if found is None:
-            found = _VersionIndex(ref, self._max_series)
+            found = VersionIndex(ref, self._max_series)
             self._indexes[key] = found
             while len(self._indexes) > HISTORY_CACHE:
                 self._indexes.popitem(last=False)
@@ -129,7 +129,7 @@ class ServedRecorder:
         self._store.add_served(ref.retailer, index.trained, frame)
 
 
-class _VersionIndex:
+class VersionIndex:
     """One version's series, the stable sample of them that is recorded, and the (series, step)
     cells already written, so a batch costs a few vectorised lookups and only cells never seen
     reach SQLite (a bulk stream that repeats cells writes nothing after the first time)."""

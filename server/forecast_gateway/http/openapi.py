@@ -55,6 +55,9 @@ FIELD_EXAMPLES: dict[str, Any] = {
     "approval": "MODEL_APPROVAL_APPROVED",
     "destination": "s3://exports/nightly/acme/forecasts.parquet",
 }
+#: Messages valid only beside another field's value (PromoteAfter: with promote=shadow), left
+#: out of examples as an unset field is.
+EXAMPLE_SKIPS = frozenset({"forecastapi.v1.PromoteAfter"})
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error answer. `code` is the gRPC status name.",
@@ -191,7 +194,8 @@ def example(descriptor: Descriptor, skip: frozenset[str] = frozenset(), depth: i
             continue
         message = f.message_type
         if message is not None:
-            if message.GetOptions().map_entry or message.full_name in _WELL_KNOWN or depth > 4:
+            if message.GetOptions().map_entry or message.full_name in _WELL_KNOWN or \
+                    message.full_name in EXAMPLE_SKIPS or depth > 4:
                 continue
             value: Any = example(message, depth=depth + 1)
             if not value:

@@ -40,6 +40,8 @@ retailers = Table(
     Column("retailer", Text, primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("live_version", Text),
+    # Revision 0003: the version served in shadow beside the live one (dataplane.shadow_trial).
+    Column("shadow_version", Text),
 )
 
 datasets = Table(
@@ -87,6 +89,8 @@ jobs = Table(
     Column("lease_expires_at", Float),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("cancel_requested", Integer, nullable=False, server_default=text("0")),
+    # Revision 0003: a shadow job's promote_after rule (JSON; "" for other policies).
+    Column("promote_after", Text, nullable=False, server_default=""),
 )
 Index("jobs_by_retailer", jobs.c.retailer, jobs.c.created_at)
 Index("jobs_by_request", jobs.c.retailer, jobs.c.request_id, unique=True,
@@ -109,6 +113,8 @@ models = Table(
     Column("created_at", Float, nullable=False),
     Column("manifest", Text, nullable=False, server_default=""),
     Column("promotion", Text, nullable=False, server_default=""),
+    # Revision 0003: the last shadow trial the version took part in (JSON; "" for none).
+    Column("trial", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("retailer", "version"),
 )
 

@@ -164,6 +164,13 @@ class _PromotionPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Promo
     """The new version always goes live."""
     PROMOTION_POLICY_NEVER: _PromotionPolicy.ValueType  # 3
     """The new version is registered but never goes live on its own (use SetLiveModel)."""
+    PROMOTION_POLICY_SHADOW: _PromotionPolicy.ValueType  # 4
+    """Challenger on live actuals: the new version is registered and served in shadow (the live
+    model answers; the new version's forecasts for the same requests are recorded off the
+    prediction path). When actuals arrive (AppendActuals) both are scored on the same cells,
+    and TrainRequest.promote_after promotes or rejects the new version on that evidence. With
+    no live model the new version goes live. A later shadow job replaces the one in shadow.
+    """
 
 class PromotionPolicy(_PromotionPolicy, metaclass=_PromotionPolicyEnumTypeWrapper):
     """Whether a training job's model version goes live when the job succeeds."""
@@ -179,7 +186,46 @@ PROMOTION_POLICY_ALWAYS: PromotionPolicy.ValueType  # 2
 """The new version always goes live."""
 PROMOTION_POLICY_NEVER: PromotionPolicy.ValueType  # 3
 """The new version is registered but never goes live on its own (use SetLiveModel)."""
+PROMOTION_POLICY_SHADOW: PromotionPolicy.ValueType  # 4
+"""Challenger on live actuals: the new version is registered and served in shadow (the live
+model answers; the new version's forecasts for the same requests are recorded off the
+prediction path). When actuals arrive (AppendActuals) both are scored on the same cells,
+and TrainRequest.promote_after promotes or rejects the new version on that evidence. With
+no live model the new version goes live. A later shadow job replaces the one in shadow.
+"""
 Global___PromotionPolicy: _TypeAlias = PromotionPolicy  # noqa: Y015
+
+class _ShadowState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ShadowStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ShadowState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SHADOW_STATE_UNSPECIFIED: _ShadowState.ValueType  # 0
+    """Not set. Never returned by the gateway."""
+    SHADOW_STATE_RUNNING: _ShadowState.ValueType  # 1
+    """The challenger is served in shadow; the evidence does not satisfy promote_after yet."""
+    SHADOW_STATE_PROMOTED: _ShadowState.ValueType  # 2
+    """The challenger went live on its live evidence."""
+    SHADOW_STATE_REJECTED: _ShadowState.ValueType  # 3
+    """The challenger was taken out of shadow (worse on live actuals, replaced by a later
+    shadow version, or overtaken by SetLiveModel); it stays registered.
+    """
+
+class ShadowState(_ShadowState, metaclass=_ShadowStateEnumTypeWrapper):
+    """The state of a shadow trial."""
+
+SHADOW_STATE_UNSPECIFIED: ShadowState.ValueType  # 0
+"""Not set. Never returned by the gateway."""
+SHADOW_STATE_RUNNING: ShadowState.ValueType  # 1
+"""The challenger is served in shadow; the evidence does not satisfy promote_after yet."""
+SHADOW_STATE_PROMOTED: ShadowState.ValueType  # 2
+"""The challenger went live on its live evidence."""
+SHADOW_STATE_REJECTED: ShadowState.ValueType  # 3
+"""The challenger was taken out of shadow (worse on live actuals, replaced by a later
+shadow version, or overtaken by SetLiveModel); it stays registered.
+"""
+Global___ShadowState: _TypeAlias = ShadowState  # noqa: Y015
 
 @_typing.final
 class RowBatch(_message.Message):
@@ -465,6 +511,8 @@ class ModelVersion(_message.Message):
     HORIZON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     PROMOTION_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
+    TRIAL_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Output only. The version name, unique within the retailer ("v1", "v2", ...)."""
     retailer: _builtins.str
@@ -485,6 +533,10 @@ class ModelVersion(_message.Message):
     """Output only. Last date of the training data, YYYY-MM-DD; forecasts start the day after."""
     horizon: _builtins.int
     """Output only. The forecast horizon in days."""
+    shadow: _builtins.bool
+    """Output only. True while this version is served in shadow: the live model answers, and this
+    version's forecasts for the same requests are recorded and scored against actuals.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the version was registered."""
@@ -492,7 +544,13 @@ class ModelVersion(_message.Message):
     @_builtins.property
     def promotion(self) -> Global___PromotionDecision:
         """Output only. The promotion decision made when the version was registered; unset for
-        imported models.
+        imported models. Under PROMOTION_POLICY_SHADOW it is updated when promote_after decides.
+        """
+
+    @_builtins.property
+    def trial(self) -> Global___ShadowTrial:
+        """Output only. The last shadow trial this version took part in, as the live model
+        (champion) or as the version in shadow (challenger), with its numbers; unset when none.
         """
 
     def __init__(
@@ -510,10 +568,12 @@ class ModelVersion(_message.Message):
         horizon: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         promotion: Global___PromotionDecision | None = ...,
+        shadow: _builtins.bool = ...,
+        trial: Global___ShadowTrial | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "promotion", b"promotion"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "promotion", b"promotion", "trial", b"trial"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_end_date", b"data_end_date", "data_start_date", b"data_start_date", "dataset_id", b"dataset_id", "final_model", b"final_model", "horizon", b"horizon", "job_id", b"job_id", "live", b"live", "model_kind", b"model_kind", "promotion", b"promotion", "retailer", b"retailer", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "data_end_date", b"data_end_date", "data_start_date", b"data_start_date", "dataset_id", b"dataset_id", "final_model", b"final_model", "horizon", b"horizon", "job_id", b"job_id", "live", b"live", "model_kind", b"model_kind", "promotion", b"promotion", "retailer", b"retailer", "shadow", b"shadow", "trial", b"trial", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -763,6 +823,7 @@ class TrainRequest(_message.Message):
     HORIZON_FIELD_NUMBER: _builtins.int
     PROMOTE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PROMOTE_AFTER_FIELD_NUMBER: _builtins.int
     retailer: _builtins.str
     """The retailer. Required; must exist (created by its first upload)."""
     dataset_id: _builtins.str
@@ -791,6 +852,13 @@ class TrainRequest(_message.Message):
         names fail the job with the reason.
         """
 
+    @_builtins.property
+    def promote_after(self) -> Global___PromoteAfter:
+        """With PROMOTION_POLICY_SHADOW only: the evidence on live actuals that promotes or rejects
+        the version in shadow. Unset means the defaults (7 days, 100 cells, margin 0);
+        INVALID_ARGUMENT naming the field for a value out of range, or when set with another policy.
+        """
+
     def __init__(
         self,
         *,
@@ -802,10 +870,11 @@ class TrainRequest(_message.Message):
         horizon: _builtins.int = ...,
         promote: Global___PromotionPolicy.ValueType = ...,
         request_id: _builtins.str = ...,
+        promote_after: Global___PromoteAfter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "promote_after", b"promote_after", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "model_kind", b"model_kind", "promote", b"promote", "request_id", b"request_id", "retailer", b"retailer", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_uri", b"data_uri", "dataset_id", b"dataset_id", "horizon", b"horizon", "hyperparameters", b"hyperparameters", "model_kind", b"model_kind", "promote", b"promote", "promote_after", b"promote_after", "request_id", b"request_id", "retailer", b"retailer", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["dataset_id", "data_uri"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
@@ -1589,6 +1658,116 @@ class IntervalCoverage(_message.Message):
 Global___IntervalCoverage: _TypeAlias = IntervalCoverage  # noqa: Y015
 
 @_typing.final
+class PromoteAfter(_message.Message):
+    """When a version in shadow is promoted or rejected, on the actuals scored since it entered
+    shadow (evaluated after every AppendActuals).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    MIN_CELLS_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """Distinct days of actuals both versions' forecasts were scored on, at least; 1 to 366, 0
+    means 7.
+    """
+    min_cells: _builtins.int
+    """(series, day) cells both versions forecast and that have an actual, at least; 1 to
+    100000000, 0 means 100.
+    """
+    margin: _builtins.float
+    """How much better the challenger must be to be promoted, as a fraction of the live model's
+    error: promoted when challenger <= champion x (1 - margin), else rejected. 0 to 0.5.
+    """
+    def __init__(
+        self,
+        *,
+        days: _builtins.int = ...,
+        min_cells: _builtins.int = ...,
+        margin: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "margin", b"margin", "min_cells", b"min_cells"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromoteAfter: _TypeAlias = PromoteAfter  # noqa: Y015
+
+@_typing.final
+class ShadowTrial(_message.Message):
+    """A challenger served in shadow beside the live model, and what live actuals said."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    CHALLENGER_VERSION_FIELD_NUMBER: _builtins.int
+    CHAMPION_VERSION_FIELD_NUMBER: _builtins.int
+    PROMOTE_AFTER_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    CHAMPION_SCORE_FIELD_NUMBER: _builtins.int
+    CHALLENGER_SCORE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    state: Global___ShadowState.ValueType
+    """Output only. Running, promoted or rejected."""
+    challenger_version: _builtins.str
+    """Output only. The version in shadow (the version its job trained)."""
+    champion_version: _builtins.str
+    """Output only. The live version it is compared with (the version that trained it)."""
+    metric: _builtins.str
+    """Output only. The metric compared (the job's promote_metric; lower is better)."""
+    days: _builtins.int
+    """Output only. Distinct days of actuals the comparison rests on."""
+    cells: _builtins.int
+    """Output only. (series, day) cells both forecast that have an actual."""
+    champion_score: _builtins.float
+    """Output only. The live model's error on those cells; NaN before any cell."""
+    challenger_score: _builtins.float
+    """Output only. The challenger's error on the same cells; NaN before any cell."""
+    reason: _builtins.str
+    """Output only. What was decided and why, in words (or what the evidence still lacks)."""
+    @_builtins.property
+    def promote_after(self) -> Global___PromoteAfter:
+        """Output only. The rule applied (defaults filled in)."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the challenger entered shadow."""
+
+    @_builtins.property
+    def decide_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the trial was decided; unset while running."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___ShadowState.ValueType = ...,
+        challenger_version: _builtins.str = ...,
+        champion_version: _builtins.str = ...,
+        promote_after: Global___PromoteAfter | None = ...,
+        metric: _builtins.str = ...,
+        days: _builtins.int = ...,
+        cells: _builtins.int = ...,
+        champion_score: _builtins.float = ...,
+        challenger_score: _builtins.float = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        decide_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time", "promote_after", b"promote_after", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "challenger_score", b"challenger_score", "challenger_version", b"challenger_version", "champion_score", b"champion_score", "champion_version", b"champion_version", "days", b"days", "decide_time", b"decide_time", "metric", b"metric", "promote_after", b"promote_after", "reason", b"reason", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowTrial: _TypeAlias = ShadowTrial  # noqa: Y015
+
+@_typing.final
 class PromotionDecision(_message.Message):
     """The decision taken when a job's model version was registered."""
 
@@ -1603,6 +1782,7 @@ class PromotionDecision(_message.Message):
     WINDOW_START_DATE_FIELD_NUMBER: _builtins.int
     WINDOW_END_DATE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    TRIAL_FIELD_NUMBER: _builtins.int
     policy: Global___PromotionPolicy.ValueType
     """Output only. The policy applied."""
     promoted: _builtins.bool
@@ -1623,6 +1803,12 @@ class PromotionDecision(_message.Message):
     """Output only. Last day of that window, YYYY-MM-DD."""
     reason: _builtins.str
     """Output only. Why the version went live or not, in words."""
+    @_builtins.property
+    def trial(self) -> Global___ShadowTrial:
+        """Output only. Under PROMOTION_POLICY_SHADOW: the shadow trial and its numbers on live
+        actuals (promoted is set once it decides).
+        """
+
     def __init__(
         self,
         *,
@@ -1635,10 +1821,11 @@ class PromotionDecision(_message.Message):
         window_start_date: _builtins.str = ...,
         window_end_date: _builtins.str = ...,
         reason: _builtins.str = ...,
+        trial: Global___ShadowTrial | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trial", b"trial"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenger_score", b"challenger_score", "champion_score", b"champion_score", "champion_version", b"champion_version", "metric", b"metric", "policy", b"policy", "promoted", b"promoted", "reason", b"reason", "window_end_date", b"window_end_date", "window_start_date", b"window_start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenger_score", b"challenger_score", "champion_score", b"champion_score", "champion_version", b"champion_version", "metric", b"metric", "policy", b"policy", "promoted", b"promoted", "reason", b"reason", "trial", b"trial", "window_end_date", b"window_end_date", "window_start_date", b"window_start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -452,6 +452,7 @@ class AppendActualsResponse(_message.Message):
     DRIFT_FIELD_NUMBER: _builtins.int
     RETRAIN_RECOMMENDED_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     """Output only. The new live version: the previous one with its history moved forward."""
     dataset_id: _builtins.str
@@ -472,6 +473,13 @@ class AppendActualsResponse(_message.Message):
     def evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Output only. Why a retrain is recommended, one sentence per reason."""
 
+    @_builtins.property
+    def shadow(self) -> _forecast_service_pb2.ShadowTrial:
+        """Output only. The shadow trial after this upload was scored (promote_after is evaluated
+        after every upload): running, or decided by this upload; unset when no version was in
+        shadow.
+        """
+
     def __init__(
         self,
         *,
@@ -481,10 +489,11 @@ class AppendActualsResponse(_message.Message):
         drift: Global___DriftReport | None = ...,
         retrain_recommended: _builtins.bool = ...,
         evidence: _abc.Iterable[_builtins.str] | None = ...,
+        shadow: _forecast_service_pb2.ShadowTrial | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["drift", b"drift", "report", b"report"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drift", b"drift", "report", b"report", "shadow", b"shadow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_id", b"dataset_id", "drift", b"drift", "evidence", b"evidence", "model_version", b"model_version", "report", b"report", "retrain_recommended", b"retrain_recommended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_id", b"dataset_id", "drift", b"drift", "evidence", b"evidence", "model_version", b"model_version", "report", b"report", "retrain_recommended", b"retrain_recommended", "shadow", b"shadow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -528,6 +537,7 @@ class GetMonitoringResponse(_message.Message):
     RETRAIN_RECOMMENDED_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
     SERVED_RECORDS_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
     retailer: _builtins.str
     """Output only. The retailer."""
     live_model_version: _builtins.str
@@ -558,6 +568,12 @@ class GetMonitoringResponse(_message.Message):
     def evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Output only. Why a retrain is recommended, one sentence per reason."""
 
+    @_builtins.property
+    def shadow(self) -> Global___ShadowComparison:
+        """Output only. The champion (live) vs challenger (shadow) comparison of the running shadow
+        trial, or of the last decided one; unset when the retailer never had a version in shadow.
+        """
+
     def __init__(
         self,
         *,
@@ -571,14 +587,91 @@ class GetMonitoringResponse(_message.Message):
         retrain_recommended: _builtins.bool = ...,
         evidence: _abc.Iterable[_builtins.str] | None = ...,
         served_records: _builtins.int = ...,
+        shadow: Global___ShadowComparison | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["drift", b"drift", "last_actuals", b"last_actuals", "last_actuals_time", b"last_actuals_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drift", b"drift", "last_actuals", b"last_actuals", "last_actuals_time", b"last_actuals_time", "shadow", b"shadow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift", b"drift", "evidence", b"evidence", "history_end_date", b"history_end_date", "last_actuals", b"last_actuals", "last_actuals_time", b"last_actuals_time", "live_model_version", b"live_model_version", "retailer", b"retailer", "retrain_recommended", b"retrain_recommended", "served_records", b"served_records", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift", b"drift", "evidence", b"evidence", "history_end_date", b"history_end_date", "last_actuals", b"last_actuals", "last_actuals_time", b"last_actuals_time", "live_model_version", b"live_model_version", "retailer", b"retailer", "retrain_recommended", b"retrain_recommended", "served_records", b"served_records", "shadow", b"shadow", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMonitoringResponse: _TypeAlias = GetMonitoringResponse  # noqa: Y015
+
+@_typing.final
+class ShadowStep(_message.Message):
+    """Champion and challenger on one horizon step (or all steps), on the cells both forecast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    CHAMPION_CELLS_FIELD_NUMBER: _builtins.int
+    CHALLENGER_CELLS_FIELD_NUMBER: _builtins.int
+    CHAMPION_FIELD_NUMBER: _builtins.int
+    CHALLENGER_FIELD_NUMBER: _builtins.int
+    step: _builtins.int
+    """Output only. Days after the challenger's history end; 0 means all steps together."""
+    cells: _builtins.int
+    """Output only. Cells (series, day) both forecast that have an actual: what the rule uses."""
+    champion_cells: _builtins.int
+    """Output only. Cells of the live model's own served forecasts with an actual."""
+    challenger_cells: _builtins.int
+    """Output only. Cells of the challenger's recorded forecasts with an actual."""
+    @_builtins.property
+    def champion(self) -> _forecast_service_pb2.MetricValues:
+        """Output only. The live model on the shared cells."""
+
+    @_builtins.property
+    def challenger(self) -> _forecast_service_pb2.MetricValues:
+        """Output only. The challenger on the shared cells."""
+
+    def __init__(
+        self,
+        *,
+        step: _builtins.int = ...,
+        cells: _builtins.int = ...,
+        champion_cells: _builtins.int = ...,
+        challenger_cells: _builtins.int = ...,
+        champion: _forecast_service_pb2.MetricValues | None = ...,
+        challenger: _forecast_service_pb2.MetricValues | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["challenger", b"challenger", "champion", b"champion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "challenger", b"challenger", "challenger_cells", b"challenger_cells", "champion", b"champion", "champion_cells", b"champion_cells", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowStep: _TypeAlias = ShadowStep  # noqa: Y015
+
+@_typing.final
+class ShadowComparison(_message.Message):
+    """A shadow trial and its evidence per horizon step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIAL_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trial(self) -> _forecast_service_pb2.ShadowTrial:
+        """Output only. The trial (state, rule, totals and reason)."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowStep]:
+        """Output only. All steps first (step 0), then step 1, 2, ..."""
+
+    def __init__(
+        self,
+        *,
+        trial: _forecast_service_pb2.ShadowTrial | None = ...,
+        steps: _abc.Iterable[Global___ShadowStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trial", b"trial"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["steps", b"steps", "trial", b"trial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowComparison: _TypeAlias = ShadowComparison  # noqa: Y015
 
 @_typing.final
 class CheckDriftRequest(_message.Message):
