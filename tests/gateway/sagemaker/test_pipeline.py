@@ -284,3 +284,20 @@ def test_each_job_request_passes_the_service_model(definition, step_type, operat
         request = {**resolve(step["Arguments"], parameters), name_field: "retail-forecast-1"}
         validate_parameters(request, model.input_shape)
         assert validation.check_request(model, request) == []
+
+
+def test_a_pipeline_for_local_mode_leaves_the_package_step_out():
+    """LocalPipelineSession has no executor for RegisterModel steps: its pipeline keeps the
+    CreateModel step and drops the ModelPackage step and its two parameters."""
+    import boto3
+    from sagemaker.workflow.pipeline_context import LocalPipelineSession
+
+    session = LocalPipelineSession(boto_session=boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"),
+        default_bucket="forecast-bucket")
+    local = json.loads(pipeline.build_pipeline(settings(
+        processing_instance_type="local", training_instance_type="local"), session).definition())
+    (check,) = [s for s in local["Steps"] if s["Type"] == "Condition"]
+    assert [s["Name"] for s in check["Arguments"]["IfSteps"]] == [pipeline.REGISTER_STEP]
+    names = [p["Name"] for p in local["Parameters"]]
+    assert pipeline.MODEL_PACKAGE_GROUP not in names and "ModelApprovalStatus" not in names
