@@ -133,13 +133,16 @@ class FeatureSet:
         return out
 
     def step_matrix(self, tail: np.ndarray, date: np.datetime64, onpromotion: np.ndarray,
-                    store_code: np.ndarray, family_code: np.ndarray) -> np.ndarray:
+                    store_code: np.ndarray, family_code: np.ndarray,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """Features of one forecast day for all series, from ``tail`` = the last days' target.
 
         ``tail`` has shape (n_series, >= lookback); its last column is the day before
-        ``date``; NaN marks days before a series began."""
+        ``date``; NaN marks days before a series began. ``out``: an (n_series, len(self))
+        float32 matrix to write into (a recursive forecast reuses one across its days)."""
         n, width = tail.shape
-        out = np.empty((n, len(self.names)), dtype=np.float32)
+        if out is None:
+            out = np.empty((n, len(self.names)), dtype=np.float32)
         for col, h in enumerate(self.history):
             if h.window == 1:
                 out[:, col] = tail[:, -h.lag]
@@ -149,8 +152,9 @@ class FeatureSet:
         if "age" in self.names:
             known = np.isfinite(tail[:, -self.lookback:]).sum(axis=1)
             age = np.minimum(known, self.lookback)
-        dates = np.full(n, np.datetime64(date, "D"))
-        self._fill_known(out, dates, onpromotion, store_code, family_code, age)
+        # One day: its calendar is computed once and broadcast to every series.
+        self._fill_known(out, np.full(1, np.datetime64(date, "D")), onpromotion, store_code,
+                         family_code, age)
         return out
 
     def _fill_known(self, out: np.ndarray, dates: np.ndarray, onpromotion: np.ndarray,

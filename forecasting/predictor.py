@@ -18,6 +18,7 @@ from forecasting.forecast import Grid, SeriesLookup, build_grid, future_rows, ga
 from forecasting.history import ForecastInput
 from forecasting.models import member_class
 from forecasting.schema import validate_future
+from forecasting.wide import WideForecasts
 
 
 class Predictor:
@@ -105,12 +106,15 @@ class Predictor:
                                       rows["family"].astype(str).to_numpy(),
                                       rows["onpromotion"].to_numpy(), levels)
 
-    def predict_columns(self, date, store_nbr, family, onpromotion=None) -> np.ndarray:
-        """Columnar fast path: equal-length arrays in, float64 forecasts out, in order."""
-        grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion)
+    def predict_columns(self, date, store_nbr, family, onpromotion=None,
+                        wide: WideForecasts | None = None) -> np.ndarray:
+        """Columnar fast path: equal-length arrays in, float64 forecasts out, in order. With
+        ``wide``, a large request borrows its helper threads (``forecasting.wide``)."""
+        grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion, wide)
         return gather(grid, forecasts)
 
     def predict_intervals(self, date, store_nbr, family, onpromotion=None, levels=(),
+                          wide: WideForecasts | None = None,
                           ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
         """``predict_columns`` plus, per level in percent (e.g. 80), the (lower, upper) bounds
         of each row's prediction interval (``forecasting.intervals``).
@@ -120,8 +124,10 @@ class Predictor:
         levels = intervals.check_levels(levels)
         if levels:
             self.require_calibration()
-        grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion)
+        grid, forecasts = self.forecast_grid(date, store_nbr, family, onpromotion, wide)
         point = gather(grid, forecasts)
+        if not levels:   # no calibration work for a point forecast
+            return point, {}
         step = np.broadcast_to(np.arange(forecasts.shape[1]), forecasts.shape)
         recent = self.history.sales[grid.series]      # each series' own variability
         bounds = {}
@@ -140,7 +146,7 @@ class Predictor:
         return self.calibration
 
     def forecast_grid(self, date, store_nbr, family, onpromotion=None,
-                      ) -> tuple[Grid, np.ndarray]:
+                      wide: WideForecasts | None = None) -> tuple[Grid, np.ndarray]:
         """The request laid out as series x day and the (series, day) forecasts of it."""
         grid = build_grid(self.lookup, self.last_date, date, store_nbr, family, onpromotion)
         if len(grid.series) == 0:
@@ -149,7 +155,10 @@ class Predictor:
         dates = self.last_date + np.arange(1, grid.horizon + 1).astype("timedelta64[D]")
         inp = ForecastInput(self.history.sales[s], self.history.promo[s], self.store_code[s],
                             self.family_code[s], dates, grid.promo)
-        return grid, self.final.forecast(inp)
+        if wide is None or self.final.kind != "xgboost":   # the recursion that can split
+            return grid, self.final.forecast(inp)
+        with wide.lend(len(s)) as (threads, pool):
+            return grid, self.final.forecast(inp, threads, pool)
 
     def predict_feature_rows(self, matrix: np.ndarray) -> np.ndarray:
         """The built-in XGBoost convention: ready rows in ``features.json`` order -> sales."""

@@ -12,8 +12,9 @@ import xgboost as xgb
 
 from forecasting import distributed, features
 from forecasting.history import ForecastInput
-from forecasting.models.base import TrainingData, from_target, to_target
+from forecasting.models.base import TrainingData, to_target
 from forecasting.models.leaf_refresh import refresh_leaves
+from forecasting.models.recursion import recursive_forecast
 
 MODEL_FILE = "model.ubj"
 CHUNK_ROWS = 1 << 18      # rows featurized at a time while building a matrix
@@ -139,30 +140,23 @@ class XGBoostMember:
         data.log(f"xgboost: refit method={method} rounds={rounds} train_rows={train_rows}")
         return member, {"method": method, "rounds": rounds, "train_rows": train_rows}
 
-    def predict_features(self, matrix: np.ndarray) -> np.ndarray:
+    def predict_features(self, matrix: np.ndarray, copy: bool = True) -> np.ndarray:
         """The forecast on the target scale (that of the lags: log1p(sales) by default) for
         ready feature rows in ``self.features`` order; NaN (an unknown lag or window) is read
-        as the member's ``unknown_value``. A Tweedie booster answers units, which this turns
-        to the target scale, so the recursion feeds every objective alike."""
+        as the member's ``unknown_value`` (without ``copy``, set in ``matrix`` itself). A
+        Tweedie booster answers units, which this turns to the target scale, so the recursion
+        feeds every objective alike."""
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         if self.unknown_value is not None:
-            matrix = fill_unknown(matrix, self.unknown_value, self.features.n_history)
+            matrix = fill_unknown(matrix, self.unknown_value, self.features.n_history, copy)
         out = self.booster.inplace_predict(
             matrix, iteration_range=(0, self.best_iteration + 1), validate_features=False)
         return to_target(out, self.log_target) if self.objective == "tweedie" else out
 
-    def forecast(self, inp: ForecastInput) -> np.ndarray:
-        n, horizon, lookback = inp.n_series, inp.horizon, self.lookback
-        buf = np.full((n, lookback + horizon), np.nan, dtype=np.float64)
-        tail = inp.sales[:, -lookback:]
-        buf[:, lookback - tail.shape[1]:lookback] = to_target(tail, self.log_target)
-        if n == 0:
-            return np.zeros((0, horizon))
-        for d in range(horizon):
-            X = self.features.step_matrix(buf[:, d:d + lookback], inp.dates[d],
-                                          inp.promo[:, d], inp.store_code, inp.family_code)
-            buf[:, lookback + d] = self.predict_features(X)
-        return from_target(buf[:, lookback:], self.log_target)
+    def forecast(self, inp: ForecastInput, threads: int = 1, pool=None) -> np.ndarray:
+        """(n_series, horizon) sales, one ``inplace_predict`` a day for all series
+        (``forecasting.models.recursion``; ``threads`` groups of series on ``pool``)."""
+        return recursive_forecast(self, inp, threads, pool)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

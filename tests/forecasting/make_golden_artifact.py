@@ -8,13 +8,23 @@ that release's library on the path, naming the version:
     PYTHONPATH=/tmp/release .venv/bin/python tests/forecasting/make_golden_artifact.py 2
 
 ``fixtures/artifact_v1`` came from the release before intervals; ``fixtures/artifact_v2``
-from 3abdd5b (11 features, unknown lags as -1, per-step intervals).
+from 3abdd5b (11 features, unknown lags as -1, per-step intervals); ``fixtures/artifact_v3``
+from d2dc9ef (the 14 default features, per-series interval bands).
+
+``bulk`` records what a release answers for every series of each golden artifact on each of
+BULK_DAYS days (with promotions, and the 80% bounds where there are intervals), into
+``fixtures/bulk_forecast_expected.json``; d2dc9ef wrote it, before the bulk predict was
+reordered and threaded (docs/benchmarks.md), so the fast path is held to the plain one:
+
+    PYTHONPATH=/tmp/release .venv/bin/python tests/forecasting/make_golden_artifact.py bulk
 """
 
 import json
 import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from forecasting import synthetic, training
 from forecasting.predictor import Predictor
@@ -24,6 +34,28 @@ REQUEST = {"date": ["2017-08-16", "2017-08-20", "2017-08-31", "2017-08-16"],
            "store_nbr": [1, 2, 2, 1], "family": ["AUTOMOTIVE", "BEAUTY", "AUTOMOTIVE", "BEAUTY"],
            "onpromotion": [0, 4, 1, 0]}
 LEVELS = (80, 95)
+BULK_DAYS = 40
+
+
+def bulk_request(predictor: Predictor):
+    """Every series of the model on each of BULK_DAYS days, promotions on a fixed pattern."""
+    rows = predictor.future_rows(BULK_DAYS)
+    i = np.arange(len(rows))
+    rows["onpromotion"] = (i * 7 % 5 == 0) * (i % 4)
+    return rows
+
+
+def record_bulk() -> None:
+    out = {}
+    for version in (1, 2, 3):
+        predictor = Predictor.load(HERE / f"artifact_v{version}")
+        rows = bulk_request(predictor)
+        entry = {"days": BULK_DAYS, "forecasts": predictor.predict(rows).tolist()}
+        if predictor.calibration is not None:
+            _, bounds = predictor.predict_frame_intervals(rows, [80])
+            entry["bounds_80"] = [bounds[80.0][0].tolist(), bounds[80.0][1].tolist()]
+        out[str(version)] = entry
+    (HERE / "bulk_forecast_expected.json").write_text(json.dumps(out))
 
 
 def main(version: str) -> None:
@@ -43,4 +75,7 @@ def main(version: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "1")
+    if sys.argv[1:] == ["bulk"]:
+        record_bulk()
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "1")
