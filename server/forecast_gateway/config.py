@@ -79,6 +79,12 @@ class GatewayConfig:
     unary_predict_threads: int = 2
     """Threads that answer unary Predict calls, apart from `predict_threads` (which forecast
     PredictStream chunks), so one small forecast never queues behind bulk streams."""
+    wide_predict_threads: int = os.cpu_count() or 1
+    """Threads one large forecast (Predict, PredictStream chunk, Forecast) may split its series
+    across; one such forecast at a time, the others run on their own thread (1: none)."""
+    wide_predict_series: int = 512
+    """Series (rows per forecast day) from which a forecast splits across
+    `wide_predict_threads`; below it the split costs more than it saves (docs/benchmarks.md)."""
     stream_window: int = 2
     """Chunks of one PredictStream forecast at the same time; answers keep their order and
     no more chunks than this are read ahead, so flow control still holds a fast client back."""
@@ -234,7 +240,7 @@ class GatewayConfig:
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
         for name in ("max_message_bytes", "max_upload_bytes", "max_upload_chunk_bytes",
                      "max_predict_rows", "max_stream_chunk_rows", "predict_threads", "stream_window",
-                     "unary_predict_threads",
+                     "unary_predict_threads", "wide_predict_threads", "wide_predict_series",
                      "control_threads", "upload_threads", "training_slots", "model_cache_size",
                      "docker_ping_timeout_s", "docker_request_timeout_s", "docker_drain_s",
                      "docker_serve_workers", "docker_max_body_bytes", "lease_s", "fleet_poll_s",
@@ -362,6 +368,8 @@ _DOCS = {
     "max_stream_chunk_rows": "most rows per PredictStream chunk",
     "predict_threads": "PredictStream chunk threads",
     "unary_predict_threads": "unary Predict threads (apart from stream chunks)",
+    "wide_predict_threads": "threads one large forecast splits its series across",
+    "wide_predict_series": "series from which a forecast splits across wide threads",
     "stream_window": "chunks of one PredictStream forecast at once", "control_threads": "registry/file threads",
     "training_slots": "concurrent training jobs", "training_nice": "niceness of training processes",
     "cancel_grace_s": "SIGTERM->SIGKILL delay for cancelled training",

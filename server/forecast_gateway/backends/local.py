@@ -34,6 +34,7 @@ from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.process import child_pythonpath
 from forecasting.container.env import OPT_ML_VAR
+from forecasting.wide import WideForecasts
 
 log = logging.getLogger("forecast_gateway.backends.local")
 
@@ -59,6 +60,8 @@ class LocalBackend(Backend):
         cancel_grace_s: float = 120.0,
         model_cache_size: int = 8,
         train_command: Sequence[str] = TRAIN_COMMAND,
+        wide_predict_threads: int = 1,
+        wide_predict_series: int = 512,
     ):
         self._train_command = list(train_command)
         self._nice = training_nice
@@ -69,12 +72,16 @@ class LocalBackend(Backend):
         self._cache_size = model_cache_size
         self._cache_lock = threading.Lock()
         self._load_locks: dict[Path, threading.Lock] = {}
+        # Helper threads a large forecast splits its series across (forecasting.wide).
+        self._wide = WideForecasts(wide_predict_threads, wide_predict_series)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> LocalBackend:
         """Build from the gateway configuration."""
         return cls(training_slots=config.training_slots, training_nice=config.training_nice,
-                   cancel_grace_s=config.cancel_grace_s, model_cache_size=config.model_cache_size)
+                   cancel_grace_s=config.cancel_grace_s, model_cache_size=config.model_cache_size,
+                   wide_predict_threads=config.wide_predict_threads,
+                   wide_predict_series=config.wide_predict_series)
 
     def describe(self) -> dict[str, object]:
         """Name and limits, for the start-up log line."""
@@ -202,14 +209,15 @@ class LocalBackend(Backend):
         """Forecasts and interval bounds from the cached Predictor."""
         return self._predictor(model).predict_intervals(
             date=rows.day.astype("datetime64[D]"), store_nbr=rows.store_nbr, family=rows.family,
-            onpromotion=rows.onpromotion, levels=levels)
+            onpromotion=rows.onpromotion, levels=levels, wide=self._wide)
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         """Forecast with the cached Predictor (the inference container's code)."""
         predictor = self._predictor(model)
         dates = rows.day.astype("datetime64[D]")
         result = predictor.predict_columns(
-            date=dates, store_nbr=rows.store_nbr, family=rows.family, onpromotion=rows.onpromotion)
+            date=dates, store_nbr=rows.store_nbr, family=rows.family, onpromotion=rows.onpromotion,
+            wide=self._wide)
         return np.asarray(result, dtype=np.float64)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -219,6 +227,7 @@ class LocalBackend(Backend):
         self._jobs.close(reason)
         with self._cache_lock:
             self._cache.clear()
+        self._wide.close()
 
 
 def _describe_exit(code: int, tail: str) -> str:
