@@ -9,7 +9,6 @@ monitoring calls are only on `ForecastClient`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -30,11 +29,11 @@ from forecast_client import rows as _rows
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from forecast_client.config import ClientConfig
-from forecast_client.errors import ForecastClientError
 from forecast_client.exports import AsyncExportMethods
 from forecast_client.frames import DEFAULT_MAX_IN_FLIGHT
-from forecast_client.requests import SERVER_WENT_AWAY, TERMINAL_STATES, Promote
+from forecast_client.requests import Promote
 from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
+from forecast_client.waiting import await_terminal
 
 T = TypeVar("T")
 
@@ -228,24 +227,8 @@ class AsyncForecastClient(AsyncExportMethods):
         it reconnects and keeps watching. Raises DEADLINE_EXCEEDED after `timeout_s` (None: no
         limit), also while no event arrives.
         """
-        schedule = _req.Schedule(self.config.retry, timeout_s)
-        while True:
-            try:
-                async with asyncio.timeout(schedule.left()), \
-                        contextlib.aclosing(self.watch_job(retailer, job_id)) as events:
-                    async for job in events:
-                        if on_update is not None:
-                            on_update(job)
-                        if job.state in TERMINAL_STATES:
-                            return job
-            except TimeoutError:
-                raise _req.job_timeout_error(job_id, timeout_s) from None
-            except ForecastClientError as err:
-                if err.code not in SERVER_WENT_AWAY:
-                    raise
-            if schedule.expired():
-                raise _req.job_timeout_error(job_id, timeout_s)
-            await asyncio.sleep(schedule.next_backoff())
+        return await await_terminal(lambda: self.watch_job(retailer, job_id),
+                                    self.config.retry, job_id, timeout_s, on_update)
 
     async def cancel_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
         """Ask a queued or running job to stop; FAILED_PRECONDITION when it already finished."""

@@ -16,7 +16,6 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
 from forecast_client.config import ClientConfig
-from forecast_client.errors import ForecastClientError
 from forecast_client.exports import ExportMethods
 from forecast_client.frames import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_IN_FLIGHT, FrameMethods  # noqa: F401 - re-exported
 from forecast_client.monitoring import MonitoringMethods
@@ -28,6 +27,7 @@ from forecast_client.requests import (  # noqa: F401 - re-exported
     Promote,
 )
 from forecast_client.uploads import UPLOAD_CHUNK_BYTES, UploadSource
+from forecast_client.waiting import wait_terminal
 
 T = TypeVar("T")
 
@@ -228,22 +228,8 @@ class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
         it reconnects and keeps watching until `timeout_s` (None: no limit) runs out. Raises
         DEADLINE_EXCEEDED after `timeout_s`.
         """
-        schedule = _req.Schedule(self.config.retry, timeout_s)
-        while True:
-            try:
-                for job in self.watch_job(retailer, job_id):
-                    if on_update is not None:
-                        on_update(job)
-                    if job.state in TERMINAL_STATES:
-                        return job
-                    if schedule.expired():
-                        break
-            except ForecastClientError as err:
-                if err.code not in SERVER_WENT_AWAY:
-                    raise
-            if schedule.expired():
-                raise _req.job_timeout_error(job_id, timeout_s)
-            time.sleep(schedule.next_backoff())
+        return wait_terminal(lambda: self.watch_job(retailer, job_id), self.config.retry,
+                             job_id, timeout_s, on_update)
 
     def cancel_job(self, retailer: str, job_id: str) -> pb.TrainingJob:
         """Ask a queued or running job to stop; FAILED_PRECONDITION when it already finished."""

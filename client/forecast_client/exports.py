@@ -8,9 +8,6 @@ away (a second one would write the file again): start it again, or look it up by
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +15,7 @@ import grpc
 
 from forecast_client import requests as _req
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
-from forecast_client.errors import ForecastClientError
-from forecast_client.requests import SERVER_WENT_AWAY, TERMINAL_STATES
+from forecast_client.waiting import await_terminal, wait_terminal
 
 if TYPE_CHECKING:
     from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
@@ -105,22 +101,8 @@ class ExportMethods:
                         timeout_s: float | None = None) -> pb.ExportJob:
         """Block until the export is terminal and return it; `on_update(job)` sees every event.
         Reconnects when the gateway went away; DEADLINE_EXCEEDED after `timeout_s`."""
-        schedule = _req.Schedule(self.config.retry, timeout_s)
-        while True:
-            try:
-                for job in self.watch_export(retailer, export_id):
-                    if on_update is not None:
-                        on_update(job)
-                    if job.state in TERMINAL_STATES:
-                        return job
-                    if schedule.expired():
-                        break
-            except ForecastClientError as err:
-                if err.code not in SERVER_WENT_AWAY:
-                    raise
-            if schedule.expired():
-                raise _req.job_timeout_error(export_id, timeout_s)
-            time.sleep(schedule.next_backoff())
+        return wait_terminal(lambda: self.watch_export(retailer, export_id),
+                             self.config.retry, export_id, timeout_s, on_update)
 
     def cancel_export(self, retailer: str, export_id: str) -> pb.ExportJob:
         """Stop a queued or running export (nothing is left at the destination);
@@ -188,24 +170,9 @@ class AsyncExportMethods:
                               on_update: Callable[[pb.ExportJob], None] | None = None,
                               timeout_s: float | None = None) -> pb.ExportJob:
         """Wait until the export is terminal and return it (see `wait_for_job`)."""
-        schedule = _req.Schedule(self.config.retry, timeout_s)
-        while True:
-            try:
-                async with asyncio.timeout(schedule.left()), \
-                        contextlib.aclosing(self.watch_export(retailer, export_id)) as events:
-                    async for job in events:
-                        if on_update is not None:
-                            on_update(job)
-                        if job.state in TERMINAL_STATES:
-                            return job
-            except TimeoutError:
-                raise _req.job_timeout_error(export_id, timeout_s) from None
-            except ForecastClientError as err:
-                if err.code not in SERVER_WENT_AWAY:
-                    raise
-            if schedule.expired():
-                raise _req.job_timeout_error(export_id, timeout_s)
-            await asyncio.sleep(schedule.next_backoff())
+        return await await_terminal(lambda: self.watch_export(retailer, export_id),
+                                    self.config.retry, export_id, timeout_s,
+                                    on_update)
 
     async def cancel_export(self, retailer: str, export_id: str) -> pb.ExportJob:
         """Stop a queued or running export; FAILED_PRECONDITION when it already finished."""
