@@ -80,8 +80,8 @@ class GatewayConfig:
     """Threads that answer unary Predict calls, apart from `predict_threads` (which forecast
     PredictStream chunks), so one small forecast never queues behind bulk streams."""
     wide_predict_threads: int = os.cpu_count() or 1
-    """Threads one large forecast (Predict, PredictStream chunk, Forecast) may split its series
-    across; one such forecast at a time, the others run on their own thread (1: none)."""
+    """Threads a large forecast (Predict, PredictStream chunk, Forecast) splits its series
+    across when it is the only forecast in flight; otherwise each runs on its own (1: never)."""
     wide_predict_series: int = 512
     """Series (rows per forecast day) from which a forecast splits across
     `wide_predict_threads`; below it the split costs more than it saves (docs/benchmarks.md)."""

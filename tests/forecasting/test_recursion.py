@@ -72,19 +72,16 @@ def test_series_split_across_threads_give_the_same_numbers(trained, forecast_inp
     np.testing.assert_array_equal(got, expected)
 
 
-def test_small_requests_and_a_taken_slot_stay_on_one_thread():
-    wide = WideForecasts(2, min_series=100, slots=1)
+def test_only_a_large_forecast_alone_in_flight_gets_the_helpers():
+    wide = WideForecasts(2, min_series=100)
     try:
         with wide.lend(99) as small:
             assert small == (1, None)
+            assert _lend_elsewhere(wide, 500) == (1, None), "another forecast is in flight"
         with wide.lend(100) as big:
-            assert big[0] == 2
-            seen = []
-            other = threading.Thread(target=lambda: seen.append(_lend(wide, 500)))
-            other.start()
-            other.join()
-            assert seen == [(1, None)], "a second large request does not wait for the slot"
-        assert _lend(wide, 100)[0] == 2, "the slot is free again"
+            assert big[0] == 2 and big[1] is not None
+            assert _lend_elsewhere(wide, 500) == (1, None), "one wide forecast at a time"
+        assert _lend(wide, 100)[0] == 2, "alone again"
     finally:
         wide.close()
     assert _lend(wide, 100) == (1, None), "after close every forecast is on its own thread"
@@ -110,6 +107,15 @@ def test_the_predictor_answers_the_same_with_helper_threads(model_dir):
 def _lend(wide: WideForecasts, n: int):
     with wide.lend(n) as got:
         return got[0], got[1]
+
+
+def _lend_elsewhere(wide: WideForecasts, n: int):
+    """What a forecast on another thread is lent meanwhile."""
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(_lend(wide, n)))
+    other.start()
+    other.join()
+    return seen[0]
 
 
 def _series(inp: ForecastInput, i: int) -> ForecastInput:
