@@ -82,3 +82,40 @@ def test_defaults_and_policies():
     assert info.value.field == "promote_after"
     assert shadow_rule.for_train("shadow", None, {}) == {"days": 7, "min_cells": 100,
                                                          "margin": 0.0}
+
+
+def test_two_replicas_end_one_trial_once_on_both_engines(database_url, tmp_path) -> None:
+    """Two gateways on one database that both judge a trial (both got actuals): the pointer is
+    cleared by one of them only, which alone stores its decision and switches the live
+    version; the other is told it was overtaken."""
+    import time
+
+    from forecast_gateway.domain import ModelVersion
+    from forecast_gateway.registry import Registry
+    from forecast_gateway.store.database import Database
+
+    from forecasting.promotion import Decision
+
+    dbs = [Database.open(database_url), Database.open(database_url)]
+    a, b = (Registry(db, tmp_path) for db in dbs)
+    a.ensure_retailer("acme")
+    for number, live, shadow in ((1, True, False), (2, False, True)):
+        a.add_model(ModelVersion("acme", f"v{number}", tmp_path / f"v{number}", "", "", "xgboost",
+                                 "xgboost", "", "", 16, time.time()), number, make_live=live,
+                    shadow=shadow)
+    assert b.shadow_versions() == {"acme": "v2"} and b.live_version("acme") == "v1"
+    before = b.live_counter()
+    promoted = {"state": "promoted", "cells": 10}
+    rejected = {"state": "rejected", "cells": 10}
+    won = a.end_shadow("acme", "v2", promoted, ["v1", "v2"], "v2",
+                       Decision("shadow", True, reason="promoted"), make_live="v2")
+    lost = b.end_shadow("acme", "v2", rejected, ["v1", "v2"], "v2",
+                        Decision("shadow", False, reason="rejected"))
+    assert (won, lost) == (True, False)
+    assert b.shadow_versions() == {} and b.live_version("acme") == "v2"
+    assert b.live_counter() > before                       # the other replicas follow
+    models = {m.version: m for m in b.list_models("acme")}
+    assert models["v1"].trial == promoted and models["v2"].trial == promoted
+    assert models["v2"].promotion.promoted and not models["v2"].shadow
+    for db in dbs:
+        db.close()
