@@ -139,6 +139,8 @@ def train(
     # On several hosts (``distributed``) each holds whole series; these are over all of them.
     rows_in = distributed.total(len(frame))
     sha256 = distributed.combined_hash(data_hash(frame))
+    if distributed.active():
+        log(f"distributed: rank {distributed.rank()} reads {len(frame)} of {rows_in} rows")
     progress("clean", 0.05)
     panel, cleaning_report = clean(frame, distributed.date_span(frame["date"].to_numpy()))
     distributed.check_disjoint(panel.store_nbr, panel.family)

@@ -8,6 +8,10 @@ before, train = the rest). Writes
     /opt/ml/processing/output/<split>/<split>.parquet     split = train, validation, test
     /opt/ml/processing/output/report/cleaning_report.json
 
+With ``--shards N`` (N > 1: a training job on N instances) each split is N files instead,
+``<split>/part-NNNNN.parquet``, whole series per file, balanced by rows, each series in the same
+shard number in every split (``forecasting.sharding``).
+
 The splits hold the validated rows (the schema's columns, normalised) of their days. The
 training step cleans its rows again with the same deterministic rules, so it learns exactly
 what a direct training job on the same rows would, and series that never sold stay in the model
@@ -26,7 +30,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from forecasting import artifact
+from forecasting import artifact, sharding
 from forecasting.cleaning import clean
 from forecasting.container.env import CLEANING_REPORT_FILE, SPLITS, ProcessingEnv, data_files
 from forecasting.container.failure import run_job
@@ -45,16 +49,24 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def parse_args(argv: list[str]) -> int:
-    """``--horizon N`` (the training hyperparameter, checked by its schema); returns N."""
+def parse_args(argv: list[str]) -> tuple[int, int]:
+    """``--horizon N`` (the training hyperparameter, checked by its schema) and ``--shards K``
+    (default 1); returns (N, K)."""
     parser = _ArgumentParser(prog="clean", add_help=False)
     parser.add_argument("--horizon", default=None)
+    parser.add_argument("--shards", default="1")
     args = parser.parse_args(argv)
     raw = {} if args.horizon is None else {"horizon": args.horizon}
-    return parse(raw).horizon
+    try:
+        shards = int(args.shards)
+    except ValueError:
+        shards = 0
+    if not 1 <= shards <= 10_000:
+        raise UserError(f"clean: --shards must be an integer from 1 to 10000, got {args.shards!r}")
+    return parse(raw).horizon, shards
 
 
-def run(env: ProcessingEnv, horizon: int) -> dict:
+def run(env: ProcessingEnv, horizon: int, shards: int = 1) -> dict:
     """One Clean job in the given tree; returns the cleaning report it wrote."""
     files = data_files(env.raw_dir)
     if not files:
@@ -83,13 +95,19 @@ def run(env: ProcessingEnv, horizon: int) -> dict:
 
     day = (frame["date"].to_numpy().astype("datetime64[D]") - panel.origin).astype(np.int64)
     masks = dict(zip(SPLITS, split.masks(day)))
+    shard = sharding.assign(frame, shards) if shards > 1 else None
     summary = {}
     for name in SPLITS:
         rows = frame.loc[masks[name], list(COLUMNS)].reset_index(drop=True)
         rows["family"] = rows["family"].astype(str)
         out = env.split_dir(name)
         out.mkdir(parents=True, exist_ok=True)
-        rows.to_parquet(out / f"{name}.parquet", index=False)
+        if shard is None:
+            rows.to_parquet(out / f"{name}.parquet", index=False)
+        else:
+            parts = sharding.write_shards(rows, shard[masks[name]], shards, out)
+            print(f"{name}: {shards} shards of {min(p['rows'] for p in parts)} to "
+                  f"{max(p['rows'] for p in parts)} rows", flush=True)
         summary[name] = {"rows": len(rows),
                          "start": str(rows["date"].min().date()) if len(rows) else None,
                          "end": str(rows["date"].max().date()) if len(rows) else None}
@@ -113,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     env = ProcessingEnv.from_environ()
     args = sys.argv[1:] if argv is None else argv
-    code = run_job(lambda: run(env, parse_args(args)), env.failure_file,
+    code = run_job(lambda: run(env, *parse_args(args)), env.failure_file,
                    "the processing job received SIGTERM (StopProcessingJob)")
     if argv is None:
         sys.exit(code)

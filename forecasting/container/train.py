@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from forecasting import distributed, training
@@ -64,6 +65,11 @@ def run(env: TrainingEnv, cluster: distributed.Cluster | None = None) -> None:
             print(f"model written to {env.model_dir}", flush=True)
         else:
             print(f"host {cluster.current} done; {cluster.primary} writes the model", flush=True)
+        if cluster.distributed:
+            distributed.barrier()   # no host leaves before the artifact is written: local
+            # mode stops every container when one exits, and the job's work is done now, so
+            # that SIGTERM is no failure.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:

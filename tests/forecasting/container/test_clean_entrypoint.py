@@ -134,3 +134,31 @@ def test_no_raw_files_is_a_client_error(tmp_path):
     result = run_processing("clean", env.root)
     assert result.returncode == 2
     assert "input 'raw' has no data files" in env.failure_file.read_text()
+
+
+def test_shards_hold_whole_series_balanced_and_the_same_in_every_split(tmp_path):
+    """`--shards 2` (a training job on two instances): each split is two files, a series is in
+    one of them, the same one in every split, and the shards are balanced by rows."""
+    env = make_tree(tmp_path / "opt_ml", {"train.csv": SAMPLE})
+    result = run_processing("clean", env.root, "--horizon", "16", "--shards", "2")
+    assert result.returncode == 0, result.stderr + result.stdout
+    home: dict = {}
+    for name in ("train", "validation", "test"):
+        files = sorted(p.name for p in env.split_dir(name).iterdir())
+        assert files == ["part-00000.parquet", "part-00001.parquet"]
+        parts = [pd.read_parquet(env.split_dir(name) / f) for f in files]
+        for i, part in enumerate(parts):
+            for key in set(zip(part["store_nbr"], part["family"])):
+                assert home.setdefault(key, i) == i, (name, key)
+        sizes = [len(p) for p in parts]
+        assert abs(sizes[0] - sizes[1]) <= 0.05 * sum(sizes), (name, sizes)
+    source, _ = load_history(SAMPLE)
+    assert len(home) == source.groupby(["store_nbr", "family"], observed=True).ngroups
+
+
+def test_a_bad_shard_count_is_a_user_error(tmp_path):
+    env = make_tree(tmp_path / "opt_ml", {"train.csv": SAMPLE})
+    result = run_processing("clean", env.root, "--shards", "zero")
+    assert result.returncode == 2
+    assert (env.root / "output" / "message").read_text() == (
+        "ClientError: clean: --shards must be an integer from 1 to 10000, got 'zero'")

@@ -40,7 +40,7 @@ from forecast_gateway.backends.base import (
     TrainingOutcome,
     TrainingSpec,
 )
-from forecast_gateway.backends.sagemaker import executions, invoke, pipeline, training
+from forecast_gateway.backends.sagemaker import executions, invoke, pipeline, shards, training
 from forecast_gateway.backends.sagemaker.aws import AwsClients, create_clients
 from forecast_gateway.backends.sagemaker.endpoints import Deployment, Endpoints
 from forecast_gateway.backends.sagemaker.guardrails import Guardrails
@@ -182,9 +182,19 @@ class SageMakerBackend(Backend):
         job.listener.on_started(spec.job_id)
         if pipelined:
             return self._run_pipeline(job, handle, data_uri)
+        data_format = spec.data_format
+        if self.settings.instance_count > 1:   # whole series per instance (docs/scaling.md)
+            try:
+                data_uri, data_format = shards.upload_shards(
+                    self.clients.s3, self.layout, spec.retailer, spec.data_path,
+                    self.settings.instance_count), "parquet"
+            except UserError as exc:
+                return _failed(str(exc))
+            except (ClientError, BotoCoreError, OSError) as exc:
+                return _failed(f"uploading the dataset's shards failed: {exc}")
         request = training.job_request(
             self.settings, self.layout, name=handle.name, retailer=spec.retailer,
-            job_id=spec.job_id, data_uri=data_uri, data_format=spec.data_format,
+            job_id=spec.job_id, data_uri=data_uri, data_format=data_format,
             hyperparameters=spec.hyperparameters)
         try:
             self.clients.sagemaker.create_training_job(**request)

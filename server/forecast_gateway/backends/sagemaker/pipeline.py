@@ -34,7 +34,7 @@ from typing import Any
 
 from forecast_gateway.backends.sagemaker import pipeline_registry
 from forecast_gateway.backends.sagemaker.layout import S3Layout
-from forecast_gateway.backends.sagemaker.training import metric_definitions
+from forecast_gateway.backends.sagemaker.training import data_distribution, metric_definitions
 from forecasting.container import env as container_env
 from forecasting.errors import HyperparameterError, UserError
 from forecasting.hyperparameters import MODEL_KINDS, SPECS, parse
@@ -195,7 +195,10 @@ def build_pipeline(settings: PipelineSettings, session=None):
                  for split in container_env.SPLITS]
         + [ProcessingOutput(output_name="report", source=str(paths.report_dir),
                             destination=under("processed"))],
-        arguments=["--horizon", hp_params["Horizon"].to_string()],
+        arguments=["--horizon", hp_params["Horizon"].to_string()] + (
+            # several training instances: splits as shards, whole series each (scaling.md)
+            ["--shards", str(settings.training_instance_count)]
+            if settings.training_instance_count > 1 else []),
     ))
 
     # Train: the training image on the processed train and validation channels.
@@ -211,9 +214,13 @@ def build_pipeline(settings: PipelineSettings, session=None):
         base_job_name="retail-forecast-train", hyperparameters=hyperparameters,
         metric_definitions=metric_definitions(), sagemaker_session=session)
     split_uri = clean_step.properties.ProcessingOutputConfig.Outputs
+    distribution = data_distribution(settings.training_instance_type,
+                                     settings.training_instance_count)
+    if distribution == "FullyReplicated":
+        distribution = None    # SageMaker's default; the definition of one instance unchanged
     with telemetry_opted_out(session):
         train_args = estimator.fit(inputs={
-            channel: TrainingInput(split_uri[channel].S3Output.S3Uri,
+            channel: TrainingInput(split_uri[channel].S3Output.S3Uri, distribution=distribution,
                                    content_type=PARQUET_CONTENT_TYPE)
             for channel in (container_env.TRAIN_CHANNEL, container_env.VALIDATION_CHANNEL)})
     train_step = TrainingStep(TRAIN_STEP, step_args=train_args)

@@ -76,6 +76,15 @@ def metric_definitions() -> list[dict[str, str]]:
             for member, metric in scores + coverage]
 
 
+def data_distribution(instance_type: str, instance_count: int) -> str:
+    """The training channel's S3DataDistributionType: `ShardedByS3Key` on several instances,
+    so each downloads only its shards; `FullyReplicated` on one, and in local mode, which
+    refuses anything else (each container then takes the shard of its rank, docs/scaling.md)."""
+    if instance_count > 1 and not instance_type.startswith("local"):
+        return "ShardedByS3Key"
+    return "FullyReplicated"
+
+
 def job_request(settings: SageMakerSettings, layout: S3Layout, *, name: str, retailer: str,
                 job_id: str, data_uri: str, data_format: str,
                 hyperparameters: Mapping[str, str]) -> dict[str, Any]:
@@ -94,7 +103,8 @@ def job_request(settings: SageMakerSettings, layout: S3Layout, *, name: str, ret
             "ChannelName": TRAIN_CHANNEL,
             "DataSource": {"S3DataSource": {
                 "S3DataType": "S3Prefix", "S3Uri": data_uri,
-                "S3DataDistributionType": "FullyReplicated"}},
+                "S3DataDistributionType": data_distribution(settings.instance_type,
+                                                            settings.instance_count)}},
             "ContentType": CONTENT_TYPES[data_format],
             "CompressionType": "None",
             "InputMode": "File",
