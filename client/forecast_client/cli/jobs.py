@@ -155,7 +155,8 @@ def _job_row(j: pb.TrainingJob) -> list[str]:
     reason = (j.failure_reason[:60] + ("..." if len(j.failure_reason) > 60 else "")) or "-"
     model = j.model_version or "-"
     if j.model_version and j.HasField("promotion") and not j.promotion.promoted:
-        model += " (kept)"
+        model += (" (shadow)" if j.promotion.trial.state == pb.SHADOW_STATE_RUNNING
+                  else " (kept)")
     return [j.job_id, state_name(j.state), j.model_kind, j.dataset_id, timestamp(j.create_time),
             f"{j.progress * 100:.0f}%", model, reason]
 

@@ -10,6 +10,12 @@ known promotions stay in the request), forecasts them with the backend's own `pr
 local, docker and SageMaker backends alike) and hands them to the same `ServedRecorder`, which
 records them under the challenger's version with the same bounds. A request that names a
 version is not shadowed: only the live model's answers are compared.
+
+The thread keeps to a duty cycle: after a batch that took t seconds it pauses t x (1 /
+`BUSY_FRACTION` - 1) (at most `MAX_PAUSE_S`), so on the local backend, where the challenger
+forecasts on the gateway's own cores, it takes at most that share of one core from the live
+path; batches offered meanwhile queue or drop. A dropped batch loses nothing for good: its cells
+were not marked recorded, so the next request for them is forecast.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -31,6 +38,9 @@ log = logging.getLogger("forecast_gateway.dataplane.shadow")
 
 QUEUE_BATCHES = 64
 QUEUE_ROWS = 200_000
+#: The share of the thread's wall time spent forecasting, at most.
+BUSY_FRACTION = 0.25
+MAX_PAUSE_S = 5.0
 
 
 class ShadowPredictor:
@@ -48,6 +58,7 @@ class ShadowPredictor:
         self._queued_rows = 0
         self._rows_lock = threading.Lock()
         self._indexes: OrderedDict[tuple[str, str], VersionIndex] = OrderedDict()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow-predictor", daemon=True)
         self._thread.start()
 
@@ -84,6 +95,7 @@ class ShadowPredictor:
 
     def close(self) -> None:
         """Forecast what is queued, then stop the thread."""
+        self._stop.set()
         self._queue.put((None, None))
         self._thread.join(timeout=30)
 
@@ -95,8 +107,11 @@ class ShadowPredictor:
                     return
                 rows.set()
                 continue
+            started = time.monotonic()
             try:
-                self._forecast(shadow, rows)
+                if self._forecast(shadow, rows) and not self._stop.is_set():
+                    busy = time.monotonic() - started
+                    self._stop.wait(min(busy * (1 / BUSY_FRACTION - 1), MAX_PAUSE_S))
             except Exception:
                 log.exception("a shadow forecast failed", extra={"fields": {
                     "retailer": shadow.retailer, "model_version": shadow.version}})
@@ -114,12 +129,13 @@ class ShadowPredictor:
         self._indexes.move_to_end(key)
         return found
 
-    def _forecast(self, shadow: ModelRef, rows: RowColumns) -> None:
+    def _forecast(self, shadow: ModelRef, rows: RowColumns) -> bool:
+        """Forecast and record the rows the recorder would keep; False when there were none."""
         store = np.asarray(rows.store_nbr).astype(np.int64)
         family = np.asarray(rows.family).astype(str)
         new = self._index(shadow).new_cells(store, family, np.asarray(rows.day))
         if not len(new):
-            return      # nothing the recorder would keep: no forecast at all
+            return False    # nothing the recorder would keep: no forecast at all
         families, code = np.unique(family, return_inverse=True)
         series = store * len(families) + code
         keep = np.isin(series, series[new])
@@ -132,3 +148,4 @@ class ShadowPredictor:
             raise RuntimeError(f"backend returned {values.shape} forecasts for {len(picked)} rows")
         self._on_rows(shadow.retailer, len(picked))
         self._recorder.record(shadow, picked, values)
+        return True
