@@ -189,3 +189,22 @@ def test_a_rollback_keeps_the_old_version_live_and_names_the_alarm(guarded) -> N
         assert (f"did not take {new.config}: alarm {old.endpoint}-5xx fired (Threshold Crossed: "
                 f"1 datapoint [12.0] >= 3.0); it still serves {old.config}") in caught.value.details
         assert _live(client) == "v1"
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--sagemaker-traffic-shift", "canary"], "serverless endpoints have no instances"),
+    (["--sagemaker-traffic-shift", "linear", "--sagemaker-endpoint-instance-type", "ml.m5.large",
+      "--sagemaker-shift-wait-s", "5000"], "sagemaker_shift_wait_s must be 0..3600 seconds"),
+    (["--sagemaker-alarm-latency-ms", "fast"], "--sagemaker-alarm-latency-ms: expected an integer"),
+])
+def test_the_gateway_refuses_a_bad_rollout_setting_in_one_line(tmp_path, flags, says) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "forecast_gateway.main", "--backend",
+                           "sagemaker", "--sagemaker-bucket", "forecast-bucket",
+                           "--sagemaker-role-arn", ROLE, "--data-dir", str(tmp_path), "--port",
+                           "0", "--no-auth", *flags],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr

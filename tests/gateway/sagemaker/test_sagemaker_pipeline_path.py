@@ -55,21 +55,43 @@ def _execution(status: str, **extra) -> dict:
             "PipelineExecutionStatus": status, **extra}
 
 
-@pytest.fixture()
-def backend(stubbed, bucket: str):
+def _pipeline_backend(stubbed, bucket: str):
+    """The backend on the pipeline path, its pipeline created on the first Train."""
     clients, sm, _ = stubbed
-    made = SageMakerBackend(settings(bucket, train_with="pipeline"), clients, first_pause_s=0.01,
-                            pipeline_definition=DEFINITION)
     sm.add_client_error("describe_pipeline", "ResourceNotFound", "Pipeline does not exist")
     sm.add_response("create_pipeline", {"PipelineArn": PIPELINE_ARN},
                     {"PipelineName": "retail-forecast", "PipelineDefinition": DEFINITION,
                      "PipelineDescription": ANY, "RoleArn": ANY})
+    return SageMakerBackend(settings(bucket, train_with="pipeline"), clients, first_pause_s=0.01,
+                            pipeline_definition=DEFINITION)
+
+
+@pytest.fixture()
+def backend(stubbed, bucket: str):
+    made = _pipeline_backend(stubbed, bucket)
     # The register step's group, made before the first execution of the retailer.
-    sm.add_response("create_model_package_group", {"ModelPackageGroupArn": GROUP_ARN},
-                    {"ModelPackageGroupName": "forecast-acme", "Tags": ANY,
-                     "ModelPackageGroupDescription": ANY})
+    stubbed[1].add_response("create_model_package_group", {"ModelPackageGroupArn": GROUP_ARN},
+                            {"ModelPackageGroupName": "forecast-acme", "Tags": ANY,
+                             "ModelPackageGroupDescription": ANY})
     yield made
     made.close("test over")
+
+
+def test_a_group_that_cannot_be_made_fails_the_job_naming_the_call(stubbed, bucket: str,
+                                                                   tmp_path: Path) -> None:
+    made = _pipeline_backend(stubbed, bucket)
+    stubbed[1].add_client_error("create_model_package_group", "AccessDeniedException",
+                                "not authorized to perform: sagemaker:CreateModelPackageGroup")
+    try:
+        listener = Listener()
+        made.submit_training(_spec(tmp_path, "job-pipe00000009"), listener)
+        outcome = listener.wait()
+    finally:
+        made.close("test over")
+    assert outcome.state == "failed"
+    assert outcome.failure_reason.startswith("the pipeline execution could not start: ")
+    assert "CreateModelPackageGroup operation" in outcome.failure_reason
+    assert "not authorized" in outcome.failure_reason
 
 
 def test_a_good_run_trains_through_the_pipeline_and_fetches_the_train_steps_model(

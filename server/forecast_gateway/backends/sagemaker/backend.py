@@ -234,8 +234,8 @@ class SageMakerBackend(Backend):
                 display_name=handle.name, model_package_group=group)
         except UserError as exc:
             return _failed(f"the pipeline does not take this job: {exc}")
-        except ClientError as exc:
-            return _failed(f"StartPipelineExecution refused the job: {exc}")
+        except ClientError as exc:  # its text names the call: pipeline, group or execution
+            return _failed(f"the pipeline execution could not start: {exc}")
         self._created(job, handle)
         end = executions.follow(self.clients.sagemaker, handle.name, job.listener, spec.job_id,
                                 before_poll=lambda: self._send_stop(job, handle),
