@@ -140,6 +140,7 @@ def collective(cluster: Cluster, timeout_s: int, log=print) -> Iterator[None]:
                             f"{cluster.rank} of {cluster.size}")
     log(f"distributed: host {cluster.current} is rank {cluster.rank} of {cluster.size} "
         f"(tracker {cluster.primary}:{port}, timeout {timeout_s} s)")
+    sent, received = network_bytes()
     try:
         yield
     except XGBoostError as exc:
@@ -148,12 +149,33 @@ def collective(cluster: Cluster, timeout_s: int, log=print) -> Iterator[None]:
         raise PlatformError(f"host {cluster.current}: the collective of {list(cluster.hosts)} "
                             f"broke (a host failed, was lost, or did not answer within "
                             f"{timeout_s} s): {_reason(exc)}") from None
+    now = network_bytes()
+    log(f"distributed: host {cluster.current} sent {now[0] - sent} and received "
+        f"{now[1] - received} bytes on its network interfaces while in the collective")
     coll.finalize()
     if tracker is not None:
         try:
             tracker.wait_for(timeout_s)
         except XGBoostError as exc:   # the work is done; a late host only costs a line
             log(f"distributed: the tracker did not shut down cleanly: {_reason(exc)}")
+
+
+def network_bytes() -> tuple[int, int]:
+    """(sent, received) bytes on every interface but loopback (/proc/net/dev; (0, 0) where
+    there is none). In a training container that is the collective's traffic once the data
+    is on disk (docs/scaling.md measures bytes per round with it)."""
+    try:
+        lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return 0, 0
+    sent = received = 0
+    for line in lines:
+        name, _, fields = line.partition(":")
+        if name.strip() != "lo" and fields.split():
+            values = fields.split()
+            received += int(values[0])
+            sent += int(values[8])
+    return sent, received
 
 
 def _reason(exc: BaseException) -> str:

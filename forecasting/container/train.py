@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from forecasting import distributed, training
 from forecasting.container.env import (
@@ -65,11 +66,24 @@ def run(env: TrainingEnv, cluster: distributed.Cluster | None = None) -> None:
             print(f"model written to {env.model_dir}", flush=True)
         else:
             print(f"host {cluster.current} done; {cluster.primary} writes the model", flush=True)
+        print(f"host {cluster.current}: peak RSS {_peak_rss_mb()} MB", flush=True)
         if cluster.distributed:
             distributed.barrier()   # no host leaves before the artifact is written: local
             # mode stops every container when one exits, and the job's work is done now, so
             # that SIGTERM is no failure.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _peak_rss_mb() -> int | None:
+    """This process's peak resident memory (VmHWM), in MB; None where /proc has none."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
