@@ -24,8 +24,12 @@ def _served(days: int, champion: float, challenger: float) -> tuple[pd.DataFrame
                         pd.DataFrame([{"store_nbr": 3, "family": "A", "day": 100,
                                        "version": "v1", "forecast": 9.0}])], ignore_index=True)
     served["step"] = served["day"] - 99
-    actuals = pd.concat([cells, pd.DataFrame([{"store_nbr": 3, "family": "A", "day": 100}])]
-                        ).assign(sales=10.0)
+    # ...nor one both forecast, the champion from an earlier origin (a longer lead)
+    early = pd.DataFrame([{"store_nbr": 4, "family": "A", "day": 100, "version": v,
+                           "forecast": 10.0, "step": step} for v, step in (("v1", 5), ("v2", 1))])
+    served = pd.concat([served, early], ignore_index=True)
+    actuals = pd.concat([cells, pd.DataFrame([{"store_nbr": s, "family": "A", "day": 100}
+                                              for s in (3, 4)])]).assign(sales=10.0)
     return served, actuals
 
 

@@ -1,9 +1,11 @@
 """The evidence a shadow trial rests on, and the rule that ends it (pure: no I/O).
 
 Champion (the live model) and challenger (the version in shadow) are compared on the same
-cells: the (series, target day) cells both have a recorded forecast for and an actual. The
-recorder samples the same series for both (a stable hash of the series key) and keeps the first
-forecast per cell, so both forecasts of a cell come from the requests the live model answered.
+cells: the (series, target day) cells both have a recorded forecast for, from the same horizon
+step, and an actual. The recorder samples the same series for both (a stable hash of the series
+key) and keeps the first forecast per cell, so both forecasts of a cell come from the requests
+the live model answered; a cell the live model forecast from an earlier origin (before the
+challenger entered shadow) is left out, since its longer lead would favour the challenger.
 
 `PromoteAfter` decides once the evidence is enough: at least `days` distinct days of actuals
 and `min_cells` cells. The challenger is promoted when its error is at most the champion's x
@@ -85,15 +87,15 @@ def for_train(promote: str, fields: tuple[int, int, float] | None,
 
 def paired(served: pd.DataFrame, actuals: pd.DataFrame, champion: str,
            challenger: str) -> pd.DataFrame:
-    """The cells both versions forecast that have an actual: store_nbr, family, day, step (the
-    challenger's), champion, challenger and sales. `served` as `MonitoringStore.served`,
+    """The cells both versions forecast from the same step that have an actual: store_nbr,
+    family, day, step, champion, challenger and sales. `served` as `MonitoringStore.served`,
     `actuals` with store_nbr, family, day and sales."""
     columns = _KEYS + ["step", "champion", "challenger", "sales"]
     if served.empty or actuals.empty:
         return pd.DataFrame(columns=columns)
     mine = served[served["version"] == challenger][_KEYS + ["step", "forecast"]]
-    theirs = served[served["version"] == champion][_KEYS + ["forecast"]]
-    both = mine.merge(theirs, on=_KEYS, suffixes=("_challenger", "_champion"))
+    theirs = served[served["version"] == champion][_KEYS + ["step", "forecast"]]
+    both = mine.merge(theirs, on=_KEYS + ["step"], suffixes=("_challenger", "_champion"))
     both = both.merge(actuals[_KEYS + ["sales"]], on=_KEYS)
     return both.rename(columns={"forecast_challenger": "challenger",
                                 "forecast_champion": "champion"})[columns]
