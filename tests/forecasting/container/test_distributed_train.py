@@ -120,3 +120,27 @@ def test_a_lost_host_fails_the_other_within_the_timeout(tmp_path, sample, how):
     failure = (roots[0] / "output" / "failure").read_text()
     assert failure.startswith("PlatformError: host 127.0.0.1: the collective of"), failure
     assert not (roots[0] / "model" / "artifact.json").exists()
+
+
+@pytest.mark.parametrize("layout", ["one file for two hosts", "a series on both hosts"])
+def test_bad_shards_fail_every_host_with_a_client_error(tmp_path, sample, layout):
+    port = free_port()
+    roots = _trees(tmp_path, sample, HOSTS, HP)
+    for root in roots:
+        channel = root / "input" / "data" / TRAIN_CHANNEL
+        if layout == "one file for two hosts":
+            (channel / sharding.shard_name(1)).unlink()
+        else:   # a whole copy of one series in the second shard too
+            first = pd.read_parquet(channel / sharding.shard_name(0))
+            key = first.iloc[0][["store_nbr", "family"]]
+            series = first[(first["store_nbr"] == key["store_nbr"])
+                           & (first["family"] == key["family"])]
+            second = pd.read_parquet(channel / sharding.shard_name(1))
+            pd.concat([second, series]).to_parquet(channel / sharding.shard_name(1))
+    procs = [_start(root, port) for root in roots]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [2, 2], outs
+    failures = [(root / "output" / "failure").read_text() for root in roots]
+    expected = ("has no data files for host(s) localhost of 2" if layout.startswith("one")
+                else "is in the shards of more than one host")
+    assert all(f.startswith("ClientError: ") and expected in f for f in failures), failures
