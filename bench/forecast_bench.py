@@ -14,8 +14,9 @@ Measured per side, each in its own spawn child (so peak memory is its own):
   ``Predictor.load`` + ``predict_columns`` of the default, refit model; mlforecast through
   ``predict``);
 - the XGBoost floor of ours' predict: one ``inplace_predict`` of the served booster (one
-  thread) on a feature matrix of the forecast's shape (``predict_floor``); floor / ours is
-  how close the recursive forecast comes to the trees' own cost;
+  thread) on exactly the feature rows the forecast hands the trees, laid out series by series
+  (``predict_floor``; ``bench.predict_bench`` breaks the rest down); floor / ours is how close
+  the recursive forecast comes to the trees' own cost;
 - peak RSS of the child, and RMSLE on the held-out days (ours with and without the refit; the
   seasonal-naive baseline too). mlforecast, like our refit, fits on every history day.
 
@@ -63,7 +64,6 @@ def ours(path: str, horizon: int, rounds: int, nthread: int, keep_dir: str | Non
     X = features.DEFAULT.training_matrix(to_target(panel.sales, True), panel.offsets,
                                          panel.dates(panel.day), panel.onpromotion, codes, codes)
     featurize = time.perf_counter() - t
-    floor_rows = X[panel.day > panel.last_day - horizon]   # a forecast-shaped feature matrix
     del X, frame, panel
     hp = {**{k: str(v) for k, v in XGB.items()}, "num_round": str(rounds),
           "early_stopping_rounds": str(rounds), "nthread": str(nthread),
@@ -84,24 +84,23 @@ def ours(path: str, horizon: int, rounds: int, nthread: int, keep_dir: str | Non
         del model
         predictor = Predictor.load(keep_dir or tmp)
         predict, forecast = _best_of(3, lambda: predictor.predict_columns(*columns))
-        floor = predict_floor(predictor, floor_rows)
+        floor = predict_floor(predictor, columns)
     actual = test["sales"].to_numpy()
     return {"featurize_s": featurize, "featurize_fit_s": fit, "train_default_s": train_default,
             "predict_s": predict, "predict_floor_s": floor, "rmsle": _rmsle(forecast, actual),
             "rmsle_held_out_fit": _rmsle(held_out, actual)}
 
 
-def predict_floor(predictor, rows: np.ndarray) -> float:
+def predict_floor(predictor, columns) -> float:
     """The XGBoost floor of a bulk predict: one ``inplace_predict`` of the served booster (one
-    thread, as served) on a ready feature matrix of the same shape as the forecast (every
-    series x ``horizon`` days), unknown lags already filled; best of 3 seconds. Our predict
-    also featurizes each day from the one before and maps rows to series and back."""
-    from forecasting.models.xgboost_member import fill_unknown
+    thread, as served) on the very feature rows the recursive forecast of ``columns`` hands the
+    trees (unknown lags filled), series by series (the layout the trees walk fastest); best of
+    3 seconds. (Until this floor, the matrix was the history's last days with every store and
+    family code 0: rows the trees walk faster than real ones, so floor / ours read low.)"""
+    from bench.predict_bench import tree_rows
 
     member = predictor.members["xgboost"]
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
-    if member.unknown_value is not None:
-        rows = fill_unknown(rows, member.unknown_value, member.features.n_history)
+    rows = tree_rows(predictor, columns)
     seconds, _ = _best_of(3, lambda: member.booster.inplace_predict(
         rows, iteration_range=(0, member.best_iteration + 1), validate_features=False))
     return seconds

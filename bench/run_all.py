@@ -3,10 +3,13 @@
 1. Forecast quality on real retail data: the Online Retail II backtest, ours (XGBoost, Tweedie,
    hybrid) beside mlforecast (XGBoost, LightGBM, LightGBM Tweedie), ``bench/real_bench.py``
    (``--skip-real`` leaves it out); then the forecasting core beside mlforecast on the
-   full-scale synthetic data (3,000,888 rows).
+   full-scale synthetic data (3,000,888 rows), and its bulk predict beside the XGBoost floor
+   (where the time goes, one thread and all cores).
 2. The gRPC gateway: bulk PredictStream and unary Predict against in-process calls, serving
    the full-scale model trained in step 1; and the HTTP/JSON face beside gRPC on that model;
-   unary Predict p99 with 32 bulk streams open against idle, RSS around 250 cancelled streams,
+   unary Predict p99 with 32 bulk streams open against idle (fairness_bench; and
+   tail_latency_bench with the load generator in its own process, its CPU reported, shared and
+   pinned apart by taskset), RSS around 250 cancelled streams,
    and 10,000 malformed requests to every RPC (0 INTERNAL/UNKNOWN expected), on that model.
 3. Authentication: the credential check alone, and ListModels with auth on against auth off;
    monitoring: bulk predictions with served-forecast recording on against off.
@@ -53,6 +56,8 @@ from bench import (
     intervals_bench,
     models_bench,
     monitoring_bench,
+    predict_bench,
+    tail_latency_bench,
 )
 from bench.child import bench_frame
 
@@ -142,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("Forecasting core beside mlforecast", forecast_bench.markdown(
             results["core"])))
         print(sections[-1][1], flush=True)
+        print("== the bulk predict beside its XGBoost floor", flush=True)
+        results["predict"] = predict_bench.run(model_dir)
+        sections.append(("The bulk predict beside its XGBoost floor",
+                         predict_bench.markdown(results["predict"])))
+        print(sections[-1][1], flush=True)
         print("== gRPC gateway vs in process", flush=True)
         results["grpc"] = grpc_bench.run(a.grpc_rows if not a.small else 20_000, model_dir)
         sections.append(("gRPC gateway beside in-process calls", grpc_markdown(results["grpc"])))
@@ -157,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         results["fairness"] = fairness_bench.run(model_dir)
         sections.append(("Fairness and memory under bulk streams",
                          fairness_bench.markdown(results["fairness"])))
+        print(sections[-1][1], flush=True)
+        print("== unary tail latency under bulk load", flush=True)
+        results["tail_latency"] = tail_latency_bench.run(model_dir)
+        sections.append(("Unary tail latency under bulk load",
+                         tail_latency_bench.markdown(results["tail_latency"])))
         print(sections[-1][1], flush=True)
         print("== fuzzing every RPC", flush=True)
         results["fuzz"] = fuzz_bench.bench(model_dir)
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:,.0f} s. Every side of a comparison ran in the same "
         "run on the same rows; read the ratios, not the absolute times (shared machines)."), "",
         ("What each measures: `bench/real_bench.py`, `bench/forecast_bench.py`, "
-         "`bench/grpc_bench.py`, "
+         "`bench/predict_bench.py`, `bench/grpc_bench.py`, `bench/tail_latency_bench.py`, "
         "`bench/auth_bench.py`, `bench/http_bench.py`, `bench/fairness_bench.py`, "
         "`bench/fuzz_bench.py`, `bench/http_fuzz_bench.py`, `bench/monitoring_bench.py`, "
         "`bench/models_bench.py`, "
