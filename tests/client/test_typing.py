@@ -80,7 +80,7 @@ def test_a_users_typo_fails_mypy_and_correct_use_passes(mypy_run: dict[str, list
         ('typos.py:5: error: "TrainingJob" has no attribute "model_verison"; maybe '
         '"model_version"?  [attr-defined]'),
         ('typos.py:6: error: Argument "promote" to "train" of "ForecastClient" has incompatible '
-        'type "Literal[\'sometimes\']"; expected "Literal[\'if_better\', \'always\', \'never\']"  '
+        'type "Literal[\'sometimes\']"; expected "Literal[\'if_better\', \'always\', \'never\', \'shadow\']"  '
         '[arg-type]'),
         ('typos.py:7: error: Unexpected keyword argument "modle_kind" for "TrainRequest"; did you '
         'mean "model_kind"?  [call-arg]'),
