@@ -291,12 +291,13 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     async def SetModelApproval(self, request: pb.SetModelApprovalRequest,
                                context: Any) -> pb.SetModelApprovalResponse:
+        tenant = tenant_for(request.retailer)   # another retailer's call: PERMISSION_DENIED first
         approval = APPROVALS.get(request.approval)
         if approval is None:
             raise InvalidArgument("approval", "must be APPROVED, REJECTED or PENDING")
         model, entry = await self._control(
-            self._service.models.set_approval, tenant_for(request.retailer),
-            request.model_version, approval, request.description)
+            self._service.models.set_approval, tenant, request.model_version, approval,
+            request.description)
         return pb.SetModelApprovalResponse(model=model_to_pb(model), approval=request.approval,
                                            registry_entry=entry)
 
