@@ -9,7 +9,7 @@ away (a second one would write the file again): start it again, or look it up by
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
     from forecast_client.config import ClientConfig
 
+T = TypeVar("T")
 _FORMATS = {None: pb.DATASET_FORMAT_UNSPECIFIED, "": pb.DATASET_FORMAT_UNSPECIFIED,
             "csv": pb.DATASET_FORMAT_CSV, "parquet": pb.DATASET_FORMAT_PARQUET}
 
@@ -46,8 +47,8 @@ class ExportMethods:
         config: ClientConfig
         _stub: pb_grpc.ForecastServiceStub
 
-        def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None, *,
-                   repeatable: bool = True) -> Any: ...
+        def _unary(self, method: Callable[..., T], request: Any, timeout: float | None, *,
+                   repeatable: bool = True) -> T: ...
 
         def _metadata(self) -> tuple[tuple[str, str], ...]: ...
 
@@ -136,8 +137,8 @@ class AsyncExportMethods:
         request = export_request(retailer, destination, days=days, stores=stores,
                                  families=families, levels=levels, model_version=model_version,
                                  format=format)
-        response = await self._unary(self._stub.ExportForecasts, request,
-                                     self.config.timeouts.unary_s, repeatable=False)
+        response: pb.ExportForecastsResponse = await self._unary(
+            self._stub.ExportForecasts, request, self.config.timeouts.unary_s, repeatable=False)
         if not wait:
             return response.job
         return await self.wait_for_export(retailer, response.job.export_id,
@@ -146,8 +147,8 @@ class AsyncExportMethods:
     async def get_export(self, retailer: str, export_id: str) -> pb.ExportJob:
         """Return one export job."""
         request = pb.GetExportJobRequest(retailer=retailer, export_id=export_id)
-        response = await self._unary(self._stub.GetExportJob, request,
-                                     self.config.timeouts.unary_s)
+        response: pb.GetExportJobResponse = await self._unary(
+            self._stub.GetExportJob, request, self.config.timeouts.unary_s)
         return response.job
 
     async def watch_export(self, retailer: str,
@@ -177,6 +178,6 @@ class AsyncExportMethods:
     async def cancel_export(self, retailer: str, export_id: str) -> pb.ExportJob:
         """Stop a queued or running export; FAILED_PRECONDITION when it already finished."""
         request = pb.CancelExportJobRequest(retailer=retailer, export_id=export_id)
-        response = await self._unary(self._stub.CancelExportJob, request,
-                                     self.config.timeouts.unary_s, repeatable=False)
+        response: pb.CancelExportJobResponse = await self._unary(
+            self._stub.CancelExportJob, request, self.config.timeouts.unary_s, repeatable=False)
         return response.job
