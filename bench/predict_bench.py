@@ -4,8 +4,9 @@ For two requests of the served model (every series x 16 days, the usual forecast
 x 281 days, about 500,000 rows), interleaved rounds, best of ROUNDS each:
 
 - ours: ``Predictor.predict_columns`` on one thread, as served;
-- ours before the reorder: the same recursion with the series in the history's order (the
-  order the forecast walked them in before ``forecasting.models.recursion`` sorted them);
+- before the reorder: the recursion alone (no request to lay out, no gather) with the series
+  in the history's order (the order the forecast walked them in before
+  ``forecasting.models.recursion`` sorted them);
 - the one-thread floor: one ``inplace_predict`` of exactly the feature rows our forecast hands
   the trees (captured from it, unknown lags filled), laid out series by series as a training
   matrix is (the order the trees walk fastest) and, beside it, day by day;
@@ -246,7 +247,8 @@ def markdown(r: dict) -> str:
                 for q in r["requests"]) + " |",
              "| --- |" + " ---: |" * len(r["requests"])]
     rows = [("ours, one thread (as served)", "ours_s"),
-            ("ours before: the series in the history's order", "ours_history_order_s"),
+            ("the recursion alone, the series in the history's order (before)",
+             "ours_history_order_s"),
             ("floor: one `inplace_predict` of the same rows, one thread", "floor_s"),
             ("the same rows laid out day by day, one call", "floor_day_by_day_layout_s"),
             ("- of ours: laying out the request (`build_grid`)", "grid_s"),
