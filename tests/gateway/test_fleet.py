@@ -194,6 +194,52 @@ def test_a_live_switch_reaches_every_replica_within_a_second(live: Fleet) -> Non
             assert wait_for_version(live, ["b", "c"], version, 1.0) <= 1.0
 
 
+def test_a_version_in_shadow_is_shadowed_by_every_replica_and_decided_once(
+        live: Fleet, sample_csv: Path, tmp_path: Path) -> None:
+    """A shadow job trained on b is followed by c (only c serves the requests, and the trial
+    rests on its recorded forecasts); actuals sent to a promote it, and every replica then
+    answers with it within a second."""
+    import pandas as pd
+
+    frame = pd.read_csv(sample_csv, parse_dates=["date"])
+    cut = pd.Timestamp("2017-08-01")
+    frame[frame["date"] <= cut].to_csv(tmp_path / "history.csv", index=False)
+    week = frame[(frame["date"] > cut) & (frame["date"] <= cut + pd.Timedelta(days=7))]
+    week.assign(date=week["date"].dt.strftime("%Y-%m-%d")).to_csv(tmp_path / "week.csv",
+                                                                    index=False)
+    key = live.members["a"].api_key("shade")
+    poor = {"num_round": "3", "early_stopping_rounds": "3", "eta": "0.01", "refit": "false"}
+    with live.client("a", api_key=key) as a, live.client("b", api_key=key) as b, \
+            live.client("c", api_key=key) as c:
+        dataset = a.upload_dataset("shade", tmp_path / "history.csv").dataset_id
+        for client, hp, promote in ((a, poor, "if_better"), (b, live.hp, "shadow")):
+            job = client.train("shade", dataset_id=dataset, hyperparameters=hp, promote=promote,
+                               promote_after={"days": 7, "min_cells": 10} if
+                               promote == "shadow" else None)
+            done = client.wait_for_job("shade", job.job_id, timeout_s=120)
+            assert done.state == pb.JOB_STATE_SUCCEEDED, done.failure_reason
+        assert [m.version for m in c.list_models("shade") if m.shadow] == ["v2"]
+        time.sleep(10 * POLL_S)                                   # c follows within a poll
+        served = c.predict_frame("shade", frame[(frame["date"] > cut) & (
+            frame["date"] <= cut + pd.Timedelta(days=7))][["date", "store_nbr", "family"]])
+        answer = a.append_actuals("shade", tmp_path / "week.csv")
+        trial = answer.shadow
+        assert trial.state == pb.SHADOW_STATE_PROMOTED, trial.reason
+        assert (trial.days, trial.cells) == (7, len(served))     # every cell: c shadowed them
+        promoted = [m.version for m in a.list_models("shade") if m.live]
+        assert promoted == ["v4"]
+    def answering(client: ForecastClient) -> str:
+        return client._unary(client._stub.Predict, pb.PredictRequest(
+            retailer="shade", rows=make_batch(["2017-08-09"], [1], ["AUTOMOTIVE"])), 30
+        ).model_version
+
+    start = time.monotonic()
+    with live.client("b", api_key=key) as b, live.client("c", api_key=key) as c:
+        while {answering(b), answering(c)} != {"v4"}:
+            assert time.monotonic() - start < 1.0
+            time.sleep(0.02)
+
+
 def test_a_key_revoked_on_one_replica_is_refused_by_the_others(live: Fleet) -> None:
     admin = (("authorization", f"Bearer {live.members['a'].admin_key()}"),)
     with grpc.insecure_channel(live.members["a"].target) as channel:
