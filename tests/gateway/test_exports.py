@@ -349,3 +349,12 @@ def test_the_cli_exports_follows_and_reports_errors_in_one_line(exporter) -> Non
     r = run_forecast("export", target.as_uri(), "--retailer", "acme", "--days", "0",
                      target=gw.target, env=env)
     assert r.returncode == 2 and "--days" in r.stderr
+
+
+def test_days_past_the_trained_horizon_carry_forecasts_warning(exporter, client) -> None:
+    _, files = exporter
+    job = client.export_forecasts("acme", (files / "acme" / "out" / "long.csv").as_uri(),
+                                  days=20, stores=[1], levels=(80,), wait=True, timeout_s=60)
+    assert job.state == pb.JOB_STATE_SUCCEEDED and len(job.warnings) == 1
+    assert job.warnings[0] == client.forecast("acme", days=20, stores=[1],
+                                              levels=(80,)).attrs["warnings"][0]
