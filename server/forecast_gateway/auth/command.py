@@ -26,12 +26,14 @@ from typing import TextIO
 from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.keys import ApiKey, IssuedKey, KeyStore
 from forecast_gateway.auth.principal import Role
-from forecast_gateway.config import ENV_PREFIX, GatewayConfig
+from forecast_gateway.config import GatewayConfig, add_arguments, read_values
 from forecast_gateway.registry import Registry
 from forecast_gateway.store.database import Database, default_url, redacted
 from forecasting.errors import ForecastingError
 
 PROG = "forecast-gateway keys"
+#: The gateway's settings this command reads too, so both find the same store.
+SHARED_SETTINGS = ("data_dir", "database_url")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,14 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Create retailers and issue, list and revoke API keys, offline, "
         "in a gateway's data dir.")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get(ENV_PREFIX + "DATA_DIR",
-                                                    str(GatewayConfig.data_dir))),
-                        help=f"the gateway's data dir (env {ENV_PREFIX}DATA_DIR; default "
-                             "%(default)s)")
-    parser.add_argument("--database-url", default=os.environ.get(ENV_PREFIX + "DATABASE_URL", ""),
-                        help=f"the gateway's database (env {ENV_PREFIX}DATABASE_URL; default: "
-                             "the data dir's SQLite file)")
+    # The gateway's own declarations of the two settings it shares (flag, variable, check).
+    add_arguments(parser, SHARED_SETTINGS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("create-retailer", help="create a retailer and issue its first key")
@@ -122,10 +118,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     """Entry point of `forecast-gateway keys`; returns the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
-    data_dir = args.data_dir.resolve()
-    where = redacted(args.database_url) if args.database_url else str(data_dir)
     try:
-        database = Database.open(args.database_url or default_url(data_dir))
+        shared = read_values(args, os.environ, SHARED_SETTINGS)
+    except ValueError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return 2
+    data_dir = Path(shared.get("data_dir", GatewayConfig.data_dir)).resolve()
+    database_url = str(shared.get("database_url", ""))
+    where = redacted(database_url) if database_url else str(data_dir)
+    try:
+        database = Database.open(database_url or default_url(data_dir))
         registry = Registry(database, data_dir)
         keys = KeyStore(database)
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback

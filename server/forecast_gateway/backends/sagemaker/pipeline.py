@@ -32,6 +32,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from forecast_gateway import config
 from forecast_gateway.backends.sagemaker import pipeline_registry
 from forecast_gateway.backends.sagemaker.layout import S3Layout
 from forecast_gateway.backends.sagemaker.training import data_distribution, metric_definitions
@@ -369,16 +370,17 @@ def start_execution(sagemaker_client, pipeline_name: str, *, retailer: str, inpu
     return sagemaker_client.start_pipeline_execution(**request)["PipelineExecutionArn"]
 
 
-# forecast-pipeline's defaults: the gateway's own variables (`forecast-gateway --help`), so one
-# configuration describes both the backend and the pipeline it upserts.
-GATEWAY_VARIABLES = {
-    "role_arn": "SAGEMAKER_ROLE_ARN", "training_image": "SAGEMAKER_TRAINING_IMAGE",
-    "inference_image": "SAGEMAKER_INFERENCE_IMAGE", "bucket": "SAGEMAKER_BUCKET",
-    "prefix": "SAGEMAKER_PREFIX", "region": "AWS_REGION",
-    "processing_instance_type": "SAGEMAKER_INSTANCE_TYPE",
-    "training_instance_type": "SAGEMAKER_INSTANCE_TYPE",
-    "training_instance_count": "SAGEMAKER_INSTANCE_COUNT",
-    "volume_size_gb": "SAGEMAKER_VOLUME_SIZE_GB", "max_runtime_s": "SAGEMAKER_MAX_RUNTIME_S",
+# forecast-pipeline's defaults: the gateway's own settings, read from their variables by the
+# gateway's reader (`forecast-gateway --help`), so one configuration describes both the backend
+# and the pipeline it upserts.
+GATEWAY_SETTINGS = {
+    "role_arn": "sagemaker_role_arn", "training_image": "sagemaker_training_image",
+    "inference_image": "sagemaker_inference_image", "bucket": "sagemaker_bucket",
+    "prefix": "sagemaker_prefix", "region": "aws_region",
+    "processing_instance_type": "sagemaker_instance_type",
+    "training_instance_type": "sagemaker_instance_type",
+    "training_instance_count": "sagemaker_instance_count",
+    "volume_size_gb": "sagemaker_volume_size_gb", "max_runtime_s": "sagemaker_max_runtime_s",
 }
 
 
@@ -393,10 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="forecast-pipeline",
                                      description="Write the SageMaker Pipeline definition JSON.")
     for f in fields(PipelineSettings):
-        variable = GATEWAY_VARIABLES.get(f.name)
-        from_env = os.environ.get(f"FORECAST_GATEWAY_{variable}", "") if variable else ""
+        shared = GATEWAY_SETTINGS.get(f.name)
+        try:
+            from_env = config.from_environ(shared) if shared else None
+        except ValueError as exc:
+            parser.error(str(exc))
         default = from_env or (None if f.default is MISSING else f.default)
-        where = f" (FORECAST_GATEWAY_{variable})" if variable else ""
+        where = f" ({config.variable(shared)})" if shared else ""
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default,
                             required=default is None,
                             type=int if isinstance(f.default, int) else str,
