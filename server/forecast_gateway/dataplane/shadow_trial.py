@@ -169,7 +169,17 @@ class ShadowTrials:
 
     def evaluate(self, tenant: Tenant) -> dict | None:
         """Apply promote_after to the evidence so far (after an actuals upload was scored);
-        the trial afterwards, or None when no version is in shadow."""
+        the trial afterwards, or None when no version is in shadow. A trial that cannot be
+        judged now (its files unreadable, say) is logged and judged again after the next
+        upload: the upload it follows has been applied and is not failed for it."""
+        try:
+            return self._evaluate(tenant)
+        except Exception:
+            log.exception("the shadow trial could not be evaluated; it is tried again after "
+                          "the next actuals", extra={"fields": {"retailer": tenant.retailer}})
+            return None
+
+    def _evaluate(self, tenant: Tenant) -> dict | None:
         retailer = tenant.retailer
         if not self._s.registry.shadow_versions().get(retailer):
             return None
