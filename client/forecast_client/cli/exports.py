@@ -6,14 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-import grpc
-
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
+from forecast_client.cli.following import report_unsuccessful, wait_to_end
 from forecast_client.cli.messages import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SERVER,
-    PROG,
     UsageError,
     in_cli_words,
 )
@@ -28,7 +25,6 @@ from forecast_client.cli.parsing import (
     positive_float,
 )
 from forecast_client.client import ForecastClient
-from forecast_client.errors import ForecastClientError
 from forecast_client.progress import ProgressLine
 
 
@@ -59,28 +55,18 @@ def follow(client: ForecastClient, retailer: str, export_id: str, timeout_s: flo
         progress.show(f"{job.series_done:,}/{job.series_total:,} series, {job.rows:,} rows",
                       job.progress)
 
-    try:
-        final = client.wait_for_export(retailer, export_id, on_update=show, timeout_s=timeout_s)
-    except KeyboardInterrupt:
-        progress.done()
-        err.write(f"{PROG}: stopped waiting; export {export_id} goes on (forecast export-status "
-                  f"--retailer {retailer} {export_id} --wait)\n")
-        return EXIT_INTERRUPTED
-    except ForecastClientError as exc:
-        if exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise
-        progress.done()
-        err.write(f"{PROG}: error: export {export_id} did not finish within --timeout-wait "
-                  f"{timeout_s:g} s; it goes on\n")
+    final = wait_to_end(
+        lambda: client.wait_for_export(retailer, export_id, on_update=show, timeout_s=timeout_s),
+        f"export {export_id}",
+        f"forecast export-status --retailer {retailer} {export_id} --wait", timeout_s, progress,
+        err)
+    if isinstance(final, int):
+        return final
+    if report_unsuccessful(final.state, f"export {final.export_id}", final.export_id,
+                           final.failure_reason, out, err):
         return EXIT_SERVER
-    progress.done()
-    state = state_name(final.state)
-    if final.state != pb.JOB_STATE_SUCCEEDED:
-        out.write(f"{final.export_id}\t{state}\n")
-        reason = in_cli_words(final.failure_reason) or "no reason given"
-        err.write(f"{PROG}: error: export {final.export_id} {state.lower()}: {reason}\n")
-        return EXIT_SERVER
-    out.write(f"{final.export_id}\t{state}\t{final.rows} rows\t{final.result_uri}\n")
+    out.write(f"{final.export_id}\t{state_name(final.state)}\t{final.rows} rows\t"
+              f"{final.result_uri}\n")
     return EXIT_OK
 
 

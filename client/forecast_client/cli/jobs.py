@@ -7,15 +7,12 @@ import math
 from collections.abc import Sequence
 from typing import TextIO
 
-import grpc
-
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client.cli.datasets import dataset_line, upload_file
+from forecast_client.cli.following import report_unsuccessful, wait_to_end
 from forecast_client.cli.messages import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SERVER,
-    PROG,
     UsageError,
     in_cli_words,
 )
@@ -23,7 +20,6 @@ from forecast_client.cli.output import score, state_name, timestamp, write_list
 from forecast_client.cli.parsing import Commands, add_json, add_quiet, positive_float
 from forecast_client.cli.shadow import parse_promote_after, trial_line
 from forecast_client.client import PROMOTE_POLICIES, ForecastClient
-from forecast_client.errors import ForecastClientError
 from forecast_client.progress import JobProgress, ProgressLine
 
 
@@ -70,29 +66,17 @@ def cmd_wait(client: ForecastClient, args: argparse.Namespace, out: TextIO, err:
 def follow(client: ForecastClient, retailer: str, job_id: str, timeout_s: float | None,
            progress: ProgressLine, out: TextIO, err: TextIO) -> int:
     """Show a job's progress until it ends; print the outcome; exit 1 unless it succeeded."""
-    try:
-        final = client.wait_for_job(retailer, job_id, on_update=JobProgress(progress),
-                                    timeout_s=timeout_s)
-    except KeyboardInterrupt:
-        progress.done()
-        err.write(f"{PROG}: stopped waiting; job {job_id} goes on "
-                  f"(follow it again with: forecast wait --retailer {retailer} {job_id})\n")
-        return EXIT_INTERRUPTED
-    except ForecastClientError as exc:
-        if exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise
-        progress.done()
-        err.write(f"{PROG}: error: job {job_id} did not finish within --timeout-wait "
-                  f"{timeout_s:g} s; it goes on (forecast wait --retailer {retailer} {job_id})\n")
+    final = wait_to_end(
+        lambda: client.wait_for_job(retailer, job_id, on_update=JobProgress(progress),
+                                    timeout_s=timeout_s),
+        f"job {job_id}", f"forecast wait --retailer {retailer} {job_id}", timeout_s, progress,
+        err)
+    if isinstance(final, int):
+        return final
+    if report_unsuccessful(final.state, f"job {final.job_id}", final.job_id,
+                           final.failure_reason, out, err):
         return EXIT_SERVER
-    progress.done()
-    state = state_name(final.state)
-    if final.state != pb.JOB_STATE_SUCCEEDED:
-        out.write(f"{final.job_id}\t{state}\n")
-        reason = in_cli_words(final.failure_reason) or "no reason given"
-        err.write(f"{PROG}: error: job {final.job_id} {state.lower()}: {reason}\n")
-        return EXIT_SERVER
-    out.write(f"{final.job_id}\t{state}\t{outcome(final)}\n")
+    out.write(f"{final.job_id}\t{state_name(final.state)}\t{outcome(final)}\n")
     err.writelines(f"  {line}\n" for line in promotion_lines(final, retailer))
     for name in sorted(final.metrics):
         if name.endswith(".rmsle"):
