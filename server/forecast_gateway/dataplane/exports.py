@@ -18,7 +18,6 @@ InvokeEndpoint calls through the gateway.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -151,28 +150,9 @@ class ExportService:
     async def watch(self, tenant: Tenant, export_id: str,
                     poll_s: float = 1.0) -> AsyncIterator[ExportJob]:
         """Yield the job now and after every change, until it is terminal (as `jobs.watch`)."""
-        job = self.get(tenant, export_id)
-        hub = self._s.hub
-        sub = hub.subscribe(export_id)
-        try:
-            last_seq = -1
-            while True:
-                if job.seq != last_seq:
-                    last_seq = job.seq
-                    yield job
-                if job.state.terminal:
-                    return
-                if self._s.closing.is_set():
-                    raise BackendUnavailable("the gateway is stopping; watch the export again "
-                                             "later")
-                try:
-                    await asyncio.wait_for(sub[1].wait(), timeout=poll_s)
-                except TimeoutError:
-                    pass
-                sub[1].clear()
-                job = self.get(tenant, export_id)
-        finally:
-            hub.unsubscribe(export_id, sub)
+        async for job in self._s.hub.follow(export_id, lambda: self.get(tenant, export_id),
+                                            self._s.closing, poll_s, "export"):
+            yield job
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ backend's events into job records, and let callers list, cancel and watch jobs."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +15,6 @@ from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import Dataset, Job, JobState
 from forecast_gateway.errors import (
-    BackendUnavailable,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -213,28 +211,10 @@ class JobService:
 
         Raises BackendUnavailable when the gateway starts stopping (the caller may retry).
         """
-        job = self.get(tenant, job_id)
         poll_s = self._s.config.fleet_poll_s if poll_s is None else poll_s
-        hub = self._s.hub
-        sub = hub.subscribe(job_id)
-        try:
-            last_seq = -1
-            while True:
-                if job.seq != last_seq:
-                    last_seq = job.seq
-                    yield job
-                if job.state.terminal:
-                    return
-                if self._s.closing.is_set():
-                    raise BackendUnavailable("the gateway is stopping; watch the job again later")
-                try:
-                    await asyncio.wait_for(sub[1].wait(), timeout=poll_s)
-                except TimeoutError:
-                    pass
-                sub[1].clear()
-                job = self.get(tenant, job_id)
-        finally:
-            hub.unsubscribe(job_id, sub)
+        async for job in self._s.hub.follow(job_id, lambda: self.get(tenant, job_id),
+                                            self._s.closing, poll_s, "job"):
+            yield job
 
     # -- backend events ----------------------------------------------------------------------
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.domain import Dataset, ModelRef
+from forecast_gateway.domain import Dataset, JobState, ModelRef
 from forecast_gateway.errors import BackendUnavailable, NotFound
 from forecast_gateway.metrics import GatewayMetrics
 from forecast_gateway.registry import Registry
@@ -22,6 +22,19 @@ from forecast_gateway.storage import Storage
 
 if TYPE_CHECKING:
     from forecast_gateway.dataplane.object_store import ObjectStore
+
+
+class _JobLike(Protocol):
+    """What `JobHub.follow` reads of a job: its change counter and its state."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def state(self) -> JobState: ...
+
+
+Watched = TypeVar("Watched", bound=_JobLike)
 
 
 class JobHub:
@@ -56,6 +69,33 @@ class JobHub:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # loop closed
                 pass
+
+    async def follow(self, job_id: str, read: Callable[[], Watched], closing: threading.Event,
+                     poll_s: float, what: str) -> AsyncIterator[Watched]:
+        """Yield `read()` now and after every change, until it is terminal: a `notify` here
+        wakes the follower at once, a change made by another replica is read every `poll_s`.
+        BackendUnavailable when the gateway starts stopping (`what`, e.g. "job", says what to
+        watch again)."""
+        sub = self.subscribe(job_id)
+        try:
+            job, last_seq = read(), -1
+            while True:
+                if job.seq != last_seq:
+                    last_seq = job.seq
+                    yield job
+                if job.state.terminal:
+                    return
+                if closing.is_set():
+                    raise BackendUnavailable(f"the gateway is stopping; watch the {what} again "
+                                             "later")
+                try:
+                    await asyncio.wait_for(sub[1].wait(), timeout=poll_s)
+                except TimeoutError:
+                    pass
+                sub[1].clear()
+                job = read()
+        finally:
+            self.unsubscribe(job_id, sub)
 
 
 class LivePointers:
