@@ -8,7 +8,8 @@
 - `receive_upload`: a client stream of one header and then file chunks (UploadDataset,
   AppendActuals): the header is checked on the control pool, bytes are written and the file
   committed on the upload pool, and the temporary file goes when anything fails.
-- `timestamp`: epoch seconds as a protobuf Timestamp.
+- `timestamp`: epoch seconds as a protobuf Timestamp; `STATE_TO_PB` / `STATE_FROM_PB`: a job's
+  state (training or export) and the API's enum.
 """
 
 from __future__ import annotations
@@ -20,14 +21,25 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from forecast_gateway.auth.principal import current_principal
 from forecast_gateway.dataplane import Tenant, UploadSession
+from forecast_gateway.domain import JobState
 from forecast_gateway.errors import InvalidArgument
 
 T = TypeVar("T")
+
+STATE_TO_PB = {
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
+    JobState.RUNNING: pb.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: pb.JOB_STATE_FAILED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
+}
+STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 
 
 def tenant_for(retailer: str, field: str = "retailer") -> Tenant:

@@ -6,16 +6,8 @@ from __future__ import annotations
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 
 from forecast_gateway.dataplane.export_jobs import ExportJob
-from forecast_gateway.domain import JobState
-from forecast_gateway.edge import timestamp
+from forecast_gateway.edge import STATE_TO_PB, timestamp
 
-_STATE_TO_PB = {
-    JobState.QUEUED: pb.JOB_STATE_QUEUED,
-    JobState.RUNNING: pb.JOB_STATE_RUNNING,
-    JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
-    JobState.FAILED: pb.JOB_STATE_FAILED,
-    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
-}
 _FORMAT_TO_PB = {"csv": pb.DATASET_FORMAT_CSV, "parquet": pb.DATASET_FORMAT_PARQUET}
 _FORMAT_FROM_PB = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
                    pb.DATASET_FORMAT_PARQUET: "parquet"}
@@ -32,7 +24,7 @@ def export_to_pb(job: ExportJob) -> pb.ExportJob:
     return pb.ExportJob(
         export_id=job.export_id, retailer=job.retailer, model_version=job.model_version,
         destination=job.destination, format=_FORMAT_TO_PB[job.format], days=job.days,
-        levels=job.levels, state=_STATE_TO_PB[job.state], create_time=timestamp(job.created_at),
+        levels=job.levels, state=STATE_TO_PB[job.state], create_time=timestamp(job.created_at),
         start_time=timestamp(job.started_at), end_time=timestamp(job.ended_at),
         failure_reason=job.failure_reason, progress=job.progress,
         series_total=job.series_total, series_done=job.series_done, rows=job.rows,

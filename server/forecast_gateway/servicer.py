@@ -24,13 +24,19 @@ from forecast_gateway.domain import (
     Dataset,
     Evaluation,
     Job,
-    JobState,
     MetricsReport,
     ModelVersion,
     RowColumns,
     Scores,
 )
-from forecast_gateway.edge import in_pool, receive_upload, tenant_for, timestamp
+from forecast_gateway.edge import (
+    STATE_FROM_PB,
+    STATE_TO_PB,
+    in_pool,
+    receive_upload,
+    tenant_for,
+    timestamp,
+)
 from forecast_gateway.errors import InvalidArgument
 from forecast_gateway.export_messages import export_to_pb, format_from_pb
 from forecast_gateway.memory import Releaser
@@ -50,14 +56,6 @@ from forecast_gateway.shadow_messages import promote_after_from_pb, trial_to_pb
 
 T = TypeVar("T")
 
-_STATE_TO_PB = {
-    JobState.QUEUED: pb.JOB_STATE_QUEUED,
-    JobState.RUNNING: pb.JOB_STATE_RUNNING,
-    JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
-    JobState.FAILED: pb.JOB_STATE_FAILED,
-    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
-}
-_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
 _FORMAT_TO_PB = {"csv": pb.DATASET_FORMAT_CSV, "parquet": pb.DATASET_FORMAT_PARQUET}
 _FORMAT_FROM_PB = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
                    pb.DATASET_FORMAT_PARQUET: "parquet"}
@@ -93,7 +91,7 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
     return pb.TrainingJob(
         job_id=job.job_id, retailer=job.retailer, dataset_id=job.dataset_id,
         model_kind=job.model_kind, hyperparameters=job.hyperparameters, horizon=job.horizon,
-        state=_STATE_TO_PB[job.state], create_time=timestamp(job.created_at),
+        state=STATE_TO_PB[job.state], create_time=timestamp(job.created_at),
         start_time=timestamp(job.started_at), end_time=timestamp(job.ended_at),
         failure_reason=job.failure_reason, model_version=job.model_version, stage=job.stage,
         progress=job.progress, metrics=job.metrics, promote=promote_to_pb(job.promote),
@@ -184,7 +182,7 @@ class ForecastServicer(pb_grpc.ForecastServiceServicer):
 
     async def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
                                context: Any) -> pb.ListTrainingJobsResponse:
-        state = _STATE_FROM_PB.get(request.state)
+        state = STATE_FROM_PB.get(request.state)
         jobs, token = await self._control(self._service.jobs.list, tenant_for(request.retailer),
                                           request.page_size, request.page_token, state)
         return pb.ListTrainingJobsResponse(jobs=[job_to_pb(j) for j in jobs], next_page_token=token)
