@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ScriptedBackend
 from forecast_client import ForecastClient
+from forecast_gateway.backends.base import Backend, TrainingListener, TrainingSpec
 from forecast_gateway.dataplane import Tenant
 from forecast_gateway.dataplane.shadow import QUEUE_BATCHES
 from forecast_gateway.domain import ModelRef, RowColumns
@@ -22,15 +22,32 @@ from forecasting import artifact
 GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v2"
 
 
-class ShadowGatedBackend(ScriptedBackend):
-    """The scripted backend, whose forecasts with version v2 (the shadow) wait for `gate` or
-    raise `shadow_error`; `shadow_calls` counts them."""
+class ShadowGatedBackend(Backend):
+    """Forecasts store_nbr * 1000 + day; those with version v2 (the shadow) wait for `gate` or
+    raise `shadow_error`; `shadow_calls` counts them, `model_events` the loads and unloads."""
+
+    name = "gated"
 
     def __init__(self) -> None:
-        super().__init__()
         self.gate = threading.Event()
         self.shadow_error: Exception | None = None
         self.shadow_calls = 0
+        self.model_events: list[tuple[str, str]] = []
+
+    def submit_training(self, spec: TrainingSpec, listener: TrainingListener) -> None:
+        raise AssertionError("no training here")
+
+    def cancel_training(self, job_id: str) -> bool:
+        return False
+
+    def check_available(self) -> None:
+        pass
+
+    def load_model(self, model: ModelRef) -> None:
+        self.model_events.append(("load", model.version))
+
+    def unload_model(self, model: ModelRef) -> None:
+        self.model_events.append(("unload", model.version))
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         if model.version == "v2":
@@ -38,7 +55,10 @@ class ShadowGatedBackend(ScriptedBackend):
             if self.shadow_error is not None:
                 raise self.shadow_error
             self.gate.wait(30)
-        return super().predict(model, rows)
+        return rows.store_nbr.astype(np.float64) * 1000 + rows.day
+
+    def close(self, reason: str) -> None:
+        pass
 
 
 @pytest.fixture()

@@ -168,6 +168,20 @@ class Backend(abc.ABC):
         answered (a backend may load the version again, or drain before it frees it).
         """
 
+    def load_shadow(self, model: ModelRef) -> None:
+        """Make a version ready to answer beside the live one (promote=shadow), without
+        touching what answers the live requests. The default loads it as any other version
+        (backends that hold several versions of a retailer); a backend that serves one version
+        per retailer (SageMaker's endpoint) gives it a place of its own."""
+        self.load_model(model)
+
+    def unload_shadow(self, model: ModelRef, now_live: bool) -> None:
+        """The version stopped being served in shadow: rejected or replaced, or promoted
+        (`now_live`: `load_model` has loaded it as the live version). The default frees it
+        unless it is live now."""
+        if not now_live:
+            self.unload_model(model)
+
     # -- model registry ----------------------------------------------------------------------
 
     def version_registered(self, model: ModelVersion) -> None:

@@ -131,7 +131,8 @@ class ModelService:
                     model, number, make_live=True, job_update=update)))
             elif decision.policy == "shadow" and self.shadows is not None:  # loaded, then served
                 shadows = self.shadows                                 # beside the live model
-                self._commit(model, lambda: shadows.start(job, model, number, update))
+                self._commit(model, lambda: shadows.start(job, model, number, update),
+                             load=False)
             else:  # kept off the backend too: SetLiveModel loads it if it is ever promoted
                 self._commit(model, lambda: self._s.registry.add_model(
                     model, number, make_live=False, job_update=update), load=False)
@@ -166,9 +167,11 @@ class ModelService:
         with self._publishing(base.retailer):
             model, number = self._install(base.retailer, artifact_dir, True, base.job_id,
                                           base.dataset_id, base.model_kind, base.horizon)
-            if shadow:
-                self._commit(model, lambda: self._s.registry.add_model(
-                    model, number, make_live=False, shadow=True))
+            if shadow:   # loaded beside the live version (its own endpoint on SageMaker)
+                def record() -> None:
+                    self._s.metrics.time_model_load(lambda: self._s.backend.load_shadow(model.ref))
+                    self._s.registry.add_model(model, number, make_live=False, shadow=True)
+                self._commit(model, record, load=False)
             else:
                 self._commit(model, lambda: self._make_live(model.ref, lambda: self._s.registry.add_model(
                     model, number, make_live=True)))

@@ -80,7 +80,7 @@ class ShadowTrials:
                 continue
             try:
                 self._models.artifacts.verify(model.ref, model)
-                self._s.metrics.time_model_load(lambda m=model: self._s.backend.load_model(m.ref))
+                self._s.metrics.time_model_load(lambda m=model: self._s.backend.load_shadow(m.ref))
             except Exception:
                 log.exception("a version in shadow cannot be loaded here; it is not shadowed "
                               "on this gateway", extra={"fields": {
@@ -101,16 +101,16 @@ class ShadowTrials:
 
     def _unload(self, ref: ModelRef) -> None:
         live = self._s.live.get(ref.retailer)
-        if live is None or live.path != ref.path:
-            self._s.backend.unload_model(ref)
+        self._s.backend.unload_shadow(ref, now_live=live is not None and live.path == ref.path)
 
     # -- start -------------------------------------------------------------------------------
 
     def start(self, job: Job, model: ModelVersion, number: int,
               job_update: dict[str, object]) -> None:
-        """Register `model` (already loaded by the backend) in shadow under `job`'s rule; called
-        by `ModelService.publish` under the retailer's publish lock."""
+        """Load `model` beside the live version and register it in shadow under `job`'s rule;
+        called by `ModelService.publish` under the retailer's publish lock."""
         retailer = model.retailer
+        self._s.metrics.time_model_load(lambda: self._s.backend.load_shadow(model.ref))
         earlier = self._s.registry.shadow_versions().get(retailer)
         if earlier:
             self._end_replaced(retailer, earlier, model.version)
@@ -235,9 +235,12 @@ class ShadowTrials:
         try:
             if promote:
                 self._models.artifacts.verify(shadow.ref, shadow)
-                self._s.backend.load_model(shadow.ref)      # loaded already: a no-op mostly
+                # live now: a no-op where several versions are loaded; on SageMaker the
+                # version is deployed to the live endpoint (then its shadow endpoint goes)
+                self._s.backend.load_model(shadow.ref)
                 self._models.switch_live(shadow.ref, record)
                 self.predictor.pointers.pop(retailer, None)
+                self._s.backend.unload_shadow(shadow.ref, now_live=True)
             else:
                 record()
                 self._drop(retailer)

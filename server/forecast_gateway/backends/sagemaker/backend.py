@@ -47,6 +47,7 @@ from forecast_gateway.backends.sagemaker.guardrails import Guardrails
 from forecast_gateway.backends.sagemaker.layout import S3Layout
 from forecast_gateway.backends.sagemaker.model_registry import ModelRegistry
 from forecast_gateway.backends.sagemaker.settings import SageMakerSettings
+from forecast_gateway.backends.sagemaker.shadow_endpoint import ShadowEndpoint
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, ModelVersion, RowColumns
@@ -74,7 +75,7 @@ class _SageMakerJob(QueuedJob):
     handle: _Handle | None = None
 
 
-class SageMakerBackend(Backend):
+class SageMakerBackend(ShadowEndpoint, Backend):
     """Training jobs and endpoints on SageMaker. See the module docstring."""
 
     name = "sagemaker"
@@ -98,6 +99,7 @@ class SageMakerBackend(Backend):
         self._lock = threading.Lock()
         self._serving: dict[str, tuple[Path, Deployment]] = {}   # retailer -> live version
         self._previous: dict[str, tuple[Path, Deployment]] = {}  # the version it replaced
+        self._shadows: dict[str, tuple[Path, Deployment]] = {}   # retailer -> version in shadow
         self._deploy_locks: dict[str, threading.Lock] = {}
         self._available_until = 0.0
         self._pipeline_lock = threading.Lock()
@@ -357,7 +359,7 @@ class SageMakerBackend(Backend):
 
     def _endpoint_for(self, model: ModelRef) -> str:
         with self._lock:
-            for table in (self._serving, self._previous):
+            for table in (self._serving, self._previous, self._shadows):
                 entry = table.get(model.retailer)
                 if entry is not None and entry[0] == model.path:
                     return entry[1].endpoint

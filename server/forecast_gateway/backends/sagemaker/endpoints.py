@@ -63,11 +63,19 @@ def endpoint_name(retailer: str) -> str:
     return f"forecast-{_clean(retailer, 50)}"
 
 
-def deployment(retailer: str, version: str, model_data_url: str) -> Deployment:
-    """Names of the endpoint, config and model serving `version` from `model_data_url`."""
+def shadow_endpoint_name(retailer: str) -> str:
+    """The endpoint of the retailer's version in shadow (promote=shadow), beside its own: a
+    prefix of its own, so no retailer's live endpoint can have the name."""
+    return f"fcshadow-{_clean(retailer, 50)}"
+
+
+def deployment(retailer: str, version: str, model_data_url: str,
+               endpoint: str = "") -> Deployment:
+    """Names of the endpoint (the retailer's, unless named), config and model serving
+    `version` from `model_data_url`."""
     digest = hashlib.sha256(model_data_url.encode()).hexdigest()[:8]
     name = f"{_clean(retailer, 40)}-{_clean(version, 12)}-{digest}"
-    return Deployment(endpoint_name(retailer), name, name)
+    return Deployment(endpoint or endpoint_name(retailer), name, name)
 
 
 def _code(exc: ClientError) -> str:
@@ -110,9 +118,11 @@ class Endpoints:
                            InitialInstanceCount=s.endpoint_instance_count)
         return variant
 
-    def deploy(self, retailer: str, version: str, model_data_url: str) -> Deployment:
-        """Make the retailer's endpoint serve `version`; returns once it is InService."""
-        target = deployment(retailer, version, model_data_url)
+    def deploy(self, retailer: str, version: str, model_data_url: str,
+               endpoint: str = "") -> Deployment:
+        """Make the retailer's endpoint (or `endpoint`) serve `version`; returns once it is
+        InService."""
+        target = deployment(retailer, version, model_data_url, endpoint)
         tags = [{"Key": "retailer", "Value": retailer}, {"Key": "model-version", "Value": version}]
         try:
             self._sm.create_model(
