@@ -231,3 +231,33 @@ def test_bad_rules_over_http_and_the_cli(gw) -> None:
     out = run_forecast("train", "--retailer", "rules", "--dataset-id", "x", "--promote-after",
                        "days=3", target=gateway.target, env=env)
     assert_one_line_error(out, 2, "--promote-after applies only with --promote shadow")
+
+
+def test_the_backends_model_registry_learns_the_trials_decision(tmp_path, gw, gateway_over) -> None:
+    """A trial's decision reaches the backend's model registry as the gate's does
+    (`Backend.version_registered`; on SageMaker the trained version's package is Approved when
+    the challenger is promoted): here a local backend that keeps what it was told."""
+    from forecast_gateway.backends.local import LocalBackend
+
+    class Registering(LocalBackend):
+        def __init__(self) -> None:
+            super().__init__(model_cache_size=8)
+            self.told: list[tuple[str, str, bool]] = []
+
+        def version_registered(self, model) -> None:
+            self.told.append((model.version, model.promotion.policy, model.promotion.promoted))
+
+    backend = Registering()
+    gateway = gateway_over(backend)
+    inproc = SimpleNamespace(gateway=SimpleNamespace(
+        target=gateway.target, api_key=gateway.api_key,
+        data_dir=gateway.server.config.data_dir), tmp=tmp_path, history=gw.history,
+        later=gw.later)
+    gw.history.to_csv(tmp_path / "history.csv", index=False)
+    rule = {"days": 3, "min_cells": 20, "margin": 0.0}
+    client, _ = _start(inproc, "told", POOR_HP, GOOD_HP, rule)
+    assert backend.told == [("v1", "if_better", True), ("v2", "shadow", False)]
+    week = gw.later[gw.later["date"] <= CUT + pd.Timedelta(days=4)]
+    answer = client.append_actuals("told", _csv(week, tmp_path / "told.csv"))
+    assert answer.shadow.state == pb.SHADOW_STATE_PROMOTED, answer.shadow.reason
+    assert backend.told[-1] == ("v2", "shadow", True)

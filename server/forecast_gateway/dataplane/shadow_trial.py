@@ -247,6 +247,10 @@ class ShadowTrials:
         except _Overtaken:
             log.info("the shadow trial was ended by another gateway", extra={"fields": {
                 "retailer": retailer, "model_version": shadow.version}})
+            return
+        # The backend's model registry learns the decision as it learns the gate's (SageMaker:
+        # the trained version's package is Approved when promoted, stays pending otherwise).
+        self._s.backend.version_registered(replace(challenger, promotion=decided))
 
     def on_set_live(self, retailer: str, version: str) -> None:
         """SetLiveModel made `version` live: a trial whose challenger that is ends, promoted
