@@ -57,7 +57,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _end_to_end(workdir: Path) -> dict:
     from forecast_client import ClientConfig, ForecastClient
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     quiet = {"FORECAST_GATEWAY_LOG_LEVEL": "WARNING"}
     on = GatewayProcess(workdir / "auth-on", quiet)

@@ -62,7 +62,7 @@ def train_model(workdir: Path, stores: int, series: int, history_days: int) -> t
 
 
 def _gateway(data_dir: Path, files: Path):
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     return GatewayProcess(data_dir, env={
         "FORECAST_GATEWAY_LOG_LEVEL": "WARNING", "FORECAST_GATEWAY_ALLOW_FILE_URIS": "true",

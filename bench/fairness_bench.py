@@ -43,7 +43,7 @@ STREAM_PATH = "/forecastapi.v1.ForecastService/PredictStream"
 
 
 def _gateway(data_dir: Path):
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     return GatewayProcess(data_dir, env={"FORECAST_GATEWAY_LOG_LEVEL": "WARNING",
                                          "FORECAST_GATEWAY_AUTH": "false"},

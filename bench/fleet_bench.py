@@ -105,7 +105,7 @@ class _Fleet:
     """The SQLite gateway and the three replicas, their keys, the load pool and samplers."""
 
     def __init__(self, pg, url: str, root: Path, artifact: Path):
-        from forecast_gateway.process import GatewayProcess
+        from forecast_gateway.testing.process import GatewayProcess
 
         self.pg, self.url = pg, url
         self.versions = _import(root / "sqlite" / "data", artifact)

@@ -45,8 +45,8 @@ def rate(op, threads: int, seconds: float = OP_S, pg_pids=list) -> dict:
 def registry_ops(url: str, root: Path, updates: int, real: dict, pg_pids=list) -> dict:
     """ListModels, a Train's records and a live switch through `Registry` on `url`."""
     from forecast_gateway.domain import Job, JobState, ModelVersion
-    from forecast_gateway.registry import Registry
     from forecast_gateway.store.database import Database
+    from forecast_gateway.store.registry import Registry
 
     reg = Registry(Database.open(url), root)
     retailers = [f"ops-{t}" for t in range(4)]

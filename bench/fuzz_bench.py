@@ -312,7 +312,7 @@ def bench(model_dir: str, requests: int = 10_000, seed: int = 7) -> dict:
     `model_dir`, with RETAILER's key (an admin key for the admin service)."""
     import tempfile
 
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
         data_dir = Path(tmp) / "data"

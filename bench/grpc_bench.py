@@ -72,7 +72,7 @@ def _columns(frame: pd.DataFrame) -> dict:
 def _gateway(data_dir: Path, module: str = "forecast_gateway.main"):
     """A quiet gateway (or `module`, a stand-in with its flags) on `data_dir`; a context
     manager: started on entry, stopped on exit."""
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     return GatewayProcess(data_dir, env={"FORECAST_GATEWAY_LOG_LEVEL": "WARNING"},
                           log_path=data_dir.parent / f"{module}.log", module=module)

@@ -72,7 +72,7 @@ def run(rows: int, model_dir: str) -> dict:
     from forecast_gateway.backends.local import LocalBackend
     from forecast_gateway.config import GatewayConfig
     from forecast_gateway.dataplane import ForecastService, Tenant
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     from forecasting.forecast import future_rows
     from forecasting.predictor import Predictor

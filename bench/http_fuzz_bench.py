@@ -227,7 +227,7 @@ def bench(model_dir: str, requests: int = 10_000, seed: int = 7) -> dict:
     `model_dir`; the key's presence in its log is checked too."""
     import tempfile
 
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     with tempfile.TemporaryDirectory(prefix="http-fuzz-bench-") as tmp:
         data_dir = Path(tmp) / "data"

@@ -93,7 +93,7 @@ def run() -> dict:
     from forecast_gateway.backends.sagemaker import invoke
     from forecast_gateway.backends.sagemaker.endpoints import endpoint_name
     from forecast_gateway.domain import RowColumns
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
     from moto_server import DUMMY_AWS_ENV, MotoServer
     from sagemaker.local.local_session import LocalSagemakerRuntimeClient
     from sagemaker_helpers import local_mode_containers, local_mode_env

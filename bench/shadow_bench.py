@@ -66,7 +66,7 @@ def _stream(client, retailer: str, cells: pd.DataFrame) -> float:
 def run(stores: int, days: int, max_series: int) -> dict:
     """Measure; returns a flat dict (latencies in ms, rates in rows/s)."""
     from forecast_client import ForecastClient
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     from forecasting import synthetic
 

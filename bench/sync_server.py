@@ -3,7 +3,7 @@ PredictStream code on grpcio's sync server instead of `grpc.aio`.
 
 Both sides run the same `ForecastServicer._predict_unary` / `_predict_chunk` in the same
 predict pool, on the same service, backend and configuration (the gateway's own flags and
-FORECAST_GATEWAY_* variables, so `forecast_gateway.process.GatewayProcess` launches it with
+FORECAST_GATEWAY_* variables, so `forecast_gateway.testing.process.GatewayProcess` launches it with
 `module="bench.sync_server"`); only the server loop differs, with RPC_THREADS threads, one held
 by each open call. Each call is authenticated as the gateway's interceptor does it (the same `Authenticator`,
 principal in the same context variable), so auth costs both sides the same.
@@ -27,15 +27,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import grpc
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
+from forecast_gateway.api.edge import tenant_for
+from forecast_gateway.api.servicer import ForecastServicer
 from forecast_gateway.auth.authenticator import Authenticator
 from forecast_gateway.auth.keys import KeyStore
 from forecast_gateway.auth.principal import PRINCIPAL, UNRESTRICTED
 from forecast_gateway.backends import create_backend
 from forecast_gateway.config import GatewayConfig, load_config
 from forecast_gateway.dataplane import ForecastService
-from forecast_gateway.edge import tenant_for
 from forecast_gateway.server import write_port_file
-from forecast_gateway.servicer import ForecastServicer
 
 RPC_THREADS = 16   # grpcio's sync server holds one per open call
 

@@ -198,7 +198,7 @@ def run(model_dir: str, placements: tuple[str, ...] = PLACEMENTS,
     from forecast_gateway.backends.local import LocalBackend
     from forecast_gateway.config import GatewayConfig
     from forecast_gateway.dataplane import ForecastService, Tenant
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     from bench.fairness_bench import CHUNK_ROWS, _chunk_bytes
     from forecasting.forecast import future_rows

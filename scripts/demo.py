@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "client")]  # works 
 
 from forecast_client import ForecastClient, ForecastClientError, pb
 from forecast_client.progress import JobProgress, ProgressLine
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 
 from forecasting.forecast import future_rows
 

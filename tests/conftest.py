@@ -1,6 +1,6 @@
 """Shared fixtures: a real gateway process on 127.0.0.1 (port 0) and a retailer with a model.
 
-The gateway is `forecast_gateway.process.GatewayProcess` (the launcher the benchmarks and the
+The gateway is `forecast_gateway.testing.process.GatewayProcess` (the launcher the benchmarks and the
 demo use too); every fixture stops what it started.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 from moto_server import DUMMY_AWS_ENV, MotoServer
 from postgres_server import PostgresServer
 from store_engine import ENGINE, database_url_for

@@ -15,8 +15,8 @@ import signal
 import sys
 
 from forecast_gateway.config import GatewayConfig, load_config
-from forecast_gateway.datadir_lock import DataDirInUse
 from forecast_gateway.logs import configure_logging
+from forecast_gateway.store.datadir_lock import DataDirInUse
 
 log = logging.getLogger("forecast_gateway.main")
 

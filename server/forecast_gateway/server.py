@@ -25,21 +25,21 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from forecast_gateway import memory
-from forecast_gateway.admin_servicer import AdminServicer
+from forecast_gateway.api.admin_servicer import AdminServicer
+from forecast_gateway.api.interceptor import ServerInterceptor
+from forecast_gateway.api.monitoring_servicer import MonitoringServicer
+from forecast_gateway.api.reflection import enable_reflection
+from forecast_gateway.api.servicer import ForecastServicer
 from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.authenticator import AUTH_FAILURES, Authenticator
 from forecast_gateway.auth.keys import KeyStore
 from forecast_gateway.backends import create_backend
 from forecast_gateway.backends.base import Backend
 from forecast_gateway.config import GatewayConfig
-from forecast_gateway.datadir_lock import DataDirLock
 from forecast_gateway.dataplane import ForecastService
 from forecast_gateway.http.app import HttpFace
-from forecast_gateway.interceptor import ServerInterceptor
 from forecast_gateway.metrics import StateCollector
-from forecast_gateway.monitoring_servicer import MonitoringServicer
-from forecast_gateway.reflection import enable_reflection
-from forecast_gateway.servicer import ForecastServicer
+from forecast_gateway.store.datadir_lock import DataDirLock
 from forecast_gateway.tls import server_credentials
 
 log = logging.getLogger("forecast_gateway.server")

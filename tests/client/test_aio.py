@@ -26,7 +26,7 @@ from forecast_client import (
 )
 from forecast_client.requests import SDK_ATTEMPTS
 from forecast_client.rows import make_batch
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 
 TERMINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 #: A retailer of its own, so training here never changes acme's live model.

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.docker
 grpc = pytest.importorskip("grpc")
 from forecast_client import ForecastClient
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 
 RETAILER = "dockerco"
 QUICK = {"num_round": "40", "early_stopping_rounds": "10", "max_depth": "6", "nthread": "2"}

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from docker_helpers import backend_containers, future_rows, wait_until
 from forecast_client.rows import make_batch
+from forecast_gateway.api.servicer import rows_from_pb
 from forecast_gateway.backends.docker_backend import DockerBackend
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
-from forecast_gateway.servicer import rows_from_pb
 
 pytestmark = pytest.mark.docker
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.docker
 
 grpc = pytest.importorskip("grpc")
 from forecast_client import ForecastClient, pb
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 
 from forecasting import forecast
 from forecasting.metrics import scores

@@ -17,8 +17,8 @@ import grpc
 import numpy as np
 import pytest
 from forecast_client import ForecastClient, ForecastClientError, pb
-from forecast_gateway.crashpoints import ENV as CRASH_AT
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.crashpoints import ENV as CRASH_AT
+from forecast_gateway.testing.process import GatewayProcess
 from moto_server import MotoServer
 
 PREFIX = "forecast/prod"

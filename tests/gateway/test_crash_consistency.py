@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from forecast_client import ForecastClient, ForecastClientError, pb
-from forecast_gateway.crashpoints import ENV as CRASH_AT
 from forecast_gateway.dataplane import Tenant
-from forecast_gateway.registry import Registry
+from forecast_gateway.store.registry import Registry
+from forecast_gateway.testing.crashpoints import ENV as CRASH_AT
 from store_engine import open_database
 
 from forecasting.predictor import Predictor

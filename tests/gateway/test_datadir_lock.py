@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from forecast_gateway.datadir_lock import DataDirInUse, DataDirLock
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.store.datadir_lock import DataDirInUse, DataDirLock
+from forecast_gateway.testing.process import GatewayProcess
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from store_engine import ENGINE
 

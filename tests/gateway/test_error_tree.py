@@ -9,8 +9,8 @@ import inspect
 import grpc
 import pytest
 from forecast_gateway import errors as gw
+from forecast_gateway.api.interceptor import to_status
 from forecast_gateway.http import status as http
-from forecast_gateway.interceptor import to_status
 
 from forecasting import errors as fe
 from forecasting.container import invocations

@@ -21,7 +21,7 @@ from forecast_client import ForecastClient, ForecastClientError, pb
 from forecast_client.aio import AsyncForecastClient
 from forecast_gateway.backends.local import LocalBackend
 from forecast_gateway.dataplane import Tenant
-from forecast_gateway.storage import Storage
+from forecast_gateway.store.storage import Storage
 
 pytestmark = pytest.mark.slow
 

@@ -33,11 +33,11 @@ from forecast_client import (
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2 as apb
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2_grpc as apb_grpc
 from forecast_client.rows import make_batch
-from forecast_gateway.process import GatewayProcess
 from forecast_gateway.store.database import Database
 from forecast_gateway.store.schema import jobs as jobs_table
 from forecast_gateway.store.schema import models as models_table
 from forecast_gateway.store.schema import retailers as retailers_table
+from forecast_gateway.testing.process import GatewayProcess
 from sagemaker_job import free_port
 from sqlalchemy import select
 

@@ -20,7 +20,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "art
 
 
 def test_malformed_http_gets_json_4xx_and_never_the_key(tmp_path) -> None:
-    from forecast_gateway.process import GatewayProcess
+    from forecast_gateway.testing.process import GatewayProcess
 
     from forecasting.predictor import Predictor
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import requests
 from forecast_client import ForecastClient
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 
 pytestmark = pytest.mark.slow
 

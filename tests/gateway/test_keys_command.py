@@ -14,7 +14,7 @@ import grpc
 import pytest
 from forecast_client import ClientConfig, ForecastClient, ForecastClientError, RetryPolicy
 from forecast_gateway.auth import command
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 from store_engine import database_dump, database_url_for
 
 

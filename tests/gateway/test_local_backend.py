@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 from forecast_client.rows import make_batch
+from forecast_gateway.api.servicer import rows_from_pb
 from forecast_gateway.backends.local import LocalBackend
 from forecast_gateway.domain import ModelRef
-from forecast_gateway.servicer import rows_from_pb
 
 GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures"
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from cli_helpers import assert_one_line_error, run_forecast
 from forecast_client import ForecastClient, ForecastClientError, pb
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 
 from forecasting import forecast
 from forecasting.metrics import scores

@@ -95,8 +95,8 @@ def test_two_replicas_end_one_trial_once_on_both_engines(database_url, tmp_path)
     import time
 
     from forecast_gateway.domain import ModelVersion
-    from forecast_gateway.registry import Registry
     from forecast_gateway.store.database import Database
+    from forecast_gateway.store.registry import Registry
 
     from forecasting.promotion import Decision
 

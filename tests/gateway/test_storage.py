@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.storage import check_retailer
+from forecast_gateway.store.storage import check_retailer
 
 
 @pytest.mark.parametrize("retailer", ["acme", "a", "acme-2_b", "0" * 63])

@@ -16,8 +16,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from forecast_gateway.auth.keys import KeyStore
-from forecast_gateway.monitoring_store import MonitoringStore
-from forecast_gateway.registry import Registry
 from forecast_gateway.store import legacy, schema
 from forecast_gateway.store.database import (
     Database,
@@ -26,6 +24,8 @@ from forecast_gateway.store.database import (
     default_url,
     normalise_url,
 )
+from forecast_gateway.store.monitoring_store import MonitoringStore
+from forecast_gateway.store.registry import Registry
 from sqlalchemy import create_engine, text
 
 RELEASE = Path(__file__).resolve().parent / "fixtures" / "release_3abdd5b"

@@ -18,7 +18,7 @@ from forecast_client import (
     RetryPolicy,
     TlsConfig,
 )
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 from grpc_reflection.v1alpha import reflection_pb2
 
 

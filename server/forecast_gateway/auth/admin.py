@@ -8,8 +8,8 @@ from collections.abc import Callable
 from forecast_gateway.auth.keys import ApiKey, IssuedKey, KeyStore
 from forecast_gateway.auth.principal import Role
 from forecast_gateway.errors import AlreadyExists, NotFound
-from forecast_gateway.registry import Registry
-from forecast_gateway.storage import check_retailer
+from forecast_gateway.store.registry import Registry
+from forecast_gateway.store.storage import check_retailer
 
 
 class KeyAdmin:

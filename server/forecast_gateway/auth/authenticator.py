@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from forecast_gateway.auth.keys import KeyStore
 from forecast_gateway.auth.principal import Principal, Role
 from forecast_gateway.errors import InvalidArgument, Unauthenticated
-from forecast_gateway.storage import check_retailer
+from forecast_gateway.store.storage import check_retailer
 
 BEARER = "bearer "
 CACHE_MAX_ENTRIES = 10_000

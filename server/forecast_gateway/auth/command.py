@@ -27,8 +27,8 @@ from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.keys import ApiKey, IssuedKey, KeyStore
 from forecast_gateway.auth.principal import Role
 from forecast_gateway.config import GatewayConfig, add_arguments, read_values
-from forecast_gateway.registry import Registry
 from forecast_gateway.store.database import Database, default_url, redacted
+from forecast_gateway.store.registry import Registry
 from forecasting.errors import ForecastingError
 
 PROG = "forecast-gateway keys"

@@ -29,10 +29,10 @@ import numpy as np
 
 from forecast_gateway.backends import opt_ml
 from forecast_gateway.backends.base import Backend, TrainingListener, TrainingOutcome, TrainingSpec
+from forecast_gateway.backends.pythonpath import child_pythonpath
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
-from forecast_gateway.process import child_pythonpath
 from forecasting.container.env import OPT_ML_VAR
 from forecasting.wide import WideForecasts
 

@@ -36,11 +36,11 @@ from forecast_gateway.dataplane.shadow import ShadowPredictor
 from forecast_gateway.dataplane.shadow_trial import ShadowTrials
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
-from forecast_gateway.monitoring_store import MonitoringStore, read_actuals
-from forecast_gateway.registry import Registry
-from forecast_gateway.storage import Storage
 from forecast_gateway.store import legacy
 from forecast_gateway.store.database import Database, default_url
+from forecast_gateway.store.monitoring_store import MonitoringStore, read_actuals
+from forecast_gateway.store.registry import Registry
+from forecast_gateway.store.storage import Storage
 
 __all__ = ["ForecastService", "Tenant", "UploadSession"]
 

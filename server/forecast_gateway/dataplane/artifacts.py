@@ -32,12 +32,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forecast_gateway import manifest
-from forecast_gateway.crashpoints import crash_point
 from forecast_gateway.domain import ModelRef, ModelVersion
 from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.registry import Registry
-from forecast_gateway.storage import Storage, check_retailer
+from forecast_gateway.store import manifest
+from forecast_gateway.store.registry import Registry
+from forecast_gateway.store.storage import Storage, check_retailer
+from forecast_gateway.testing.crashpoints import crash_point
 from forecasting.errors import ArtifactError
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from forecast_gateway.domain import JobState
-from forecast_gateway.storage import Storage
+from forecast_gateway.store.storage import Storage
 
 _ID = re.compile(r"^exp-[0-9a-f]{12}$")
 

@@ -29,7 +29,7 @@ from forecast_gateway.dataplane.served import ServedRecorder
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import Dataset, ModelRef, ModelVersion
-from forecast_gateway.monitoring_store import MonitoringStore, read_actuals, write_actuals
+from forecast_gateway.store.monitoring_store import MonitoringStore, read_actuals, write_actuals
 from forecasting import artifact as art
 from forecasting.monitoring import actuals as actuals_lib
 from forecasting.monitoring import drift as drift_lib

@@ -45,14 +45,14 @@ from typing import Any
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forecast_gateway import manifest
 from forecast_gateway.backends.base import CONTENT_TYPES
 from forecast_gateway.backends.sagemaker.aws import create_s3_client
 from forecast_gateway.backends.sagemaker.layout import S3Layout
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import Dataset, ModelRef
 from forecast_gateway.errors import BackendUnavailable, FailedPrecondition
-from forecast_gateway.storage import Storage
+from forecast_gateway.store import manifest
+from forecast_gateway.store.storage import Storage
 from forecasting.errors import ArtifactError
 
 log = logging.getLogger("forecast_gateway.dataplane.object_store")

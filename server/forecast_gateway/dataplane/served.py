@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from forecast_gateway.domain import ModelRef, RowColumns
-from forecast_gateway.monitoring_store import MonitoringStore
+from forecast_gateway.store.monitoring_store import MonitoringStore
 from forecasting.artifact import load_history
 from forecasting.monitoring.actuals import trained_version
 from forecasting.monitoring.live_accuracy import naive_forecasts

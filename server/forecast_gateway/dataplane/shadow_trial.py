@@ -37,7 +37,7 @@ from forecast_gateway.dataplane.shadow import ShadowPredictor
 from forecast_gateway.dataplane.state import SharedState
 from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import Job, ModelRef, ModelVersion
-from forecast_gateway.monitoring_store import MonitoringStore
+from forecast_gateway.store.monitoring_store import MonitoringStore
 from forecasting import promotion
 from forecasting.monitoring.actuals import trained_version
 from forecasting.promotion import Decision

@@ -17,8 +17,8 @@ from forecast_gateway.dataplane.tenant import Tenant
 from forecast_gateway.domain import Dataset, JobState, ModelRef
 from forecast_gateway.errors import BackendUnavailable, NotFound
 from forecast_gateway.metrics import GatewayMetrics
-from forecast_gateway.registry import Registry
-from forecast_gateway.storage import Storage
+from forecast_gateway.store.registry import Registry
+from forecast_gateway.store.storage import Storage
 
 if TYPE_CHECKING:
     from forecast_gateway.dataplane.object_store import ObjectStore

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from forecast_gateway.storage import check_retailer
+from forecast_gateway.store.storage import check_retailer
 
 
 @dataclass(frozen=True)

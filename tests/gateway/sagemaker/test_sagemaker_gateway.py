@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import boto3
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 from moto_server import DUMMY_AWS_ENV, MotoServer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "train.csv"

@@ -17,7 +17,7 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
-from forecast_gateway.process import GatewayProcess
+from forecast_gateway.testing.process import GatewayProcess
 from moto_server import MotoServer
 from sagemaker_helpers import ROOT, local_mode_containers, local_mode_env
 from sagemaker_job import free_port

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forecast_gateway import manifest
 from forecast_gateway.backends.base import (
     CONTENT_TYPES,
     Backend,
@@ -52,6 +51,7 @@ from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, ModelVersion, RowColumns
 from forecast_gateway.errors import BackendUnavailable, FailedPrecondition
+from forecast_gateway.store import manifest
 from forecasting.errors import ArtifactError, UserError
 from forecasting.joblog import FAILURE_REASON_CHARS
 

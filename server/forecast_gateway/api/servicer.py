@@ -19,17 +19,7 @@ import numpy as np
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2_grpc as pb_grpc
 
-from forecast_gateway.dataplane import ForecastService, UploadSession
-from forecast_gateway.domain import (
-    Dataset,
-    Evaluation,
-    Job,
-    MetricsReport,
-    ModelVersion,
-    RowColumns,
-    Scores,
-)
-from forecast_gateway.edge import (
+from forecast_gateway.api.edge import (
     STATE_FROM_PB,
     STATE_TO_PB,
     in_pool,
@@ -37,10 +27,8 @@ from forecast_gateway.edge import (
     tenant_for,
     timestamp,
 )
-from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.export_messages import export_to_pb, format_from_pb
-from forecast_gateway.memory import Releaser
-from forecast_gateway.planning_messages import (
+from forecast_gateway.api.export_messages import export_to_pb, format_from_pb
+from forecast_gateway.api.planning_messages import (
     coverage_to_pb,
     decision_to_pb,
     forecast_to_pb,
@@ -52,7 +40,19 @@ from forecast_gateway.planning_messages import (
     receipts_from_pb,
     turnover_to_pb,
 )
-from forecast_gateway.shadow_messages import promote_after_from_pb, trial_to_pb
+from forecast_gateway.api.shadow_messages import promote_after_from_pb, trial_to_pb
+from forecast_gateway.dataplane import ForecastService, UploadSession
+from forecast_gateway.domain import (
+    Dataset,
+    Evaluation,
+    Job,
+    MetricsReport,
+    ModelVersion,
+    RowColumns,
+    Scores,
+)
+from forecast_gateway.errors import InvalidArgument
+from forecast_gateway.memory import Releaser
 
 T = TypeVar("T")
 

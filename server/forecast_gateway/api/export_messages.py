@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 
+from forecast_gateway.api.edge import STATE_TO_PB, timestamp
 from forecast_gateway.dataplane.export_jobs import ExportJob
-from forecast_gateway.edge import STATE_TO_PB, timestamp
 
 _FORMAT_TO_PB = {"csv": pb.DATASET_FORMAT_CSV, "parquet": pb.DATASET_FORMAT_PARQUET}
 _FORMAT_FROM_PB = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",

@@ -5,13 +5,11 @@ The gateway writes its bound port to `--port-file` once it serves; `start` polls
 against a deadline and fails at once when the process exits first. `stop` is the graceful path
 (SIGTERM: drain, then exit), with SIGKILL when the drain overruns. `api_key(retailer)` and
 `admin_key()` issue keys with the offline `forecast-gateway keys` command, as an operator
-would. `child_pythonpath` is also how the local backend's training children find the gateway's
-code.
+would. The child finds the same gateway code as this process (`backends.pythonpath`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -21,26 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
+from forecast_gateway.backends.pythonpath import child_pythonpath
+
 LOG_TAIL_CHARS = 4000
 POLL_S = 0.05
-# The packages the child imports; their directories go on its PYTHONPATH.
-PACKAGES = ("forecast_gateway", "forecasting", "forecast_client")
-
-
-def child_pythonpath(inherited: str | None = None) -> str:
-    """PYTHONPATH for a child process that must import the same gateway, library and SDK code as
-    this one, even when they are not installed (scripts that extend sys.path themselves): the
-    directories this process imports them from, then `inherited`."""
-    roots: list[str] = []
-    for name in PACKAGES:
-        spec = importlib.util.find_spec(name)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            root = str(Path(location).resolve().parent)
-            if root not in roots:
-                roots.append(root)
-    return os.pathsep.join([*roots, *filter(None, [inherited])])
-
-
 class GatewayProcess:
     """One `python -m forecast_gateway.main` child serving `data_dir` on 127.0.0.1.
 

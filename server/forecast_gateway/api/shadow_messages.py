@@ -9,7 +9,7 @@ import math
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 
-from forecast_gateway.edge import timestamp
+from forecast_gateway.api.edge import timestamp
 
 _STATES = {"running": pb.SHADOW_STATE_RUNNING, "promoted": pb.SHADOW_STATE_PROMOTED,
            "rejected": pb.SHADOW_STATE_REJECTED}

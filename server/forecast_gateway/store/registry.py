@@ -16,7 +16,9 @@ from pathlib import Path
 from sqlalchemy import Connection, and_, func, select
 
 from forecast_gateway.domain import Dataset, ModelVersion
-from forecast_gateway.job_records import (
+from forecast_gateway.store import schema
+from forecast_gateway.store.database import Database
+from forecast_gateway.store.job_records import (
     JobRecords,
     decision,
     decision_json,
@@ -24,8 +26,6 @@ from forecast_gateway.job_records import (
     text,
     update_job_in,
 )
-from forecast_gateway.store import schema
-from forecast_gateway.store.database import Database
 from forecasting.promotion import Decision
 
 LIVE_COUNTER = "live"

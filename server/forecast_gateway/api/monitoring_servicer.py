@@ -13,11 +13,11 @@ from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2 as mpb
 from forecast_client._gen.forecastapi.v1 import monitoring_service_pb2_grpc as mpb_grpc
 
+from forecast_gateway.api.edge import in_pool, receive_upload, tenant_for, timestamp
+from forecast_gateway.api.shadow_messages import comparison_to_pb, trial_to_pb
 from forecast_gateway.dataplane import ForecastService, UploadSession
 from forecast_gateway.dataplane.monitoring import MonitoringReport
-from forecast_gateway.edge import in_pool, receive_upload, tenant_for, timestamp
 from forecast_gateway.errors import InvalidArgument
-from forecast_gateway.shadow_messages import comparison_to_pb, trial_to_pb
 
 _FORMATS = {pb.DATASET_FORMAT_UNSPECIFIED: "", pb.DATASET_FORMAT_CSV: "csv",
             pb.DATASET_FORMAT_PARQUET: "parquet"}

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2 as apb
 from forecast_client._gen.forecastapi.v1 import admin_service_pb2_grpc as apb_grpc
 
+from forecast_gateway.api.edge import in_pool, timestamp
 from forecast_gateway.auth.admin import KeyAdmin
 from forecast_gateway.auth.keys import ApiKey
 from forecast_gateway.auth.principal import Role
-from forecast_gateway.edge import in_pool, timestamp
 from forecast_gateway.errors import InvalidArgument
 
 T = TypeVar("T")

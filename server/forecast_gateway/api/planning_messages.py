@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 
+from forecast_gateway.api.shadow_messages import trial_to_pb
 from forecast_gateway.dataplane.planning import HorizonForecast, Inventory, Receipts, TurnoverReport
 from forecast_gateway.domain import Coverage, RowColumns
-from forecast_gateway.shadow_messages import trial_to_pb
 from forecasting.promotion import Decision
 
 _PROMOTE_TO_PB = {"if_better": pb.PROMOTION_POLICY_IF_BETTER,

@@ -22,7 +22,7 @@ import signal
 ENV = "FORECAST_GATEWAY_TEST_CRASH_AT"
 POINTS = ("publish.staged", "publish.uploaded", "publish.installed")
 
-log = logging.getLogger("forecast_gateway.crashpoints")
+log = logging.getLogger("forecast_gateway.testing.crashpoints")
 
 
 def crash_point(name: str) -> None:
