@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(json.dumps(r))
     if len(results) > 1:
-        one, many = results[0], results[-1]
+        one = min(results, key=lambda r: r["instances"])
+        many = max(results, key=lambda r: r["instances"])
         gap = many["test_rmsle"] - one["test_rmsle"]
         print(f"wall {many['wall_s'] / one['wall_s']:.2f}x, test RMSLE {one['test_rmsle']:.6f} "
               f"-> {many['test_rmsle']:.6f} ({gap:+.6f}, {gap / one['test_rmsle']:+.2%})")
