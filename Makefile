@@ -38,8 +38,8 @@ lint: install
 test: install check-protos
 	$(VENV)/bin/pytest -ra
 	FORECAST_TEST_DATABASE=postgresql $(VENV)/bin/pytest -ra -m "not docker" tests/gateway \
-		--ignore=tests/gateway/sagemaker --deselect tests/gateway/test_fleet.py \
-		--deselect tests/gateway/test_artifact_store_s3.py
+		--ignore=tests/gateway/sagemaker --deselect tests/gateway/dataplane/test_fleet.py \
+		--deselect tests/gateway/store/test_artifact_store_s3.py
 
 bench: install
 	$(PY) -m bench.run_all

@@ -1,7 +1,7 @@
 """The gateway's one schema: registry, API keys, monitoring and the fleet's coordination, as
 SQLAlchemy Core tables. The same tables serve SQLite (the embedded default) and PostgreSQL (a
 fleet); Alembic's revisions under ``migrations/`` create and change them, and this module is
-the head state they reach (``tests/gateway/test_store_migrations.py`` compares the two).
+the head state they reach (``tests/gateway/store/test_store_migrations.py`` compares the two).
 
 Times are epoch seconds (floats); JSON payloads are text. Every table is keyed by retailer
 where it holds a retailer's data, so a lookup names the retailer it may see.

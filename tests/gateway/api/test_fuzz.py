@@ -17,7 +17,7 @@ from bench import fuzz_bench
 
 pytestmark = pytest.mark.slow
 REQUESTS = 2_000
-GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v1"
+GOLDEN = Path(__file__).resolve().parents[2] / "forecasting" / "fixtures" / "artifact_v1"
 
 
 def test_malformed_requests_never_get_internal_or_unknown(tmp_path, gateway_factory) -> None:

@@ -20,7 +20,7 @@ from forecast_gateway.testing.process import GatewayProcess
 from forecasting import forecast
 from forecasting.metrics import scores
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "data" / "sample" / "train.csv"
 FAST_HP = {"num_round": "30", "early_stopping_rounds": "5"}
 CUT = pd.Timestamp("2017-08-01")   # trained on days up to CUT; later days arrive as actuals

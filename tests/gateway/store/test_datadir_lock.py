@@ -1,7 +1,7 @@
 """One gateway per data dir on the embedded SQLite database: a second `forecast-gateway` on the
 same --data-dir exits at once with code 1 and one clear line, and the first keeps serving. The
 lock dies with its process, even after kill -9. (On PostgreSQL replicas share a data dir under
-the database's leases: tests/gateway/test_fleet.py.)"""
+the database's leases: tests/gateway/dataplane/test_fleet.py.)"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v1"
+GOLDEN = Path(__file__).resolve().parents[2] / "forecasting" / "fixtures" / "artifact_v1"
 
 #: What Swagger UI puts where the schema gives no example.
 _BY_TYPE = {"string": "string", "integer": 0, "number": 0, "boolean": True}

@@ -13,7 +13,7 @@ from forecast_gateway.api.servicer import rows_from_pb
 from forecast_gateway.backends.local import LocalBackend
 from forecast_gateway.domain import ModelRef
 
-GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures"
+GOLDEN = Path(__file__).resolve().parents[2] / "forecasting" / "fixtures"
 
 
 def test_cache_is_bounded_and_forgets_dropped_models(tmp_path: Path) -> None:

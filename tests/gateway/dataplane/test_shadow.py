@@ -28,7 +28,7 @@ from forecasting.predictor import Predictor
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "data" / "sample" / "train.csv"
 GOOD_HP = {"num_round": "30", "early_stopping_rounds": "5", "refit": "false"}
 #: A model that cannot beat a good one (as in test_promotion_gate).

@@ -28,7 +28,7 @@ from forecast_gateway.store.monitoring_store import MonitoringStore
 from forecast_gateway.store.registry import Registry
 from sqlalchemy import create_engine, text
 
-RELEASE = Path(__file__).resolve().parent / "fixtures" / "release_3abdd5b"
+RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release_3abdd5b"
 
 
 def test_the_release_befores_files_open_with_every_record(tmp_path) -> None:

@@ -14,7 +14,7 @@ from forecast_gateway.dataplane import Tenant
 
 pytestmark = pytest.mark.slow
 
-GOLDEN_V1 = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v1"
+GOLDEN_V1 = Path(__file__).resolve().parents[2] / "forecasting" / "fixtures" / "artifact_v1"
 
 
 @pytest.fixture(scope="module")

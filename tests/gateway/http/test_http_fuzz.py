@@ -16,7 +16,7 @@ from bench import fuzz_bench, http_fuzz_bench
 
 pytestmark = pytest.mark.slow
 REQUESTS = 2_000
-GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v1"
+GOLDEN = Path(__file__).resolve().parents[2] / "forecasting" / "fixtures" / "artifact_v1"
 
 
 def test_malformed_http_gets_json_4xx_and_never_the_key(tmp_path) -> None:

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 def _in_process_gateway() -> type:
     """conftest's InProcessGateway, for module-scoped gateways (conftest is no package)."""
     spec = importlib.util.spec_from_file_location("gateway_conftest",
-                                                  Path(__file__).with_name("conftest.py"))
+                                                  Path(__file__).resolve().parents[1] / "conftest.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -19,7 +19,7 @@ from forecast_gateway.domain import ModelRef, RowColumns
 
 from forecasting import artifact
 
-GOLDEN = Path(__file__).resolve().parents[1] / "forecasting" / "fixtures" / "artifact_v2"
+GOLDEN = Path(__file__).resolve().parents[2] / "forecasting" / "fixtures" / "artifact_v2"
 
 
 class ShadowGatedBackend(Backend):

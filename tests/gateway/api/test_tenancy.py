@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 def test_retailers_are_isolated(gateway, trained, sample_csv) -> None:
     """Each retailer with its own key: ids of the other retailer are NOT_FOUND in its own scope
-    (naming the other retailer is PERMISSION_DENIED: tests/gateway/test_security.py)."""
+    (naming the other retailer is PERMISSION_DENIED: tests/gateway/api/test_security.py)."""
     with ForecastClient(target=gateway.target, api_key=gateway.api_key("globex")) as client, \
             ForecastClient(target=gateway.target, api_key=gateway.api_key("acme")) as acme:
         other = client.upload_dataset("globex", sample_csv)

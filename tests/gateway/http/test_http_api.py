@@ -17,7 +17,7 @@ from forecast_gateway.http.status import http_status
 
 ROWS = [{"date": "2017-08-16", "store_nbr": 1, "family": "BREAD/BAKERY", "onpromotion": 0},
         {"date": "2017-08-18", "store_nbr": 2, "family": "BREAD/BAKERY", "onpromotion": 3}]
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "train.csv"
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "train.csv"
 
 
 class Http:

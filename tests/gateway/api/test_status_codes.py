@@ -65,7 +65,7 @@ def test_upload_without_header_is_invalid(client) -> None:
 
 
 def test_not_found(client, trained) -> None:
-    # (Another retailer, existing or not, is PERMISSION_DENIED: tests/gateway/test_security.py.)
+    # (Another retailer, existing or not, is PERMISSION_DENIED: tests/gateway/api/test_security.py.)
     assert _code(client.get_job, "acme", "job-000000000000").code == grpc.StatusCode.NOT_FOUND
     err = _code(client.train, "acme", dataset_id="ds-000000000000")
     assert err.code == grpc.StatusCode.NOT_FOUND and "dataset" in err.details
