@@ -28,7 +28,9 @@
     python -m bench.run_all [--small] [--skip-real] [--skip-models] [--skip-intervals]
                             [--skip-sagemaker] [--skip-fleet] [--output FILE]
 
-Only the full run (no options) writes docs/benchmarks.md; a partial one goes to .bench/.
+Only the full run (no options) writes docs/benchmarks.md; a partial one goes to .bench/. Each
+section ends with the machine's 1-minute load average at its start and end and its wall time,
+so a section measured while other work shared the cores says so.
 
 Absolute times on shared 2-core machines are noise; the ratios between sides measured in the
 same run are what to read.
@@ -43,6 +45,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,6 +109,29 @@ def _held(r: dict, side: str) -> str:
     return text
 
 
+class Sections:
+    """Each benchmark's results and markdown, with the machine's load while it ran beside it:
+    on a shared 2-core machine a section measured under other work reads differently."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+        self.results: dict = {}
+
+    def run(self, key: str, title: str, measure: Callable[[], dict],
+            markdown: Callable[[dict], str]) -> dict:
+        print(f"== {title}", flush=True)
+        load_before, started = os.getloadavg()[0], time.perf_counter()
+        result = measure()
+        load_after, seconds = os.getloadavg()[0], time.perf_counter() - started
+        self.results[key] = result
+        note = (f"_The machine while this ran: 1-minute load average {load_before:.1f} at the "
+                f"start and {load_after:.1f} at the end ({os.cpu_count()} CPUs; above that, "
+                f"other work shared them), {seconds:,.0f} s._")
+        self.items.append((title, f"{markdown(result)}\n\n{note}"))
+        print(self.items[-1][1], flush=True)
+        return result
+
+
 def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,97 +157,69 @@ def main(argv: list[str] | None = None) -> int:
     frame = bench_frame(a.small)
     command = "make bench" if not argv else "python -m bench.run_all " + " ".join(argv)
     started = time.perf_counter()
-    sections = []
-    results: dict = {}
+    sections = Sections()
     if not a.skip_real:
         from bench import real_bench
 
-        print("== forecast quality on real retail data", flush=True)
-        results["real"] = real_bench.run()
-        sections.append(("Forecast quality on real retail data",
-                         real_bench.markdown(results["real"])))
-        print(sections[-1][1], flush=True)
+        sections.run("real", "Forecast quality on real retail data",
+                     real_bench.run,
+                     real_bench.markdown)
     with tempfile.TemporaryDirectory(prefix="bench-model-") as model_dir:
-        print("== forecasting core vs mlforecast", flush=True)
-        results["core"] = forecast_bench.run(frame, rounds=a.rounds, keep_dir=model_dir)
-        sections.append(("Forecasting core beside mlforecast", forecast_bench.markdown(
-            results["core"])))
-        print(sections[-1][1], flush=True)
-        print("== the bulk predict beside its XGBoost floor", flush=True)
-        results["predict"] = predict_bench.run(model_dir)
-        sections.append(("The bulk predict beside its XGBoost floor",
-                         predict_bench.markdown(results["predict"])))
-        print(sections[-1][1], flush=True)
-        print("== gRPC gateway vs in process", flush=True)
-        results["grpc"] = grpc_bench.run(a.grpc_rows if not a.small else 20_000, model_dir)
-        sections.append(("gRPC gateway beside in-process calls", grpc_markdown(results["grpc"])))
-        print(sections[-1][1], flush=True)
+        sections.run("core", "Forecasting core beside mlforecast",
+                     lambda: forecast_bench.run(frame, rounds=a.rounds, keep_dir=model_dir),
+                     forecast_bench.markdown)
+        sections.run("predict", "The bulk predict beside its XGBoost floor",
+                     lambda: predict_bench.run(model_dir),
+                     predict_bench.markdown)
+        sections.run("grpc", "gRPC gateway beside in-process calls",
+                     lambda: grpc_bench.run(a.grpc_rows if not a.small else 20_000, model_dir),
+                     grpc_markdown)
         from bench import http_bench
 
-        print("== HTTP/JSON face vs gRPC", flush=True)
-        results["http"] = http_bench.run(min(a.grpc_rows, 200_000) if not a.small else 20_000,
-                                         model_dir)
-        sections.append(("HTTP/JSON face beside gRPC", http_bench.markdown(results["http"])))
-        print(sections[-1][1], flush=True)
-        print("== fairness and memory under bulk streams", flush=True)
-        results["fairness"] = fairness_bench.run(model_dir)
-        sections.append(("Fairness and memory under bulk streams",
-                         fairness_bench.markdown(results["fairness"])))
-        print(sections[-1][1], flush=True)
-        print("== unary tail latency under bulk load", flush=True)
-        results["tail_latency"] = tail_latency_bench.run(model_dir)
-        sections.append(("Unary tail latency under bulk load",
-                         tail_latency_bench.markdown(results["tail_latency"])))
-        print(sections[-1][1], flush=True)
-        print("== fuzzing every RPC", flush=True)
-        results["fuzz"] = fuzz_bench.bench(model_dir)
-        sections.append(("Fuzzing every RPC with malformed requests",
-                         fuzz_bench.markdown(results["fuzz"])))
-        print(sections[-1][1], flush=True)
-        print("== fuzzing the HTTP face", flush=True)
-        results["http_fuzz"] = http_fuzz_bench.bench(model_dir)
-        sections.append(("Fuzzing the HTTP/JSON face with malformed requests",
-                         http_fuzz_bench.markdown(results["http_fuzz"])))
-        print(sections[-1][1], flush=True)
-    print("== authentication overhead", flush=True)
-    results["auth"] = auth_bench.run()
-    sections.append(("Authentication: what the credential check costs a call",
-                     auth_bench.markdown(results["auth"])))
-    print(sections[-1][1], flush=True)
-    print("== monitoring overhead", flush=True)
-    results["monitoring"] = monitoring_bench.run(stores=10 if a.small else 20,
-                                                 rows=100_000 if a.small else 400_000)
-    sections.append(("Monitoring: what recording served forecasts and actuals cost",
-                     monitoring_bench.markdown(results["monitoring"])))
-    print(sections[-1][1], flush=True)
+        sections.run("http", "HTTP/JSON face beside gRPC",
+                     lambda: http_bench.run(
+                         min(a.grpc_rows, 200_000) if not a.small else 20_000, model_dir),
+                     http_bench.markdown)
+        sections.run("fairness", "Fairness and memory under bulk streams",
+                     lambda: fairness_bench.run(model_dir),
+                     fairness_bench.markdown)
+        sections.run("tail_latency", "Unary tail latency under bulk load",
+                     lambda: tail_latency_bench.run(model_dir),
+                     tail_latency_bench.markdown)
+        sections.run("fuzz", "Fuzzing every RPC with malformed requests",
+                     lambda: fuzz_bench.bench(model_dir),
+                     fuzz_bench.markdown)
+        sections.run("http_fuzz", "Fuzzing the HTTP/JSON face with malformed requests",
+                     lambda: http_fuzz_bench.bench(model_dir),
+                     http_fuzz_bench.markdown)
+    sections.run("auth", "Authentication: what the credential check costs a call",
+                 auth_bench.run,
+                 auth_bench.markdown)
+    sections.run("monitoring", "Monitoring: what recording served forecasts and actuals cost",
+                 lambda: monitoring_bench.run(stores=10 if a.small else 20,
+                                              rows=100_000 if a.small else 400_000),
+                 monitoring_bench.markdown)
     if not a.skip_models:
-        print("== model kinds", flush=True)
-        results["models"] = models_bench.run(frame)
-        sections.append(("Model kinds: baseline, XGBoost, LSTM, hybrid",
-                         models_bench.markdown(results["models"])))
-        print(sections[-1][1], flush=True)
+        sections.run("models", "Model kinds: baseline, XGBoost, LSTM, hybrid",
+                     lambda: models_bench.run(frame),
+                     models_bench.markdown)
     if not a.skip_intervals:
-        print("== prediction intervals vs mlforecast", flush=True)
-        results["intervals"] = intervals_bench.run(frame, rounds=a.rounds)
-        sections.append(("Prediction intervals: coverage on the test window",
-                         intervals_bench.markdown(results["intervals"])))
-        print(sections[-1][1], flush=True)
+        sections.run("intervals", "Prediction intervals: coverage on the test window",
+                     lambda: intervals_bench.run(frame, rounds=a.rounds),
+                     intervals_bench.markdown)
     if not a.skip_sagemaker:
         from bench import sagemaker_bench
 
-        print("== SageMaker backend (local mode) vs local backend", flush=True)
-        results["sagemaker"] = sagemaker_bench.run()
-        sections.append(("SageMaker backend beside the local backend",
-                         sagemaker_bench.markdown(results["sagemaker"])))
-        print(sections[-1][1], flush=True)
+        sections.run("sagemaker", "SageMaker backend beside the local backend",
+                     sagemaker_bench.run,
+                     sagemaker_bench.markdown)
     if not a.skip_fleet:
         from bench import fleet_bench
 
-        print("== gateway fleet: replicas on PostgreSQL vs one gateway on SQLite", flush=True)
-        results["fleet"] = fleet_bench.run()
-        sections.append(("Gateway fleet: replicas on PostgreSQL beside one gateway on SQLite",
-                         fleet_bench.markdown(results["fleet"])))
-        print(sections[-1][1], flush=True)
+        sections.run("fleet",
+                     "Gateway fleet: replicas on PostgreSQL beside one gateway on SQLite",
+                     fleet_bench.run,
+                     fleet_bench.markdown)
     header = [
         "# Benchmarks", "",
         (f"Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d}, "
@@ -236,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         "`bench/intervals_bench.py`, `bench/sagemaker_bench.py`, `bench/fleet_bench.py` "
         "(module docstrings)."),
     ]
-    body = [f"\n## {title}\n\n{table}" for title, table in sections]
+    body = [f"\n## {title}\n\n{table}" for title, table in sections.items]
     Path(a.output).write_text("\n".join(header + body) + "\n")
-    Path(a.output).with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    Path(a.output).with_suffix(".json").write_text(json.dumps(sections.results, indent=2,
+                                                              default=str))
     print(f"wrote {a.output}")
     return 0
 
