@@ -69,7 +69,8 @@ class XGBoostMember:
                          max_bin=hp.max_bin, unknown_value=self.unknown_value,
                          objective=self.objective)
         dvalid = _matrix(data, target, valid & known, self.features, ref=dtrain,
-                         unknown_value=self.unknown_value, objective=self.objective)
+                         max_bin=hp.max_bin, unknown_value=self.unknown_value,
+                         objective=self.objective)   # XGBoost refuses a ref of other bins
         data.progress("fit", 0.25)
         history: dict = {}
         self.booster = xgb.train(

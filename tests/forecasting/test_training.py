@@ -60,3 +60,14 @@ def test_sigterm_while_xgboost_reads_feature_chunks_stops_the_job(small_frame, t
         signal.signal(signal.SIGTERM, previous)
     assert code == STOPPED_EXIT_CODE, failure.read_text() if failure.exists() else code
     assert "SIGTERM" in failure.read_text()
+
+
+@pytest.mark.parametrize("refit_method", ["full", "refresh", "continue"])
+def test_any_max_bin_in_its_range_trains(small_frame, refit_method):
+    """max_bin is a declared hyperparameter (2..1024): the validation matrix and the refit bin
+    with the train matrix's cuts, which XGBoost accepts only with the same max_bin."""
+    lines: list[str] = []
+    result = training.train(small_frame, {"num_round": "10", "max_bin": "32",
+                                          "refit_method": refit_method}, log=lines.append)
+    assert result is not None
+    assert any(line.startswith("xgboost: best_iteration=") for line in lines)
