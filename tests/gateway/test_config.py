@@ -80,7 +80,7 @@ def test_keys_and_the_pipeline_read_settings_through_the_gateways_reader(tmp_pat
     import io
 
     from forecast_gateway.auth import command
-    from forecast_gateway.backends.sagemaker import pipeline
+    from forecast_gateway.backends.sagemaker import pipeline_command
     from forecast_gateway.config import from_environ
 
     monkeypatch.setenv("FORECAST_GATEWAY_DATABASE_URL", "mysql://nope")
@@ -99,5 +99,5 @@ def test_keys_and_the_pipeline_read_settings_through_the_gateways_reader(tmp_pat
     with pytest.raises(ValueError, match="sagemaker_instance_count must be positive"):
         from_environ("sagemaker_instance_count")
     with pytest.raises(SystemExit) as exc:
-        pipeline.main(["--role-arn", "arn:aws:iam::1:role/r", "--bucket", "b"])
+        pipeline_command.main(["--role-arn", "arn:aws:iam::1:role/r", "--bucket", "b"])
     assert exc.value.code == 2

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,13 @@ from forecast_gateway.backends.base import (
     TrainingOutcome,
     TrainingSpec,
 )
-from forecast_gateway.backends.sagemaker import executions, invoke, pipeline, shards, training
+from forecast_gateway.backends.sagemaker import invoke, shards, training
 from forecast_gateway.backends.sagemaker.aws import AwsClients, create_clients
 from forecast_gateway.backends.sagemaker.endpoints import Deployment, Endpoints
 from forecast_gateway.backends.sagemaker.guardrails import Guardrails
 from forecast_gateway.backends.sagemaker.layout import S3Layout
 from forecast_gateway.backends.sagemaker.model_registry import ModelRegistry
+from forecast_gateway.backends.sagemaker.pipeline_runs import Handle, PipelineRuns, failed
 from forecast_gateway.backends.sagemaker.settings import SageMakerSettings
 from forecast_gateway.backends.sagemaker.shadow_endpoint import ShadowEndpoint
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
@@ -53,29 +54,16 @@ from forecast_gateway.domain import ModelRef, ModelVersion, RowColumns
 from forecast_gateway.errors import BackendUnavailable, FailedPrecondition
 from forecast_gateway.store import manifest
 from forecasting.errors import ArtifactError, UserError
-from forecasting.joblog import FAILURE_REASON_CHARS
 
 log = logging.getLogger("forecast_gateway.backends.sagemaker")
 
 
-@dataclass
-class _Handle:
-    """Stands where a process backend keeps its Popen: the job's SageMaker name."""
-
-    name: str
-    """The training job's name, or the pipeline execution's ARN."""
-    pipeline: bool = False
-    stop_requested: bool = False
-    stop_sent: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
-
-
 @dataclass(eq=False)
 class _SageMakerJob(QueuedJob):
-    handle: _Handle | None = None
+    handle: Handle | None = None
 
 
-class SageMakerBackend(ShadowEndpoint, Backend):
+class SageMakerBackend(ShadowEndpoint, PipelineRuns, Backend):
     """Training jobs and endpoints on SageMaker. See the module docstring."""
 
     name = "sagemaker"
@@ -173,14 +161,14 @@ class SageMakerBackend(ShadowEndpoint, Backend):
     def _run(self, job: _SageMakerJob) -> TrainingOutcome:
         spec = job.spec
         pipelined = self.settings.train_with == "pipeline"
-        handle = _Handle(training.job_name(spec.retailer, spec.job_id), pipeline=pipelined)
+        handle = Handle(training.job_name(spec.retailer, spec.job_id), pipeline=pipelined)
         if job.launch(lambda: handle) is None:  # type: ignore[arg-type,return-value]
             return job.stopped_outcome()
         job.handle = handle
         try:
             data_uri = self.upload_dataset(spec)
         except (ClientError, BotoCoreError, OSError) as exc:
-            return _failed(f"uploading the dataset to s3://{self.layout.bucket} failed: {exc}")
+            return failed(f"uploading the dataset to s3://{self.layout.bucket} failed: {exc}")
         job.listener.on_started(spec.job_id)
         if pipelined:
             return self._run_pipeline(job, handle, data_uri)
@@ -191,9 +179,9 @@ class SageMakerBackend(ShadowEndpoint, Backend):
                     self.clients.s3, self.layout, spec.retailer, spec.data_path,
                     self.settings.instance_count), "parquet"
             except UserError as exc:
-                return _failed(str(exc))
+                return failed(str(exc))
             except (ClientError, BotoCoreError, OSError) as exc:
-                return _failed(f"uploading the dataset's shards failed: {exc}")
+                return failed(f"uploading the dataset's shards failed: {exc}")
         request = training.job_request(
             self.settings, self.layout, name=handle.name, retailer=spec.retailer,
             job_id=spec.job_id, data_uri=data_uri, data_format=data_format,
@@ -201,11 +189,11 @@ class SageMakerBackend(ShadowEndpoint, Backend):
         try:
             self.clients.sagemaker.create_training_job(**request)
         except ClientError as exc:
-            return _failed(f"CreateTrainingJob refused the job: {exc}")
+            return failed(f"CreateTrainingJob refused the job: {exc}")
         except RuntimeError as exc:  # local mode runs the job inside the call
             if job.stopping:
                 return job.stopped_outcome()
-            return _failed(training.failure_from_output(
+            return failed(training.failure_from_output(
                 self.clients.s3, self.layout, spec.retailer, handle.name)
                 or f"the training job failed: {exc}")
         self._created(job, handle)
@@ -217,61 +205,12 @@ class SageMakerBackend(ShadowEndpoint, Backend):
         if end is None or (job.stopping and end.status != "Completed"):
             return job.stopped_outcome()
         if end.status != "Completed":
-            return _failed(end.reason or training.failure_from_output(
+            return failed(end.reason or training.failure_from_output(
                 self.clients.s3, self.layout, spec.retailer, handle.name)
                 or training.outcome_reason(end, cancelled=False))
         return self._fetch(spec, handle.name)
 
-    def _run_pipeline(self, job: _SageMakerJob, handle: _Handle, data_uri: str) -> TrainingOutcome:
-        """StartPipelineExecution of the clean -> train -> evaluate -> register pipeline."""
-        spec = job.spec
-        hp = dict(spec.hyperparameters)
-        model_kind = hp.pop("model_kind", None)
-        try:
-            self._ensure_pipeline()
-            group = self.registry.ensure_group(spec.retailer)   # the register step's group
-            handle.name = pipeline.start_execution(
-                self.clients.sagemaker, self._pipeline_settings().name, retailer=spec.retailer,
-                input_uri=data_uri, model_kind=model_kind, hyperparameters=hp,
-                display_name=handle.name, model_package_group=group)
-        except UserError as exc:
-            return _failed(f"the pipeline does not take this job: {exc}")
-        except ClientError as exc:  # its text names the call: pipeline, group or execution
-            return _failed(f"the pipeline execution could not start: {exc}")
-        self._created(job, handle)
-        end = executions.follow(self.clients.sagemaker, handle.name, job.listener, spec.job_id,
-                                before_poll=lambda: self._send_stop(job, handle),
-                                poll_max_s=self.settings.poll_max_s, wake=handle.wake,
-                                should_return=lambda: bool(job.close_reason),
-                                first_pause_s=self._first_pause_s)
-        if end is None or (job.stopping and end.status != "Succeeded"):
-            return job.stopped_outcome()
-        if end.status != "Succeeded":
-            return _failed(end.reason or f"the pipeline execution ended {end.status}")
-        if not end.training_job:
-            return _failed("the pipeline execution succeeded without a training job")
-        return self._fetch(spec, end.training_job, end.model_package)
-
-    def _pipeline_settings(self) -> pipeline.PipelineSettings:
-        s = self.settings
-        return pipeline.PipelineSettings(
-            role_arn=s.role_arn, training_image=s.training_image,
-            inference_image=s.inference_image, bucket=s.bucket, prefix=s.prefix,
-            region=self.clients.sagemaker.meta.region_name,
-            processing_instance_type=s.instance_type, training_instance_type=s.instance_type,
-            training_instance_count=s.instance_count, volume_size_gb=s.volume_size_gb,
-            max_runtime_s=s.max_runtime_s)
-
-    def _ensure_pipeline(self) -> None:
-        """CreatePipeline/UpdatePipeline once per gateway process, before the first execution."""
-        with self._pipeline_lock:
-            if self._pipeline_ready:
-                return
-            pipeline.upsert_pipeline(self.clients.sagemaker, self._pipeline_settings(),
-                                     definition=self._pipeline_definition)
-            self._pipeline_ready = True
-
-    def _created(self, job: _SageMakerJob, handle: _Handle) -> None:
+    def _created(self, job: _SageMakerJob, handle: Handle) -> None:
         log.info("training started", extra={"fields": {
             "job_id": job.spec.job_id, "retailer": job.spec.retailer, "sagemaker": handle.name}})
         if job.stopping:  # a cancel or close arrived before the job existed
@@ -283,7 +222,7 @@ class SageMakerBackend(ShadowEndpoint, Backend):
             model_dir = training.fetch_model(self.clients.s3, self.layout, spec.retailer,
                                              training_job, spec.job_dir / "model")
         except ArtifactError as exc:
-            return _failed(str(exc))
+            return failed(str(exc))
         if not self.clients.local_mode:  # local mode has no Model Registry
             self.registry.record_trained(spec.retailer, training_job, model_dir,
                                          training.model_source(model_dir), package)
@@ -302,7 +241,7 @@ class SageMakerBackend(ShadowEndpoint, Backend):
         handle.stop_requested = True
         handle.wake.set()
 
-    def _send_stop(self, job: _SageMakerJob, handle: _Handle) -> None:
+    def _send_stop(self, job: _SageMakerJob, handle: Handle) -> None:
         """Called by the follower before each poll: the stop, once, when one was asked for."""
         if not handle.stop_requested or handle.stop_sent:
             return
@@ -417,6 +356,3 @@ class SageMakerBackend(ShadowEndpoint, Backend):
             for endpoint in endpoints:
                 self._endpoints.delete(endpoint)
 
-
-def _failed(reason: str) -> TrainingOutcome:
-    return TrainingOutcome("failed", failure_reason=reason[:FAILURE_REASON_CHARS])
