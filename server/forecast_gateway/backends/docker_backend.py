@@ -19,7 +19,8 @@
   its container. A retired container keeps answering the requests that resolved the old
   version just before the switch, and is stopped (SIGTERM, gunicorn drains) `drain_s` after
   its last request finished. Containers beyond `model_cache_size` are retired least recently
-  used first; every container is removed on `close`.
+  used first; every container is removed on `close`. `docker_containers.InferenceContainers`
+  keeps them; this module sends the requests.
 
 The gateway reaches the containers on 127.0.0.1 and mounts paths of its own disk, so it runs on
 the Docker host itself (not inside a container with the socket mounted).
@@ -40,20 +41,21 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from forecast_gateway.backends import opt_ml
 from forecast_gateway.backends.base import Backend, TrainingListener, TrainingOutcome, TrainingSpec
+from forecast_gateway.backends.docker_containers import InferenceContainers, Server
 from forecast_gateway.backends.training_queue import QueuedJob, TrainingQueue
 from forecast_gateway.config import GatewayConfig
 from forecast_gateway.domain import ModelRef, RowColumns
 from forecast_gateway.errors import BackendUnavailable
 from forecasting.container.env import MAX_BODY_BYTES
 from forecasting.container.invocations import decode_error, error_message, request_body
-from forecasting.errors import ArtifactError, ForecastRequestError
+from forecasting.errors import ForecastRequestError
 
 log = logging.getLogger("forecast_gateway.backends.docker")
 
@@ -97,23 +99,6 @@ class DockerSettings:
         )
 
 
-# -- serving ---------------------------------------------------------------------------------
-
-@dataclass
-class _Server:
-    """One inference container serving one model version."""
-
-    model: ModelRef
-    container: str
-    port: int = 0
-    ready: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    inflight: int = 0
-    retired: bool = False
-    stopping: bool = False
-    last_used: float = field(default_factory=time.monotonic)
-
-
 class DockerBackend(Backend):
     """Training and prediction in the real containers. See the module docstring."""
 
@@ -122,15 +107,14 @@ class DockerBackend(Backend):
     def __init__(self, settings: DockerSettings, *, training_slots: int = 1,
                  cancel_grace_s: float = 120.0, model_cache_size: int = 8):
         self.settings = settings
-        self._max_servers = model_cache_size
         self._instance = uuid.uuid4().hex[:8]
         self._jobs: TrainingQueue[QueuedJob] = TrainingQueue(
             self._run, self._stop_training, release=self._remove_training, slots=training_slots,
             cancel_grace_s=cancel_grace_s, log=log, thread_name="docker-train",
             join_timeout_s=30.0)
-        self._lock = threading.Lock()  # guards _servers and each _Server's counters
-        self._servers: dict[Path, _Server] = {}
-        self._draining: dict[Path, _Server] = {}  # retired, still answering until stopped
+        self._containers = InferenceContainers(
+            settings, self._docker,
+            lambda: [*self._labels("inference"), *self._user_options()], model_cache_size)
         self._available_until = 0.0
 
     @classmethod
@@ -144,7 +128,7 @@ class DockerBackend(Backend):
         """Name, images and limits, for the start-up log line."""
         return {"backend": self.name, "training_image": self.settings.training_image,
                 "inference_image": self.settings.inference_image,
-                "training_slots": self._jobs.slots, "max_containers": self._max_servers}
+                "training_slots": self._jobs.slots, "max_containers": self._containers.max_servers}
 
     # -- docker CLI --------------------------------------------------------------------------
 
@@ -258,14 +242,11 @@ class DockerBackend(Backend):
     def load_model(self, model: ModelRef) -> None:
         """Start (or reuse) the version's container and wait for /ping. Called before the
         version goes live."""
-        self._release(self._acquire(model))
+        self._containers.release(self._containers.acquire(model))
 
     def unload_model(self, model: ModelRef) -> None:
         """Retire the version's container: it drains, then stops (see the module docstring)."""
-        with self._lock:
-            server = self._servers.get(model.path)
-        if server is not None:
-            self._retire(server)
+        self._containers.unload(model)
 
     def predict(self, model: ModelRef, rows: RowColumns) -> np.ndarray:
         """POST the rows to the version's container, in chunks under the body limit."""
@@ -275,7 +256,7 @@ class DockerBackend(Backend):
                           ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
         """POST the rows with `"levels"` (the container's JSON request); the answers'
         `intervals` are gathered per level. Chunks keep the answer under the body limit too."""
-        server = self._acquire(model)
+        server = self._containers.acquire(model)
         try:
             dates = np.datetime_as_string(np.asarray(rows.day).astype("datetime64[D]"), unit="D")
             out = np.empty(len(rows), dtype=np.float64)
@@ -293,7 +274,7 @@ class DockerBackend(Backend):
                     upper[start:stop] = interval["upper"]
             return out, bounds
         finally:
-            self._release(server)
+            self._containers.release(server)
 
     def _chunks(self, rows: RowColumns, dates: np.ndarray, levels: Sequence[float] = ()):
         """(start, stop, body) with every body, and its answer (one forecast and two bounds
@@ -319,7 +300,7 @@ class DockerBackend(Backend):
             yield start, stop, body
             start = stop
 
-    def _invoke(self, server: _Server, body: bytes) -> dict:
+    def _invoke(self, server: Server, body: bytes) -> dict:
         conn = http.client.HTTPConnection("127.0.0.1", server.port,
                                           timeout=self.settings.request_timeout_s)
         try:
@@ -328,7 +309,7 @@ class DockerBackend(Backend):
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            self._forget_if_dead(server)
+            self._containers.forget_if_dead(server)
             raise BackendUnavailable(f"the inference container of {server.model.retailer}/"
                                      f"{server.model.version} did not answer: {exc}") from exc
         finally:
@@ -341,164 +322,16 @@ class DockerBackend(Backend):
         raise RuntimeError(f"the inference container answered {resp.status}: "
                            f"{error_message(data)}")
 
-    def _acquire(self, model: ModelRef) -> _Server:
-        """The version's ready container with one more request counted on it.
-
-        A retired container that has not begun to stop still answers: a request that resolved
-        the old live version just before a switch must not start that version again.
-        """
-        with self._lock:
-            server = self._servers.get(model.path) or self._draining.get(model.path)
-            starting = server is None
-            if server is None:
-                server = _Server(model, f"rf-serve-{model.retailer}-{model.version}-"
-                                        f"{uuid.uuid4().hex[:6]}"[:120])
-                self._servers[model.path] = server
-            server.inflight += 1
-            server.last_used = time.monotonic()
-        if starting:
-            try:
-                self._start(server)
-            except BaseException as exc:
-                server.error = exc
-                with self._lock:
-                    if self._servers.get(model.path) is server:
-                        del self._servers[model.path]
-                server.ready.set()
-                self._docker("rm", "-f", server.container, check=False)
-                self._release(server)
-                raise
-            finally:
-                server.ready.set()
-            self._evict_over_limit()
-        else:
-            server.ready.wait(self.settings.ping_timeout_s + 60)
-            if server.error is not None:
-                self._release(server)
-                raise server.error
-        return server
-
-    def _release(self, server: _Server) -> None:
-        with self._lock:
-            server.inflight -= 1
-            server.last_used = time.monotonic()
-            stop_now = server.retired and server.inflight == 0
-        if stop_now:
-            self._schedule_stop(server)
-
-    def _start(self, server: _Server) -> None:
-        model_dir = server.model.path.resolve()
-        if not (model_dir / "artifact.json").is_file():
-            raise ArtifactError(f"{model_dir} holds no model artifact (artifact.json)")
-        self._docker(
-            "run", "-d", "--name", server.container, *self._labels("inference"),
-            *self._user_options(),
-            "-v", f"{model_dir}:/opt/ml/model:ro", "-p", "127.0.0.1::8080",
-            "-e", f"SAGEMAKER_MODEL_SERVER_WORKERS={self.settings.serve_workers}",
-            self.settings.inference_image, "serve", timeout=120)
-        out = self._docker("port", server.container, "8080/tcp").stdout.split()
-        if not out:
-            raise BackendUnavailable(f"container {server.container} publishes no port")
-        server.port = int(out[0].rsplit(":", 1)[1])
-        started = time.monotonic()
-        self._wait_for_ping(server)
-        log.info("inference container ready", extra={"fields": {
-            "retailer": server.model.retailer, "model_version": server.model.version,
-            "container": server.container, "port": server.port,
-            "seconds": round(time.monotonic() - started, 2)}})
-
-    def _wait_for_ping(self, server: _Server) -> None:
-        deadline = time.monotonic() + self.settings.ping_timeout_s
-        last = "no answer"
-        while time.monotonic() < deadline:
-            state = self._docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}",
-                                 server.container, check=False).stdout.split()
-            if state and state[0] != "true":
-                tail = self._docker("logs", "--tail", "20", server.container, check=False)
-                text = (tail.stdout + tail.stderr).strip()[-800:]
-                if "cannot load the model" in text:
-                    raise ArtifactError(f"the inference container cannot load "
-                                        f"{server.model.version}: {text}")
-                raise BackendUnavailable(f"the inference container exited with code "
-                                         f"{state[-1]} before /ping answered: {text}")
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
-            try:
-                conn.request("GET", "/ping")
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    return
-                last = f"status {resp.status}"
-            except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                last = f"{type(exc).__name__}"
-            finally:
-                conn.close()
-            time.sleep(0.25)
-        raise BackendUnavailable(f"the inference container of {server.model.version} did not "
-                                 f"answer /ping within {self.settings.ping_timeout_s:.0f} s "
-                                 f"({last})")
-
-    def _retire(self, server: _Server) -> None:
-        """No new requests go to it; stop it once the in-flight ones are done."""
-        with self._lock:
-            if self._servers.get(server.model.path) is server:
-                del self._servers[server.model.path]
-                self._draining[server.model.path] = server
-            server.retired = True
-            idle = server.inflight == 0
-        if idle:
-            self._schedule_stop(server)
-
-    def _schedule_stop(self, server: _Server) -> None:
-        def stop() -> None:
-            with self._lock:
-                if server.inflight or server.stopping:
-                    return  # the last request's release schedules it again
-                server.stopping = True
-                if self._draining.get(server.model.path) is server:
-                    del self._draining[server.model.path]
-            log.info("inference container retired", extra={"fields": {
-                "retailer": server.model.retailer, "model_version": server.model.version,
-                "container": server.container}})
-            self._docker("stop", "-t", "30", server.container, timeout=90, check=False)
-            self._docker("rm", "-f", server.container, check=False)
-
-        timer = threading.Timer(self.settings.drain_s, stop)
-        timer.daemon = True
-        timer.start()
-
-    def _evict_over_limit(self) -> None:
-        with self._lock:
-            idle = sorted((s for s in self._servers.values() if s.inflight == 0),
-                          key=lambda s: s.last_used)
-            excess = len(self._servers) - self._max_servers
-        for server in idle[:max(0, excess)]:
-            self._retire(server)
-
-    def _forget_if_dead(self, server: _Server) -> None:
-        proc = self._docker("inspect", "-f", "{{.State.Running}}", server.container, check=False)
-        if proc.stdout.strip() != "true":
-            with self._lock:
-                for table in (self._servers, self._draining):
-                    if table.get(server.model.path) is server:
-                        del table[server.model.path]
-            self._docker("rm", "-f", server.container, check=False)
-
     def containers(self) -> dict[str, str]:
         """Running inference containers by `retailer/version` (for tests and logs)."""
-        with self._lock:
-            return {f"{s.model.retailer}/{s.model.version}": s.container
-                    for s in self._servers.values()}
+        return self._containers.containers()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self, reason: str) -> None:
         """Fail queued jobs, stop running training containers, remove every container."""
         self._jobs.close(reason)
-        with self._lock:
-            servers = [*self._servers.values(), *self._draining.values()]
-            self._servers, self._draining = {}, {}
-        names = [s.container for s in servers]
+        names = self._containers.take_all()
         if names:
             self._docker("rm", "-f", *names, timeout=120, check=False)
         # Anything this gateway started and lost track of (one being stopped right now).
