@@ -199,12 +199,17 @@ class AsyncForecastClient(AsyncExportMethods):
 
         To stop early, close the iterator (`contextlib.aclosing`); the call is cancelled.
         """
+        async for job in self._watch(self._stub.WatchTrainingJob,
+                                     pb.WatchTrainingJobRequest(retailer=retailer, job_id=job_id)):
+            yield job
+
+    async def _watch(self, method: Callable[..., Any],
+                     request: Any) -> AsyncGenerator[Any, None]:
+        """The `job` of each event of a watch stream (training or export), ending with the
+        stream; closing the iterator cancels the call."""
         metadata = self._metadata()
-        call = self._stub.WatchTrainingJob(
-            pb.WatchTrainingJobRequest(retailer=retailer, job_id=job_id),
-            timeout=self.config.timeouts.stream_s, metadata=metadata,
-            wait_for_ready=self.config.wait_for_ready,
-        )
+        call = method(request, timeout=self.config.timeouts.stream_s, metadata=metadata,
+                      wait_for_ready=self.config.wait_for_ready)
         try:
             async for event in call:
                 yield event.job

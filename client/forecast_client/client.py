@@ -200,12 +200,15 @@ class ForecastClient(FrameMethods, MonitoringMethods, ExportMethods):
 
         Close the generator to stop watching (the call is cancelled).
         """
+        return self._watch(self._stub.WatchTrainingJob,
+                           pb.WatchTrainingJobRequest(retailer=retailer, job_id=job_id))
+
+    def _watch(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
+        """The `job` of each event of a watch stream (training or export), ending with the
+        stream; closing the iterator cancels the call."""
         metadata = self._metadata()
-        call = self._stub.WatchTrainingJob(
-            pb.WatchTrainingJobRequest(retailer=retailer, job_id=job_id),
-            timeout=self.config.timeouts.stream_s, metadata=metadata,
-            wait_for_ready=self.config.wait_for_ready,
-        )
+        call = method(request, timeout=self.config.timeouts.stream_s, metadata=metadata,
+                      wait_for_ready=self.config.wait_for_ready)
         try:
             for event in call:
                 yield event.job

@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import grpc
-
-from forecast_client import requests as _req
 from forecast_client._gen.forecastapi.v1 import forecast_service_pb2 as pb
 from forecast_client.waiting import await_terminal, wait_terminal
 
@@ -52,6 +49,8 @@ class ExportMethods:
 
         def _metadata(self) -> tuple[tuple[str, str], ...]: ...
 
+        def _watch(self, method: Callable[..., Any], request: Any) -> Iterator[Any]: ...
+
     def export_forecasts(self, retailer: str, destination: str, *, days: int,
                          stores: Iterable[int] = (), families: Iterable[str] = (),
                          levels: Iterable[float] = (), model_version: str = "",
@@ -84,18 +83,8 @@ class ExportMethods:
 
     def watch_export(self, retailer: str, export_id: str) -> Iterator[pb.ExportJob]:
         """Yield the export job at each change, ending after its terminal state."""
-        metadata = self._metadata()
-        call = self._stub.WatchExportJob(
-            pb.WatchExportJobRequest(retailer=retailer, export_id=export_id),
-            timeout=self.config.timeouts.stream_s, metadata=metadata,
-            wait_for_ready=self.config.wait_for_ready)
-        try:
-            for event in call:
-                yield event.job
-        except grpc.RpcError as err:
-            raise _req.call_error(err, metadata, self.config.target) from None
-        finally:
-            call.cancel()
+        return self._watch(self._stub.WatchExportJob,
+                           pb.WatchExportJobRequest(retailer=retailer, export_id=export_id))
 
     def wait_for_export(self, retailer: str, export_id: str, *,
                         on_update: Callable[[pb.ExportJob], None] | None = None,
@@ -124,6 +113,9 @@ class AsyncExportMethods:
                          timeout: float | None, *, repeatable: bool = True) -> Any: ...
 
         def _metadata(self) -> tuple[tuple[str, str], ...]: ...
+
+        def _watch(self, method: Callable[..., Any],
+                   request: Any) -> AsyncGenerator[Any, None]: ...
 
     async def export_forecasts(self, retailer: str, destination: str, *, days: int,
                                stores: Iterable[int] = (), families: Iterable[str] = (),
@@ -154,18 +146,9 @@ class AsyncExportMethods:
     async def watch_export(self, retailer: str,
                            export_id: str) -> AsyncGenerator[pb.ExportJob, None]:
         """Yield the export job at each change, ending after its terminal state."""
-        metadata = self._metadata()
-        call = self._stub.WatchExportJob(
-            pb.WatchExportJobRequest(retailer=retailer, export_id=export_id),
-            timeout=self.config.timeouts.stream_s, metadata=metadata,
-            wait_for_ready=self.config.wait_for_ready)
-        try:
-            async for event in call:
-                yield event.job
-        except grpc.RpcError as err:
-            raise _req.call_error(err, metadata, self.config.target) from None
-        finally:
-            call.cancel()
+        async for job in self._watch(self._stub.WatchExportJob, pb.WatchExportJobRequest(
+                retailer=retailer, export_id=export_id)):
+            yield job
 
     async def wait_for_export(self, retailer: str, export_id: str, *,
                               on_update: Callable[[pb.ExportJob], None] | None = None,
