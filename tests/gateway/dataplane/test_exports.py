@@ -255,7 +255,9 @@ def test_an_s3_export_the_store_cannot_write_fails_with_the_reason(
 
 
 def test_a_restart_fails_the_exports_it_cut_off(tmp_path) -> None:
-    """A record left RUNNING (the gateway died) is FAILED at the next start, its file gone."""
+    """A record left RUNNING (the gateway died) is FAILED when that gateway starts again (its
+    --gateway-id: alone on SQLite any id would do; on a shared database only its own records
+    are its to fail), its file gone."""
     from forecast_gateway.dataplane.export_jobs import ExportJob, ExportRecords
     from forecast_gateway.domain import JobState
 
@@ -264,8 +266,9 @@ def test_a_restart_fails_the_exports_it_cut_off(tmp_path) -> None:
     partial.write_bytes(b"half")
     records = ExportRecords(Storage(data))
     records.add(ExportJob("exp-0123456789ab", "acme", "v1", "file:///x.parquet", "parquet", 2,
-                          [], JobState.RUNNING, time.time(), partial=str(partial)))
-    gw = InProcessGateway(data, LocalBackend()).start()
+                          [], JobState.RUNNING, time.time(), partial=str(partial),
+                          owner="gw-exports"))
+    gw = InProcessGateway(data, LocalBackend(), gateway_id="gw-exports").start()
     try:
         with ForecastClient(target=gw.target, api_key=gw.api_key("acme")) as c:
             job = c.get_export("acme", "exp-0123456789ab")
